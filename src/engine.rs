@@ -1,0 +1,475 @@
+//! The imperative shell around the pure core: imports files into the ledger, and assembles
+//! allocations + ledger totals into a [`Reconciliation`] at an instant.
+
+use crate::allocations::Grants;
+use crate::cli_time::rfc3339_in;
+use crate::config::{Centre, Config, FileKind, SourceConfig};
+use crate::ledger::{IngestStats, PullRecord, Store, StoreError};
+use crate::model::{day_date, day_start, local_day, prorate_daily, prorate_window, UnitSeconds};
+use crate::reconcile::{reconcile, AllocationWindow, Bucket, Indicators, Profile, Status};
+use crate::sources::{read_file, FileFormat, InputError, LineError, Parsed, SourceContext};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Failure of an import as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The input cannot be read or interpreted (exit code 2).
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The store failed (exit code 1).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Outcome of importing one file.
+#[derive(Debug)]
+pub struct FileImport {
+    /// The file.
+    pub path: PathBuf,
+    /// Counts.
+    pub stats: IngestStats,
+    /// First rejected lines (all are counted in `stats.rejected`).
+    pub rejections: Vec<LineError>,
+}
+
+/// Import one accounting file for a centre, in one transaction with its bookkeeping.
+pub fn import_file(
+    store: &mut Store,
+    centre: &Centre,
+    path: &Path,
+    kind: FileKind,
+    fields: Option<&str>,
+    now: i64,
+) -> Result<FileImport, ImportError> {
+    let format = match kind {
+        FileKind::Sacct => FileFormat::Sacct { fields: fields.map(str::to_string) },
+        FileKind::Swf => FileFormat::Swf,
+    };
+    let meta = std::fs::metadata(path).map_err(|source| InputError::Io { file: path.display().to_string(), source })?;
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    // A running job without Elapsed is charged up to when the file was written.
+    let observed_at = mtime_ns / 1_000_000_000;
+    let ctx = SourceContext {
+        tz: centre.tz.clone(),
+        default_cluster: centre.clusters[0].clone(),
+        observed_at: if observed_at > 0 { observed_at } else { now },
+    };
+    let mut ingest = store.begin_ingest(&centre.id, &centre.tz)?;
+    let mut failure: Option<StoreError> = None;
+    read_file(path, &format, &ctx, |item| {
+        if failure.is_some() {
+            return;
+        }
+        match item {
+            Ok(Parsed::Job(job)) => {
+                if !centre.clusters.contains(&job.cluster) {
+                    ingest.unknown_cluster(&job.cluster);
+                }
+                if let Err(e) = ingest.upsert(&job) {
+                    failure = Some(e);
+                }
+            }
+            Ok(Parsed::Step) => ingest.skip(true),
+            Ok(Parsed::NotStarted) => ingest.skip(false),
+            Err(e) => ingest.reject(e),
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    let rejections = ingest.rejections().to_vec();
+    let display = path.display().to_string();
+    let pull = PullRecord {
+        centre: centre.id.clone(),
+        source: format!("file:{display}"),
+        started_at: now,
+        window: None,
+        watermark: None,
+        file: Some((display, meta.len() as i64, mtime_ns)),
+    };
+    let stats = ingest.commit(&pull, now)?;
+    Ok(FileImport { path: path.to_path_buf(), stats, rejections })
+}
+
+/// Import every configured file-drop file that is new or changed since its last import.
+/// Returns one result per file looked at; a failing file does not stop the others.
+pub fn pull_file_sources(
+    store: &mut Store,
+    config: &Config,
+    now: i64,
+) -> Vec<(String, PathBuf, Result<Option<FileImport>, ImportError>)> {
+    let mut out = Vec::new();
+    for centre in config.centres.values() {
+        for source in &centre.sources {
+            let SourceConfig::Files { paths, format, fields } = source;
+            for path in expand(paths) {
+                let result = (|| {
+                    let meta = std::fs::metadata(&path)
+                        .map_err(|source| InputError::Io { file: path.display().to_string(), source })?;
+                    let mtime = meta
+                        .modified()
+                        .ok()
+                        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_nanos() as i64)
+                        .unwrap_or(0);
+                    if store.imported_file(&centre.id, &path.display().to_string())? == Some((meta.len() as i64, mtime)) {
+                        return Ok(None);
+                    }
+                    import_file(store, centre, &path, *format, fields.as_deref(), now).map(Some)
+                })();
+                out.push((centre.id.clone(), path, result));
+            }
+        }
+    }
+    out
+}
+
+/// Files named by a source: files as they are, directories as their regular files (sorted).
+fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|f| f.is_file() && !f.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// One allocation's reconciliation, as printed by `check` and served by the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct AllocationReport {
+    /// Centre id.
+    pub centre: String,
+    /// Project id.
+    pub project: String,
+    /// Resource.
+    pub resource: String,
+    /// Committee.
+    pub committee: String,
+    /// Centre-side accounts.
+    pub accounts: Vec<String>,
+    /// First day of the period.
+    pub period_start: String,
+    /// Day after the last day (exclusive).
+    pub period_end: String,
+    /// Initial grant.
+    pub initial_granted_hours: f64,
+    /// Granted at the instant (initial + adjustments to date).
+    pub granted_hours: f64,
+    /// Charged hours in the period to date.
+    pub consumed_hours: f64,
+    /// Expected by the profile.
+    pub expected_hours: f64,
+    /// Granted − consumed.
+    pub remaining_hours: f64,
+    /// Consumed / granted, %.
+    pub consumed_pct: Option<f64>,
+    /// Drift, percentage points of the grant.
+    pub drift_pp: Option<f64>,
+    /// Share of the period elapsed, %.
+    pub elapsed_pct: f64,
+    /// Trailing burn rate.
+    pub burn_rate_hours_per_day: f64,
+    /// Projected exhaustion (RFC 3339, centre offset) or null.
+    pub projected_exhaustion: Option<String>,
+    /// Projected exhaustion in days from the instant, or null.
+    pub projected_exhaustion_days: Option<f64>,
+    /// Hours projected unused at period end.
+    pub projected_unused_hours: f64,
+    /// Status.
+    pub status: Status,
+    /// Reconciliation instant (RFC 3339 UTC).
+    pub at: String,
+    /// Where the allocation was declared.
+    #[serde(skip)]
+    pub origin: String,
+    /// Index into the grants.
+    #[serde(skip)]
+    pub index: usize,
+    /// Raw indicators.
+    #[serde(skip)]
+    pub indicators: Indicators,
+}
+
+/// Usage that no active allocation covers.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OrphanUsage {
+    /// Centre.
+    pub centre: String,
+    /// Cluster.
+    pub cluster: String,
+    /// Account.
+    pub account: String,
+    /// Partition.
+    pub partition: String,
+    /// Resource the partition is charged to, or none when no billing rule maps it.
+    pub resource: Option<String>,
+    /// Jobs with usage in the window.
+    pub jobs: i64,
+    /// Charged hours (core-hours when the partition is unmapped).
+    pub hours: f64,
+}
+
+/// Everything `check` reports at one instant.
+#[derive(Debug, Clone)]
+pub struct Reconciliation {
+    /// The instant, epoch seconds.
+    pub at: i64,
+    /// One entry per allocation, in file order.
+    pub allocations: Vec<AllocationReport>,
+    /// Usage on accounts with no active allocation for that resource (mapped partitions),
+    /// over the trailing orphan window.
+    pub orphans: Vec<OrphanUsage>,
+    /// Usage on partitions no billing rule maps, over the same window.
+    pub unmapped: Vec<OrphanUsage>,
+    /// Start of the orphan window per centre (epoch seconds).
+    pub orphan_window_days: u32,
+}
+
+/// Reconcile every allocation at `at` (epoch seconds).
+pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i64) -> Result<Reconciliation, StoreError> {
+    let linear = Profile::linear();
+    let th = &config.thresholds;
+    let mut reports: Vec<Option<AllocationReport>> = vec![None; grants.allocations.len()];
+    let mut orphans = Vec::new();
+    let mut unmapped = Vec::new();
+    for centre in config.centres.values() {
+        let tz = &centre.tz;
+        let today = local_day(at, tz);
+        let today_start = day_start(today, tz);
+        let orphan_from_day = today - th.orphan_window_days as i32;
+        let mine: Vec<usize> = (0..grants.allocations.len()).filter(|&i| grants.allocations[i].centre == centre.id).collect();
+        let earliest = mine
+            .iter()
+            .map(|&i| crate::model::day_number(grants.allocations[i].period_start))
+            .min()
+            .unwrap_or(orphan_from_day)
+            .min(orphan_from_day);
+        // Which allocations an (account, resource) pair may charge.
+        let mut by_account: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        for &i in &mine {
+            let a = &grants.allocations[i];
+            for acc in &a.accounts {
+                by_account.entry((acc.as_str(), a.resource.as_str())).or_default().push(i);
+            }
+        }
+        let mut buckets: HashMap<usize, Vec<Bucket>> = HashMap::new();
+        let mut stray: BTreeMap<(String, String, String), (Option<String>, f64)> = BTreeMap::new();
+        let mut place = |cluster: &str, account: &str, partition: &str, day: i32, b: Bucket, us: &UnitSeconds| {
+            let Some(rule) = centre.rule_for(cluster, partition) else {
+                if day >= orphan_from_day {
+                    let e = stray.entry((cluster.into(), account.into(), partition.into())).or_insert((None, 0.0));
+                    e.1 += us.cpu as f64 / 3600.0;
+                }
+                return;
+            };
+            let hours = rule.hours(us);
+            let date = day_date(day);
+            let target = by_account.get(&(account, rule.resource.as_str())).and_then(|list| {
+                list.iter().copied().find(|&i| {
+                    let a = &grants.allocations[i];
+                    a.period_start <= date && date < a.period_end
+                })
+            });
+            match target {
+                Some(i) => buckets.entry(i).or_default().push(Bucket { hours, ..b }),
+                None if day >= orphan_from_day => {
+                    let e = stray
+                        .entry((cluster.into(), account.into(), partition.into()))
+                        .or_insert((Some(rule.resource.clone()), 0.0));
+                    e.1 += hours;
+                }
+                None => {}
+            }
+        };
+        for row in store.daily_usage(&centre.id, earliest, today)? {
+            let b = Bucket { start_s: day_start(row.day, tz), end_s: day_start(row.day + 1, tz), hours: 0.0 };
+            place(&row.cluster, &row.account, &row.partition, row.day, b, &row.usage);
+        }
+        // Today up to `at`, exactly, from the jobs themselves.
+        let mut partial: HashMap<(String, String, String), UnitSeconds> = HashMap::new();
+        for job in store.jobs_overlapping(&centre.id, today_start, at)? {
+            let us = prorate_window(&job, today_start, at);
+            partial.entry((job.cluster.clone(), job.account.clone(), job.partition.clone())).or_default().add(&us);
+        }
+        for ((cl, acc, part), us) in &partial {
+            let b = Bucket { start_s: today_start, end_s: at.max(today_start + 1), hours: 0.0 };
+            place(cl, acc, part, today, b, us);
+        }
+        drop(place);
+        if !stray.is_empty() {
+            let counts = store.job_counts(&centre.id, day_start(orphan_from_day, tz), at)?;
+            for ((cluster, account, partition), (resource, hours)) in stray {
+                let jobs = counts.get(&(cluster.clone(), account.clone(), partition.clone())).copied().unwrap_or(0);
+                let o = OrphanUsage { centre: centre.id.clone(), cluster, account, partition, resource: resource.clone(), jobs, hours };
+                if resource.is_some() {
+                    orphans.push(o);
+                } else {
+                    unmapped.push(o);
+                }
+            }
+        }
+        let at_date = jiff::Timestamp::from_second(at).expect("valid instant").to_zoned(tz.clone()).date();
+        for &i in &mine {
+            let a = &grants.allocations[i];
+            let profile = a.profile.as_ref().and_then(|p| config.profiles.get(p)).unwrap_or(&linear);
+            let w = AllocationWindow {
+                start_s: day_start(crate::model::day_number(a.period_start), tz),
+                end_s: day_start(crate::model::day_number(a.period_end), tz),
+                granted_hours: grants.granted_on(i, at_date),
+                profile,
+            };
+            let ind = reconcile(&w, buckets.get(&i).map(Vec::as_slice).unwrap_or(&[]), at, th);
+            reports[i] = Some(AllocationReport {
+                centre: a.centre.clone(),
+                project: a.project.clone(),
+                resource: a.resource.clone(),
+                committee: a.committee.clone(),
+                accounts: a.accounts.clone(),
+                period_start: a.period_start.to_string(),
+                period_end: a.period_end.to_string(),
+                initial_granted_hours: a.granted_hours,
+                granted_hours: ind.granted_hours,
+                consumed_hours: ind.consumed_hours,
+                expected_hours: ind.expected_hours,
+                remaining_hours: ind.remaining_hours,
+                consumed_pct: ind.consumed_pct,
+                drift_pp: ind.drift_pp,
+                elapsed_pct: ind.elapsed_pct,
+                burn_rate_hours_per_day: ind.burn_rate_hours_per_day,
+                projected_exhaustion: ind.projected_exhaustion_s.map(|s| rfc3339_in(s, tz)),
+                projected_exhaustion_days: ind.projected_exhaustion_s.map(|s| (s - at) as f64 / 86400.0),
+                projected_unused_hours: ind.projected_unused_hours,
+                status: ind.status,
+                at: jiff::Timestamp::from_second(at).expect("valid instant").to_string(),
+                origin: a.origin.clone(),
+                index: i,
+                indicators: ind,
+            });
+        }
+    }
+    Ok(Reconciliation {
+        at,
+        allocations: reports.into_iter().flatten().collect(),
+        orphans,
+        unmapped,
+        orphan_window_days: th.orphan_window_days,
+    })
+}
+
+/// Grouping of `usage` rows beyond centre, cluster, account and partition.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UsageGrouping {
+    /// Split by user.
+    pub user: bool,
+    /// Split by centre-local day.
+    pub day: bool,
+}
+
+/// One row of `usage`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UsageRow {
+    /// Centre.
+    pub centre: String,
+    /// Cluster.
+    pub cluster: String,
+    /// Account.
+    pub account: String,
+    /// Partition.
+    pub partition: String,
+    /// User (when grouped by user).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Day (when grouped by day).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
+    /// Jobs with usage in the window (group).
+    pub jobs: i64,
+    /// CPU-seconds in the window.
+    pub cpu_seconds: i64,
+    /// GPU-seconds.
+    pub gpu_seconds: i64,
+    /// Billing-seconds.
+    pub billing_seconds: i64,
+    /// Resource the partition is charged to, if a billing rule maps it.
+    pub resource: Option<String>,
+    /// Charged hours under that rule.
+    pub charged_hours: Option<f64>,
+}
+
+/// Raw ledger usage apportioned to `[from, to)` (local dates of each centre; open ends allowed).
+pub fn usage(
+    config: &Config,
+    store: &mut Store,
+    centre_filter: Option<&str>,
+    from: Option<jiff::civil::Date>,
+    to: Option<jiff::civil::Date>,
+    grouping: UsageGrouping,
+) -> Result<Vec<UsageRow>, StoreError> {
+    type Key = (String, String, String, String, Option<String>, Option<i32>);
+    let mut out = Vec::new();
+    for centre in config.centres.values() {
+        if centre_filter.is_some_and(|c| c != centre.id) {
+            continue;
+        }
+        let tz = &centre.tz;
+        let from_s = from.map(|d| day_start(crate::model::day_number(d), tz)).unwrap_or(i64::MIN / 4);
+        let to_s = to.map(|d| day_start(crate::model::day_number(d), tz)).unwrap_or(i64::MAX / 4);
+        let mut groups: BTreeMap<Key, (i64, UnitSeconds)> = BTreeMap::new();
+        for job in store.jobs_overlapping(&centre.id, from_s, to_s)? {
+            let user = grouping.user.then(|| job.user.clone());
+            let base = (centre.id.clone(), job.cluster.clone(), job.account.clone(), job.partition.clone(), user);
+            if grouping.day {
+                for (day, us) in prorate_daily(&job, tz) {
+                    let ds = day_start(day, tz);
+                    if ds < from_s || ds >= to_s {
+                        continue;
+                    }
+                    let e = groups.entry((base.0.clone(), base.1.clone(), base.2.clone(), base.3.clone(), base.4.clone(), Some(day))).or_default();
+                    e.0 += 1;
+                    e.1.add(&us);
+                }
+            } else {
+                let us = prorate_window(&job, from_s, to_s);
+                let e = groups.entry((base.0, base.1, base.2, base.3, base.4, None)).or_default();
+                e.0 += 1;
+                e.1.add(&us);
+            }
+        }
+        for ((c, cluster, account, partition, user, day), (jobs, us)) in groups {
+            let rule = centre.rule_for(&cluster, &partition);
+            out.push(UsageRow {
+                centre: c,
+                cluster,
+                account,
+                partition,
+                user,
+                day: day.map(|d| day_date(d).to_string()),
+                jobs,
+                cpu_seconds: us.cpu,
+                gpu_seconds: us.gpu,
+                billing_seconds: us.billing,
+                resource: rule.map(|r| r.resource.clone()),
+                charged_hours: rule.map(|r| r.hours(&us)),
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,689 @@
+//! The ledger: an embedded SQLite store (WAL) of charged usage.
+//!
+//! - `jobs` holds one row per job run, keyed by (centre, cluster, JobIDRaw, start): seeing a
+//!   record again replaces it, so nothing is ever counted twice.
+//! - `usage_daily` holds unit-seconds per centre-local day × cluster × account × partition.
+//!   It is maintained incrementally in the same transaction as `jobs`: replacing a job
+//!   subtracts its old daily shares and adds the new ones (exact integer arithmetic).
+//! - `pulls` and `imported_files` record every import and pull in that same transaction, so a
+//!   crash leaves either all of an import or none of it.
+//!
+//! Billing rules are applied when reading (unit-seconds are stored), so a corrected rule
+//! re-charges history without re-importing.
+
+use crate::model::{prorate_daily, DayNumber, JobRecord, UnitSeconds, Units};
+use jiff::tz::TimeZone;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: the ledger and its bookkeeping.
+    r#"
+    CREATE TABLE names (
+        id   INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE jobs (
+        centre      INTEGER NOT NULL,
+        cluster     INTEGER NOT NULL,
+        job_id_raw  INTEGER NOT NULL,
+        start       INTEGER NOT NULL,
+        account     INTEGER NOT NULL,
+        partition   INTEGER NOT NULL,
+        user        INTEGER NOT NULL,
+        end         INTEGER NOT NULL,
+        elapsed     INTEGER NOT NULL,
+        cpus        INTEGER NOT NULL,
+        gpus        INTEGER NOT NULL,
+        billing     INTEGER NOT NULL,
+        nodes       INTEGER NOT NULL,
+        provisional INTEGER NOT NULL,
+        PRIMARY KEY (centre, cluster, job_id_raw, start)
+    ) WITHOUT ROWID;
+    CREATE INDEX jobs_by_end ON jobs (centre, end);
+    CREATE TABLE usage_daily (
+        centre    INTEGER NOT NULL,
+        day       INTEGER NOT NULL,
+        cluster   INTEGER NOT NULL,
+        account   INTEGER NOT NULL,
+        partition INTEGER NOT NULL,
+        jobs      INTEGER NOT NULL,
+        cpu_s     INTEGER NOT NULL,
+        gpu_s     INTEGER NOT NULL,
+        billing_s INTEGER NOT NULL,
+        node_s    INTEGER NOT NULL,
+        PRIMARY KEY (centre, day, cluster, account, partition)
+    ) WITHOUT ROWID;
+    CREATE TABLE pulls (
+        id           INTEGER PRIMARY KEY,
+        centre       TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        started_at   INTEGER NOT NULL,
+        finished_at  INTEGER NOT NULL,
+        ok           INTEGER NOT NULL,
+        window_start INTEGER,
+        window_end   INTEGER,
+        records      INTEGER NOT NULL DEFAULT 0,
+        inserted     INTEGER NOT NULL DEFAULT 0,
+        replaced     INTEGER NOT NULL DEFAULT 0,
+        unchanged    INTEGER NOT NULL DEFAULT 0,
+        rejected     INTEGER NOT NULL DEFAULT 0,
+        error        TEXT
+    );
+    CREATE INDEX pulls_by_centre ON pulls (centre, started_at);
+    CREATE TABLE rejections (
+        pull_id INTEGER NOT NULL REFERENCES pulls(id),
+        file    TEXT NOT NULL,
+        line    INTEGER NOT NULL,
+        field   TEXT,
+        reason  TEXT NOT NULL
+    );
+    CREATE TABLE imported_files (
+        centre      TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        mtime_ns    INTEGER NOT NULL,
+        pull_id     INTEGER NOT NULL REFERENCES pulls(id),
+        PRIMARY KEY (centre, path)
+    );
+    CREATE TABLE watermarks (
+        centre       TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        watermark    INTEGER NOT NULL,
+        last_success INTEGER NOT NULL,
+        PRIMARY KEY (centre, source)
+    );
+    "#,
+];
+
+/// Rejected lines kept per pull (all are counted; the first ones are kept for inspection).
+pub const KEPT_REJECTIONS: usize = 100;
+
+/// Store errors (SQLite), with the file they concern.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("store {path}: {source}")]
+    Sqlite {
+        /// Store file.
+        path: String,
+        /// Cause.
+        source: rusqlite::Error,
+    },
+    /// The file is not a store this version can use.
+    #[error("store {path}: {message}")]
+    Incompatible {
+        /// Store file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The ledger store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    names: HashMap<String, i64>,
+}
+
+/// What an ingest did with its records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Job records offered.
+    pub records: u64,
+    /// Newly stored.
+    pub inserted: u64,
+    /// Replaced an earlier record of the same run (corrected, or a running job updated).
+    pub replaced: u64,
+    /// Identical to what was stored: nothing to do.
+    pub unchanged: u64,
+    /// Rejected lines.
+    pub rejected: u64,
+    /// Job steps skipped.
+    pub steps: u64,
+    /// Jobs that never started (nothing to charge).
+    pub not_started: u64,
+    /// Records of clusters the centre does not list, by cluster.
+    pub unknown_clusters: std::collections::BTreeMap<String, u64>,
+}
+
+/// Bookkeeping written with an ingest's records, in the same transaction.
+#[derive(Debug, Clone)]
+pub struct PullRecord {
+    /// Centre id.
+    pub centre: String,
+    /// Source description (`import:<file>`, `files:<path>`, `sacct`, …).
+    pub source: String,
+    /// Start of the pull, epoch seconds.
+    pub started_at: i64,
+    /// Window pulled, if the source has one.
+    pub window: Option<(i64, i64)>,
+    /// New watermark of the source, if it keeps one.
+    pub watermark: Option<i64>,
+    /// Imported file fingerprint (path, size, mtime ns) for file drops.
+    pub file: Option<(String, i64, i64)>,
+}
+
+fn sq(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sqlite { path: path.display().to_string(), source }
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate the store.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Incompatible {
+                    path: path.display().to_string(),
+                    message: format!("cannot create directory {}: {e}", dir.display()),
+                })?;
+            }
+        }
+        let conn = Connection::open(path).map_err(sq(path))?;
+        // WAL: readers never block the writer; synchronous=NORMAL in WAL mode keeps every
+        // committed transaction across a process crash (kill -9), losing at most the last
+        // ones on power loss, never corrupting.
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sq(path))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(sq(path))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Incompatible {
+                path: path.display().to_string(),
+                message: format!("cannot switch to WAL journal (got {mode})"),
+            });
+        }
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;")
+            .map_err(sq(path))?;
+        let mut store = Store { conn, path: path.to_path_buf(), names: HashMap::new() };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        sq(&self.path)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(self.err())?;
+        if version as usize > MIGRATIONS.len() {
+            return Err(StoreError::Incompatible {
+                path: self.path.display().to_string(),
+                message: format!(
+                    "schema version {version} is newer than this allocwatch knows ({}); upgrade allocwatch",
+                    MIGRATIONS.len()
+                ),
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let path = self.path.clone();
+            let tx = self.conn.transaction().map_err(sq(&path))?;
+            tx.execute_batch(sql).map_err(sq(&path))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(sq(&path))?;
+            tx.commit().map_err(sq(&path))?;
+        }
+        Ok(())
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Look up an interned name without creating it.
+    fn name_id(&mut self, name: &str) -> Result<Option<i64>, StoreError> {
+        if let Some(&id) = self.names.get(name) {
+            return Ok(Some(id));
+        }
+        let path = self.path.clone();
+        let id: Option<i64> = self
+            .conn
+            .query_row("SELECT id FROM names WHERE name = ?1", [name], |r| r.get(0))
+            .optional()
+            .map_err(sq(&path))?;
+        if let Some(id) = id {
+            self.names.insert(name.to_string(), id);
+        }
+        Ok(id)
+    }
+
+    /// All interned names by id.
+    fn names_by_id(&self) -> Result<HashMap<i64, String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT id, name FROM names").map_err(self.err())?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Begin an ingest for a centre: everything it stores, and its bookkeeping, commits
+    /// together in [`Ingest::commit`] or not at all.
+    pub fn begin_ingest(&mut self, centre: &str, tz: &TimeZone) -> Result<Ingest<'_>, StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(sq(&path))?;
+        let mut ingest = Ingest {
+            tx,
+            path,
+            tz: tz.clone(),
+            centre_id: 0,
+            names: &mut self.names,
+            new_names: HashMap::new(),
+            deltas: HashMap::new(),
+            stats: IngestStats::default(),
+            rejections: Vec::new(),
+        };
+        ingest.centre_id = ingest.intern(centre)?;
+        Ok(ingest)
+    }
+
+    /// Fingerprint under which a file was last imported for a centre.
+    pub fn imported_file(&self, centre: &str, path: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT size, mtime_ns FROM imported_files WHERE centre = ?1 AND path = ?2",
+                params![centre, path],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// Record a failed pull (nothing else is written; watermarks do not move).
+    pub fn record_failed_pull(&mut self, pull: &PullRecord, error: &str, now: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO pulls (centre, source, started_at, finished_at, ok, window_start, window_end, error)
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7)",
+                params![pull.centre, pull.source, pull.started_at, now, pull.window.map(|w| w.0), pull.window.map(|w| w.1), error],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Unit-seconds per (day, cluster, account, partition) for a centre over days
+    /// `[from_day, to_day)`.
+    pub fn daily_usage(&mut self, centre: &str, from_day: DayNumber, to_day: DayNumber) -> Result<Vec<DailyRow>, StoreError> {
+        let Some(cid) = self.name_id(centre)? else { return Ok(Vec::new()) };
+        let names = self.names_by_id()?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s FROM usage_daily
+                 WHERE centre = ?1 AND day >= ?2 AND day < ?3",
+            )
+            .map_err(sq(&self.path))?;
+        let rows = stmt
+            .query_map(params![cid, from_day, to_day], |r| {
+                Ok((
+                    r.get::<_, i32>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    UnitSeconds { cpu: r.get(5)?, gpu: r.get(6)?, billing: r.get(7)?, node: r.get(8)? },
+                ))
+            })
+            .map_err(sq(&self.path))?;
+        let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
+        let mut out = Vec::new();
+        for row in rows {
+            let (day, cl, acc, part, jobs, us) = row.map_err(sq(&self.path))?;
+            out.push(DailyRow { day, cluster: name(cl), account: name(acc), partition: name(part), jobs, usage: us });
+        }
+        Ok(out)
+    }
+
+    /// Jobs of a centre whose window overlaps `[from, to)` (zero-length jobs starting in it
+    /// included).
+    pub fn jobs_overlapping(&mut self, centre: &str, from: i64, to: i64) -> Result<Vec<JobRecord>, StoreError> {
+        let Some(cid) = self.name_id(centre)? else { return Ok(Vec::new()) };
+        let names = self.names_by_id()?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT cluster, job_id_raw, start, account, partition, user, end, elapsed, cpus, gpus, billing, nodes, provisional
+                 FROM jobs WHERE centre = ?1 AND end >= ?2 AND start < ?3",
+            )
+            .map_err(sq(&self.path))?;
+        let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
+        let rows = stmt
+            .query_map(params![cid, from, to], |r| {
+                Ok(JobRecord {
+                    cluster: name(r.get(0)?),
+                    job_id_raw: r.get::<_, i64>(1)? as u64,
+                    job_id: r.get::<_, i64>(1)?.to_string(),
+                    start_s: r.get(2)?,
+                    account: name(r.get(3)?),
+                    partition: name(r.get(4)?),
+                    user: name(r.get(5)?),
+                    end_s: r.get(6)?,
+                    elapsed_s: r.get(7)?,
+                    units: Units {
+                        cpus: r.get::<_, i64>(8)? as u64,
+                        gpus: r.get::<_, i64>(9)? as u64,
+                        billing: r.get::<_, i64>(10)? as u64,
+                        nodes: r.get::<_, i64>(11)? as u64,
+                    },
+                    provisional: r.get::<_, i64>(12)? != 0,
+                })
+            })
+            .map_err(sq(&self.path))?;
+        let mut out = Vec::new();
+        for j in rows {
+            let j = j.map_err(sq(&self.path))?;
+            if j.end_s > from || (j.end_s == j.start_s && j.start_s >= from) {
+                out.push(j);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Jobs per (cluster, account, partition) of a centre whose window overlaps `[from, to)`.
+    pub fn job_counts(&mut self, centre: &str, from: i64, to: i64) -> Result<HashMap<(String, String, String), i64>, StoreError> {
+        let Some(cid) = self.name_id(centre)? else { return Ok(HashMap::new()) };
+        let names = self.names_by_id()?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT cluster, account, partition, COUNT(*) FROM jobs
+                 WHERE centre = ?1 AND end >= ?2 AND start < ?3 AND (end > ?2 OR end = start)
+                 GROUP BY cluster, account, partition",
+            )
+            .map_err(sq(&self.path))?;
+        let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
+        let rows = stmt
+            .query_map(params![cid, from, to], |r| {
+                Ok(((name(r.get(0)?), name(r.get(1)?), name(r.get(2)?)), r.get::<_, i64>(3)?))
+            })
+            .map_err(sq(&self.path))?;
+        rows.collect::<Result<_, _>>().map_err(sq(&self.path))
+    }
+
+    /// Number of stored job runs (all centres).
+    pub fn job_count(&self) -> Result<i64, StoreError> {
+        self.conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0)).map_err(self.err())
+    }
+
+    /// Last successful pull per (centre, source) and the latest pull outcome.
+    pub fn feeds(&self) -> Result<Vec<FeedState>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT centre, source,
+                        MAX(CASE WHEN ok = 1 THEN finished_at END),
+                        MAX(finished_at),
+                        SUM(CASE WHEN ok = 0 THEN 1 ELSE 0 END),
+                        SUM(records), SUM(rejected)
+                 FROM pulls GROUP BY centre, source ORDER BY centre, source",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(FeedState {
+                    centre: r.get(0)?,
+                    source: r.get(1)?,
+                    last_success: r.get(2)?,
+                    last_attempt: r.get(3)?,
+                    failures: r.get(4)?,
+                    records: r.get(5)?,
+                    rejected: r.get(6)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+}
+
+/// One row of the daily usage table, with names resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyRow {
+    /// Centre-local day.
+    pub day: DayNumber,
+    /// Cluster.
+    pub cluster: String,
+    /// Account.
+    pub account: String,
+    /// Partition.
+    pub partition: String,
+    /// Jobs with a share on that day.
+    pub jobs: i64,
+    /// Unit-seconds booked on that day.
+    pub usage: UnitSeconds,
+}
+
+/// Pull history of one feed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FeedState {
+    /// Centre id.
+    pub centre: String,
+    /// Source description.
+    pub source: String,
+    /// Last successful pull, epoch seconds.
+    pub last_success: Option<i64>,
+    /// Last attempt.
+    pub last_attempt: Option<i64>,
+    /// Failed pulls.
+    pub failures: i64,
+    /// Records ingested over all pulls.
+    pub records: i64,
+    /// Rejected lines over all pulls.
+    pub rejected: i64,
+}
+
+type DeltaKey = (DayNumber, i64, i64, i64);
+
+/// An ingest in progress: one SQLite transaction.
+pub struct Ingest<'s> {
+    tx: Transaction<'s>,
+    path: PathBuf,
+    tz: TimeZone,
+    centre_id: i64,
+    names: &'s mut HashMap<String, i64>,
+    /// Names created in this transaction: only published to the cache on commit.
+    new_names: HashMap<String, i64>,
+    deltas: HashMap<DeltaKey, (i64, UnitSeconds)>,
+    stats: IngestStats,
+    rejections: Vec<crate::sources::LineError>,
+}
+
+impl<'s> Ingest<'s> {
+    fn intern(&mut self, name: &str) -> Result<i64, StoreError> {
+        if let Some(&id) = self.names.get(name).or_else(|| self.new_names.get(name)) {
+            return Ok(id);
+        }
+        let id: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT id FROM names WHERE name = ?1")
+            .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
+            .map_err(sq(&self.path))?;
+        let id = match id {
+            Some(id) => {
+                self.names.insert(name.to_string(), id);
+                id
+            }
+            None => {
+                self.tx
+                    .prepare_cached("INSERT INTO names (name) VALUES (?1)")
+                    .and_then(|mut s| s.execute([name]))
+                    .map_err(sq(&self.path))?;
+                let id = self.tx.last_insert_rowid();
+                self.new_names.insert(name.to_string(), id);
+                id
+            }
+        };
+        Ok(id)
+    }
+
+    fn book(&mut self, job: &JobRecord, cluster: i64, account: i64, partition: i64, sign: i64) {
+        for (day, us) in prorate_daily(job, &self.tz) {
+            let e = self.deltas.entry((day, cluster, account, partition)).or_default();
+            e.0 += sign;
+            if sign > 0 {
+                e.1.add(&us);
+            } else {
+                e.1.sub(&us);
+            }
+        }
+    }
+
+    /// Count a rejected line (the first [`KEPT_REJECTIONS`] are kept).
+    pub fn reject(&mut self, e: crate::sources::LineError) {
+        self.stats.rejected += 1;
+        if self.rejections.len() < KEPT_REJECTIONS {
+            self.rejections.push(e);
+        }
+    }
+
+    /// Count a job step or a never-started job.
+    pub fn skip(&mut self, step: bool) {
+        if step {
+            self.stats.steps += 1;
+        } else {
+            self.stats.not_started += 1;
+        }
+    }
+
+    /// Note a record from a cluster the centre does not list (it is still charged).
+    pub fn unknown_cluster(&mut self, cluster: &str) {
+        *self.stats.unknown_clusters.entry(cluster.to_string()).or_default() += 1;
+    }
+
+    /// Store a job record, replacing an earlier record of the same run.
+    pub fn upsert(&mut self, job: &JobRecord) -> Result<(), StoreError> {
+        self.stats.records += 1;
+        let cluster = self.intern(&job.cluster)?;
+        let account = self.intern(&job.account)?;
+        let partition = self.intern(&job.partition)?;
+        let user = self.intern(&job.user)?;
+        let raw = i64::try_from(job.job_id_raw).unwrap_or(i64::MAX);
+        let old = self
+            .tx
+            .prepare_cached(
+                "SELECT account, partition, user, end, elapsed, cpus, gpus, billing, nodes, provisional FROM jobs
+                 WHERE centre = ?1 AND cluster = ?2 AND job_id_raw = ?3 AND start = ?4",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![self.centre_id, cluster, raw, job.start_s], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                        [r.get::<_, i64>(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
+                        r.get::<_, i64>(9)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(sq(&self.path))?;
+        let units = [job.units.cpus as i64, job.units.gpus as i64, job.units.billing as i64, job.units.nodes as i64];
+        if let Some((oacc, opart, ouser, oend, oelapsed, ounits, oprov)) = old {
+            if (oacc, opart, ouser, oend, oelapsed, ounits, oprov) == (account, partition, user, job.end_s, job.elapsed_s, units, job.provisional as i64) {
+                self.stats.unchanged += 1;
+                return Ok(());
+            }
+            let previous = JobRecord {
+                end_s: oend,
+                elapsed_s: oelapsed,
+                units: Units { cpus: ounits[0] as u64, gpus: ounits[1] as u64, billing: ounits[2] as u64, nodes: ounits[3] as u64 },
+                ..job.clone()
+            };
+            self.book(&previous, cluster, oacc, opart, -1);
+            self.stats.replaced += 1;
+        } else {
+            self.stats.inserted += 1;
+        }
+        self.book(job, cluster, account, partition, 1);
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO jobs (centre, cluster, job_id_raw, start, account, partition, user, end, elapsed,
+                                              cpus, gpus, billing, nodes, provisional)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.centre_id, cluster, raw, job.start_s, account, partition, user, job.end_s, job.elapsed_s,
+                    units[0], units[1], units[2], units[3], job.provisional as i64
+                ])
+            })
+            .map_err(sq(&self.path))?;
+        Ok(())
+    }
+
+    /// Statistics so far.
+    pub fn stats(&self) -> &IngestStats {
+        &self.stats
+    }
+
+    /// Write the daily deltas and the bookkeeping, and commit everything at once.
+    pub fn commit(mut self, pull: &PullRecord, now: i64) -> Result<IngestStats, StoreError> {
+        let path = self.path.clone();
+        {
+            let mut up = self
+                .tx
+                .prepare_cached(
+                    "INSERT INTO usage_daily (centre, day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (centre, day, cluster, account, partition) DO UPDATE SET
+                        jobs = jobs + excluded.jobs, cpu_s = cpu_s + excluded.cpu_s, gpu_s = gpu_s + excluded.gpu_s,
+                        billing_s = billing_s + excluded.billing_s, node_s = node_s + excluded.node_s",
+                )
+                .map_err(sq(&path))?;
+            let mut keys: Vec<_> = self.deltas.iter().filter(|(_, (n, us))| *n != 0 || !us.is_zero()).collect();
+            keys.sort_by_key(|(k, _)| **k);
+            for ((day, cl, acc, part), (n, us)) in keys {
+                up.execute(params![self.centre_id, day, cl, acc, part, n, us.cpu, us.gpu, us.billing, us.node])
+                    .map_err(sq(&path))?;
+            }
+        }
+        self.tx
+            .execute("DELETE FROM usage_daily WHERE centre = ?1 AND jobs = 0 AND cpu_s = 0 AND gpu_s = 0 AND billing_s = 0 AND node_s = 0", [self.centre_id])
+            .map_err(sq(&path))?;
+        let s = &self.stats;
+        self.tx
+            .execute(
+                "INSERT INTO pulls (centre, source, started_at, finished_at, ok, window_start, window_end,
+                                    records, inserted, replaced, unchanged, rejected)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    pull.centre, pull.source, pull.started_at, now, pull.window.map(|w| w.0), pull.window.map(|w| w.1),
+                    s.records as i64, s.inserted as i64, s.replaced as i64, s.unchanged as i64, s.rejected as i64
+                ],
+            )
+            .map_err(sq(&path))?;
+        let pull_id = self.tx.last_insert_rowid();
+        for r in &self.rejections {
+            self.tx
+                .execute(
+                    "INSERT INTO rejections (pull_id, file, line, field, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![pull_id, r.file, r.line as i64, r.field, r.reason],
+                )
+                .map_err(sq(&path))?;
+        }
+        if let Some((file, size, mtime)) = &pull.file {
+            self.tx
+                .execute(
+                    "INSERT OR REPLACE INTO imported_files (centre, path, size, mtime_ns, pull_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![pull.centre, file, size, mtime, pull_id],
+                )
+                .map_err(sq(&path))?;
+        }
+        if let Some(w) = pull.watermark {
+            self.tx
+                .execute(
+                    "INSERT INTO watermarks (centre, source, watermark, last_success) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (centre, source) DO UPDATE SET watermark = excluded.watermark, last_success = excluded.last_success",
+                    params![pull.centre, pull.source, w, now],
+                )
+                .map_err(sq(&path))?;
+        }
+        self.tx.commit().map_err(sq(&path))?;
+        self.names.extend(self.new_names.drain());
+        Ok(std::mem::take(&mut self.stats))
+    }
+
+    /// Rejected lines kept so far.
+    pub fn rejections(&self) -> &[crate::sources::LineError] {
+        &self.rejections
+    }
+}

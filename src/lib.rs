@@ -1,0 +1,14 @@
+//! allocwatch: reconciles compute-hour allocations granted to research projects against the
+//! hours their jobs consume on Slurm centres, and reports drift.
+//!
+//! Flow, one direction: [`sources`] → [`ledger`] → [`reconcile`] → output. See ARCHITECTURE.md.
+
+pub mod allocations;
+pub mod cli_time;
+pub mod config;
+pub mod engine;
+pub mod ledger;
+pub mod model;
+pub mod reconcile;
+pub mod report;
+pub mod sources;

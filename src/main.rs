@@ -1,0 +1,324 @@
+//! `allocwatch` command line. Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad
+//! configuration/input file (the message names the file, line and field).
+
+use allocwatch::allocations::Grants;
+use allocwatch::cli_time::{parse_date, parse_instant};
+use allocwatch::config::{Config, FileKind};
+use allocwatch::engine::{self, ImportError, UsageGrouping};
+use allocwatch::ledger::Store;
+use allocwatch::report::{self, Format};
+use allocwatch::sources::InputError;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "allocwatch", version, about = "Reconcile granted compute hours against Slurm accounting")]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "ALLOCWATCH_CONFIG", default_value = "/etc/allocwatch/allocwatch.toml")]
+    config: PathBuf,
+    /// Store file, overriding the configured one (e.g. a scratch store).
+    #[arg(long, global = true)]
+    store: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pull configured sources, then reconcile every allocation and print the indicators.
+    Check {
+        /// Reconciliation instant (RFC 3339 or YYYY-MM-DD); default: the configured pin, else now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Do not pull the configured sources first.
+        #[arg(long)]
+        no_pull: bool,
+    },
+    /// Import accounting files into the ledger (idempotent: re-importing changes nothing).
+    Import {
+        /// Centre the files come from.
+        #[arg(long)]
+        centre: String,
+        /// File format.
+        #[arg(long, value_enum)]
+        format: FileKind,
+        /// Columns of a header-less sacct dump (sacct --format list), or `xdmod`.
+        #[arg(long)]
+        fields: Option<String>,
+        /// Files (`.gz` is decompressed).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Raw ledger usage, whatever the allocations say.
+    Usage {
+        /// First day (centre-local), inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day (centre-local), exclusive.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this centre.
+        #[arg(long)]
+        centre: Option<String>,
+        /// Extra grouping: any of account, partition, user, day (centre, cluster, account and
+        /// partition are always columns).
+        #[arg(long, value_delimiter = ',')]
+        group_by: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Run as a daemon: pull and reconcile every interval until SIGTERM/SIGINT.
+    Run {
+        /// Seconds between cycles.
+        #[arg(long, default_value_t = 900)]
+        interval: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and the allocation and adjustment files it names.
+    Check,
+}
+
+/// An error with the exit code it deserves.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+fn usage_err(e: impl std::fmt::Display) -> Failure {
+    Failure { code: 2, message: e.to_string() }
+}
+
+fn runtime_err(e: impl std::fmt::Display) -> Failure {
+    Failure { code: 1, message: e.to_string() }
+}
+
+fn import_err(e: ImportError) -> Failure {
+    match e {
+        ImportError::Input(InputError::Format(_)) | ImportError::Input(InputError::Io { .. }) => usage_err(e),
+        ImportError::Store(_) => runtime_err(e),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ALLOCWATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => b.with_target(false).init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+fn load(cli: &Cli) -> Result<(Config, Grants), Failure> {
+    let mut config = Config::load(&cli.config).map_err(usage_err)?;
+    if let Some(s) = &cli.store {
+        config.store_path = s.clone();
+    }
+    let grants = Grants::load(&config).map_err(usage_err)?;
+    Ok((config, grants))
+}
+
+fn open_store(config: &Config) -> Result<Store, Failure> {
+    Store::open(&config.store_path).map_err(runtime_err)
+}
+
+/// Pull the configured file sources, logging each file's outcome. Returns whether all worked.
+fn pull(config: &Config, store: &mut Store) -> bool {
+    let mut ok = true;
+    for (centre, path, result) in engine::pull_file_sources(store, config, now()) {
+        match result {
+            Ok(None) => tracing::debug!(centre, file = %path.display(), "unchanged since last import"),
+            Ok(Some(imp)) => log_import(&centre, &imp),
+            Err(e) => {
+                ok = false;
+                tracing::error!(centre, file = %path.display(), "import failed: {e}");
+            }
+        }
+    }
+    ok
+}
+
+fn log_import(centre: &str, imp: &engine::FileImport) {
+    let s = &imp.stats;
+    tracing::info!(
+        centre,
+        file = %imp.path.display(),
+        records = s.records,
+        inserted = s.inserted,
+        replaced = s.replaced,
+        unchanged = s.unchanged,
+        rejected = s.rejected,
+        "imported"
+    );
+    for r in &imp.rejections {
+        tracing::warn!("rejected {r}");
+    }
+    for (cluster, n) in &s.unknown_clusters {
+        tracing::warn!(centre, cluster, records = n, "records of a cluster this centre does not list (charged anyway)");
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Config { command: ConfigCommand::Check } => {
+            let (config, grants) = load(&cli)?;
+            println!(
+                "{}: OK — {} centres, {} allocations, {} adjustments; store {}",
+                config.path.display(),
+                config.centres.len(),
+                grants.allocations.len(),
+                grants.adjustments.len(),
+                config.store_path.display()
+            );
+            Ok(())
+        }
+        Command::Import { centre, format, fields, files } => {
+            let (config, _) = load(&cli)?;
+            let c = config.centre(centre).map_err(usage_err)?;
+            let mut store = open_store(&config)?;
+            let mut rejected_total = 0;
+            for f in files {
+                let started = std::time::Instant::now();
+                let imp = engine::import_file(&mut store, c, f, *format, fields.as_deref(), now()).map_err(import_err)?;
+                let s = &imp.stats;
+                rejected_total += s.rejected;
+                for r in &imp.rejections {
+                    eprintln!("rejected: {r}");
+                }
+                if s.rejected as usize > imp.rejections.len() {
+                    eprintln!("… and {} more rejected lines", s.rejected as usize - imp.rejections.len());
+                }
+                for (cluster, n) in &s.unknown_clusters {
+                    eprintln!("warning: {n} records of cluster {cluster:?}, which centre {centre} does not list (charged to it anyway)");
+                }
+                let secs = started.elapsed().as_secs_f64();
+                println!(
+                    "{}: {} records ({} new, {} replaced, {} unchanged), {} rejected lines, {} steps skipped, {} never started; {:.2} s ({:.0} records/s)",
+                    f.display(),
+                    s.records,
+                    s.inserted,
+                    s.replaced,
+                    s.unchanged,
+                    s.rejected,
+                    s.steps,
+                    s.not_started,
+                    secs,
+                    s.records as f64 / secs.max(1e-9)
+                );
+            }
+            if rejected_total > 0 {
+                eprintln!("{rejected_total} lines rejected in all; the rest was imported");
+            }
+            Ok(())
+        }
+        Command::Check { at, format, no_pull } => {
+            let (config, grants) = load(&cli)?;
+            let at = match at {
+                Some(s) => parse_instant(s, &jiff::tz::TimeZone::UTC).map_err(|e| usage_err(format!("--at: {e}")))?,
+                None => config.at.unwrap_or_else(jiff::Timestamp::now),
+            };
+            let mut store = open_store(&config)?;
+            if !*no_pull && !pull(&config, &mut store) {
+                eprintln!("warning: some sources failed (see above); reconciling with what the ledger has");
+            }
+            let rec = engine::reconcile_all(&config, &grants, &mut store, at.as_second()).map_err(runtime_err)?;
+            print!("{}", report::check(&rec, *format));
+            Ok(())
+        }
+        Command::Usage { from, to, centre, group_by, format } => {
+            let (config, _) = load(&cli)?;
+            if let Some(c) = centre {
+                config.centre(c).map_err(usage_err)?;
+            }
+            let mut grouping = UsageGrouping::default();
+            for g in group_by {
+                match g.trim() {
+                    "user" => grouping.user = true,
+                    "day" => grouping.day = true,
+                    "account" | "partition" | "" => {}
+                    other => return Err(usage_err(format!("--group-by: unknown grouping {other:?} (account, partition, user, day)"))),
+                }
+            }
+            let from = from.as_deref().map(parse_date).transpose().map_err(|e| usage_err(format!("--from: {e}")))?;
+            let to = to.as_deref().map(parse_date).transpose().map_err(|e| usage_err(format!("--to: {e}")))?;
+            let mut store = open_store(&config)?;
+            let rows = engine::usage(&config, &mut store, centre.as_deref(), from, to, grouping).map_err(runtime_err)?;
+            print!("{}", report::usage(&rows, *format));
+            Ok(())
+        }
+        Command::Run { interval } => {
+            let (config, grants) = load(&cli)?;
+            let mut store = open_store(&config)?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(runtime_err)?;
+            rt.block_on(daemon(config, grants, &mut store, *interval))
+        }
+    }
+}
+
+/// The daemon loop: one cycle (pull, reconcile, log) per interval; SIGTERM/SIGINT end it
+/// between cycles, never in the middle of one (each import is one transaction anyway).
+async fn daemon(config: Config, grants: Grants, store: &mut Store, interval: u64) -> Result<(), Failure> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(runtime_err)?;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval.max(1)));
+    tracing::info!(interval, centres = config.centres.len(), allocations = grants.allocations.len(), "allocwatch running");
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                pull(&config, store);
+                let at = config.at.map(|t| t.as_second()).unwrap_or_else(now);
+                match engine::reconcile_all(&config, &grants, store, at) {
+                    Ok(rec) => {
+                        let mut counts = std::collections::BTreeMap::new();
+                        for a in &rec.allocations {
+                            *counts.entry(a.status.as_str()).or_insert(0) += 1;
+                        }
+                        tracing::info!(allocations = rec.allocations.len(), orphans = rec.orphans.len(), unmapped = rec.unmapped.len(), statuses = ?counts, "reconciled");
+                    }
+                    Err(e) => tracing::error!("reconciliation failed: {e}"),
+                }
+            }
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Rendering of reconciliations and usage as aligned tables, JSON or CSV.
+
+use crate::engine::{OrphanUsage, Reconciliation, UsageRow};
+use std::fmt::Write as _;
+
+/// Output format of `check` and `usage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON array.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// Thousands-separated hours, no decimals above 100, one decimal below.
+pub fn hours(h: f64) -> String {
+    if !h.is_finite() {
+        return "-".into();
+    }
+    let neg = h < 0.0;
+    let a = h.abs();
+    let s = if a >= 100.0 { format!("{:.0}", a) } else { format!("{:.1}", a) };
+    let (int, frac) = s.split_once('.').map(|(i, f)| (i.to_string(), format!(".{f}"))).unwrap_or((s.clone(), String::new()));
+    let mut grouped = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{}{grouped}{frac}", if neg { "-" } else { "" })
+}
+
+fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "-".into())
+}
+
+/// Render rows as aligned columns; numeric columns (by header) are right-aligned.
+pub fn table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[String]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = widths[i] - c.chars().count();
+            if i > 0 {
+                l.push_str("  ");
+            }
+            if right[i] {
+                l.push_str(&" ".repeat(pad));
+                l.push_str(c);
+            } else {
+                l.push_str(c);
+                if i + 1 < cells.len() {
+                    l.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut out, &headers.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    for r in rows {
+        line(&mut out, r);
+    }
+    out
+}
+
+/// `check` output.
+pub fn check(r: &Reconciliation, format: Format) -> String {
+    match format {
+        Format::Json => serde_json::to_string_pretty(&r.allocations).expect("reports serialise") + "\n",
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record([
+                "centre", "project", "resource", "committee", "period_start", "period_end", "granted_hours",
+                "consumed_hours", "expected_hours", "remaining_hours", "consumed_pct", "drift_pp", "elapsed_pct",
+                "burn_rate_hours_per_day", "projected_exhaustion", "projected_unused_hours", "status",
+            ])
+            .expect("in-memory csv");
+            let o = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+            for a in &r.allocations {
+                w.write_record([
+                    a.centre.clone(), a.project.clone(), a.resource.clone(), a.committee.clone(), a.period_start.clone(),
+                    a.period_end.clone(), a.granted_hours.to_string(), a.consumed_hours.to_string(),
+                    a.expected_hours.to_string(), a.remaining_hours.to_string(), o(a.consumed_pct), o(a.drift_pp),
+                    a.elapsed_pct.to_string(), a.burn_rate_hours_per_day.to_string(),
+                    a.projected_exhaustion.clone().unwrap_or_default(), a.projected_unused_hours.to_string(),
+                    a.status.as_str().to_string(),
+                ])
+                .expect("in-memory csv");
+            }
+            String::from_utf8(w.into_inner().expect("in-memory csv")).expect("utf-8")
+        }
+        Format::Table => {
+            let headers = [
+                "CENTRE", "PROJECT", "RESOURCE", "COMMITTEE", "PERIOD", "GRANTED h", "CONSUMED h", "EXPECTED h", "USED",
+                "DRIFT", "BURN h/d", "EXHAUSTION", "UNUSED h", "STATUS",
+            ];
+            let right = [false, false, false, false, false, true, true, true, true, true, true, false, true, false];
+            let rows: Vec<Vec<String>> = r
+                .allocations
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.centre.clone(),
+                        a.project.clone(),
+                        a.resource.clone(),
+                        a.committee.clone(),
+                        format!("{}..{}", a.period_start, a.period_end),
+                        hours(a.granted_hours),
+                        hours(a.consumed_hours),
+                        hours(a.expected_hours),
+                        opt(a.consumed_pct, |v| format!("{v:.1}%")),
+                        opt(a.drift_pp, |v| format!("{v:+.1}pp")),
+                        hours(a.burn_rate_hours_per_day),
+                        a.projected_exhaustion.as_deref().map(|s| s[..10].to_string()).unwrap_or_else(|| "-".into()),
+                        hours(a.projected_unused_hours),
+                        a.status.as_str().to_string(),
+                    ]
+                })
+                .collect();
+            let mut out = format!(
+                "Reconciliation at {} — {} allocations\n\n",
+                jiff::Timestamp::from_second(r.at).map(|t| t.to_string()).unwrap_or_default(),
+                r.allocations.len()
+            );
+            out.push_str(&table(&headers, &rows, &right));
+            let mut counts = std::collections::BTreeMap::new();
+            for a in &r.allocations {
+                *counts.entry(a.status.as_str()).or_insert(0) += 1;
+            }
+            let _ = writeln!(
+                out,
+                "\nBy status: {}",
+                counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+            );
+            stray_section(&mut out, &format!("Orphan usage (no active allocation), last {} days", r.orphan_window_days), &r.orphans, "HOURS");
+            stray_section(&mut out, &format!("Unmapped partitions (no billing rule), last {} days", r.orphan_window_days), &r.unmapped, "CORE h");
+            out
+        }
+    }
+}
+
+fn stray_section(out: &mut String, title: &str, rows: &[OrphanUsage], unit: &str) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n{title}:");
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|o| {
+            vec![
+                o.centre.clone(),
+                o.cluster.clone(),
+                o.account.clone(),
+                if o.partition.is_empty() { "(none)".into() } else { o.partition.clone() },
+                o.resource.clone().unwrap_or_else(|| "-".into()),
+                o.jobs.to_string(),
+                hours(o.hours),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["CENTRE", "CLUSTER", "ACCOUNT", "PARTITION", "RESOURCE", "JOBS", unit],
+        &body,
+        &[false, false, false, false, false, true, true],
+    ));
+}
+
+/// `usage` output.
+pub fn usage(rows: &[UsageRow], format: Format) -> String {
+    let with_user = rows.iter().any(|r| r.user.is_some());
+    let with_day = rows.iter().any(|r| r.day.is_some());
+    match format {
+        Format::Json => serde_json::to_string_pretty(rows).expect("rows serialise") + "\n",
+        Format::Csv | Format::Table => {
+            let mut headers = vec!["centre", "cluster", "account", "partition"];
+            if with_user {
+                headers.push("user");
+            }
+            if with_day {
+                headers.push("day");
+            }
+            headers.extend(["jobs", "cpu_seconds", "gpu_seconds", "billing_seconds", "resource", "charged_hours"]);
+            let body: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let mut v = vec![r.centre.clone(), r.cluster.clone(), r.account.clone(), r.partition.clone()];
+                    if with_user {
+                        v.push(r.user.clone().unwrap_or_default());
+                    }
+                    if with_day {
+                        v.push(r.day.clone().unwrap_or_default());
+                    }
+                    v.push(r.jobs.to_string());
+                    v.push(r.cpu_seconds.to_string());
+                    v.push(r.gpu_seconds.to_string());
+                    v.push(r.billing_seconds.to_string());
+                    v.push(r.resource.clone().unwrap_or_default());
+                    v.push(match (format, r.charged_hours) {
+                        (Format::Csv, Some(h)) => h.to_string(),
+                        (_, Some(h)) => format!("{h:.2}"),
+                        (_, None) => String::new(),
+                    });
+                    v
+                })
+                .collect();
+            if format == Format::Csv {
+                let mut w = csv::Writer::from_writer(Vec::new());
+                w.write_record(&headers).expect("in-memory csv");
+                for r in &body {
+                    w.write_record(r).expect("in-memory csv");
+                }
+                String::from_utf8(w.into_inner().expect("in-memory csv")).expect("utf-8")
+            } else {
+                let upper: Vec<String> = headers.iter().map(|h| h.to_uppercase()).collect();
+                let right: Vec<bool> = headers
+                    .iter()
+                    .map(|h| matches!(*h, "jobs" | "cpu_seconds" | "gpu_seconds" | "billing_seconds" | "charged_hours"))
+                    .collect();
+                table(&upper.iter().map(String::as_str).collect::<Vec<_>>(), &body, &right)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hours_format() {
+        assert_eq!(super::hours(1234567.4), "1,234,567");
+        assert_eq!(super::hours(12.34), "12.3");
+        assert_eq!(super::hours(-1500.0), "-1,500");
+        assert_eq!(super::hours(100.0), "100");
+    }
+}

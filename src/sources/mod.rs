@@ -1,0 +1,263 @@
+//! Accounting sources: each module turns one kind of centre data into [`JobRecord`]s.
+//! Nothing outside this folder knows a source's format.
+//!
+//! - [`sacct`]: `sacct -P` text (files dropped by the centre, or — in the pull issue — the
+//!   command itself);
+//! - [`swf`]: Standard Workload Format traces, for replaying public workloads.
+
+pub mod sacct;
+pub mod swf;
+
+use crate::model::JobRecord;
+use flate2::read::MultiGzDecoder;
+use jiff::tz::TimeZone;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+/// What one input line turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    /// An allocation to charge.
+    Job(JobRecord),
+    /// A job step (`.batch`, `.extern`, `.0`): not an allocation, not charged.
+    Step,
+    /// A job that never started: nothing consumed.
+    NotStarted,
+}
+
+/// A rejected input line: where, which field, and why. Rejected lines are counted and skipped;
+/// the rest of the input is still ingested.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineError {
+    /// File (or source description) the line came from.
+    pub file: String,
+    /// 1-based line number.
+    pub line: u64,
+    /// The field at fault, when one is.
+    pub field: Option<String>,
+    /// What was wrong, and what was expected.
+    pub reason: String,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{}:{}: field {}: {}", self.file, self.line, field, self.reason),
+            None => write!(f, "{}:{}: {}", self.file, self.line, self.reason),
+        }
+    }
+}
+
+/// A failure that stops reading a whole input (unreadable file, no usable header).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The file could not be opened or read.
+    #[error("{file}: {source}")]
+    Io {
+        /// File name.
+        file: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The input cannot be interpreted at all (e.g. no header and no `--fields`).
+    #[error("{0}")]
+    Format(String),
+}
+
+/// The format of an accounting file.
+#[derive(Debug, Clone)]
+pub enum FileFormat {
+    /// sacct `-P` text; `fields` is the `--format` list of a header-less dump.
+    Sacct {
+        /// Column list (sacct `--format` syntax) or `xdmod`; `None` means "first line is a header".
+        fields: Option<String>,
+    },
+    /// Standard Workload Format.
+    Swf,
+}
+
+/// Per-input facts the parsers need.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    /// Zone of the centre (civil times in sacct dumps are local).
+    pub tz: TimeZone,
+    /// Cluster assumed when the data names none.
+    pub default_cluster: String,
+    /// Observation instant (epoch seconds) for running jobs without Elapsed.
+    pub observed_at: i64,
+}
+
+/// Longest line accepted; longer ones are rejected without being held in memory.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// Open a file, transparently decompressing `.gz`.
+fn open(path: &Path) -> Result<Box<dyn BufRead>, InputError> {
+    let file = File::open(path).map_err(|source| InputError::Io { file: path.display().to_string(), source })?;
+    let gz = path.extension().is_some_and(|e| e == "gz");
+    Ok(if gz {
+        Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(file)))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 16, file))
+    })
+}
+
+/// Read lines of bounded length; calls `f(line_number, Ok(text) | Err(reason))`.
+fn for_each_line(
+    mut r: impl BufRead,
+    file: &str,
+    mut f: impl FnMut(u64, Result<&str, String>) -> Result<(), InputError>,
+) -> Result<(), InputError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut n = 0u64;
+    loop {
+        buf.clear();
+        let got = (&mut r)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|source| InputError::Io { file: file.into(), source })?;
+        if got == 0 {
+            return Ok(());
+        }
+        n += 1;
+        if buf.len() > MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
+            // Skip the rest of the over-long line without keeping it.
+            loop {
+                let chunk = r.fill_buf().map_err(|source| InputError::Io { file: file.into(), source })?;
+                if chunk.is_empty() {
+                    break;
+                }
+                match chunk.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        r.consume(i + 1);
+                        break;
+                    }
+                    None => {
+                        let l = chunk.len();
+                        r.consume(l);
+                    }
+                }
+            }
+            f(n, Err(format!("line longer than {MAX_LINE_BYTES} bytes")))?;
+            continue;
+        }
+        while matches!(buf.last(), Some(b'\n' | b'\r')) {
+            buf.pop();
+        }
+        match std::str::from_utf8(&buf) {
+            Ok(s) => f(n, Ok(s))?,
+            Err(e) => f(n, Err(format!("not valid UTF-8 at byte {}", e.valid_up_to())))?,
+        }
+    }
+}
+
+/// Resolve a `--fields` value: a column list, or `xdmod` for Open XDMoD's 26-field dumps.
+pub fn resolve_fields(fields: &str) -> &str {
+    if fields.eq_ignore_ascii_case("xdmod") {
+        sacct::XDMOD_FIELDS
+    } else {
+        fields
+    }
+}
+
+/// Stream every record of an accounting file to `sink`. Malformed lines reach `sink` as
+/// `Err(LineError)`; only failures that make the whole input unreadable are returned.
+pub fn read_file(
+    path: &Path,
+    format: &FileFormat,
+    ctx: &SourceContext,
+    sink: impl FnMut(Result<Parsed, LineError>),
+) -> Result<(), InputError> {
+    let name = path.display().to_string();
+    let reader = open(path)?;
+    read_stream(reader, &name, format, ctx, sink)
+}
+
+/// As [`read_file`], over any reader (`name` appears in messages).
+pub fn read_stream(
+    reader: impl BufRead,
+    name: &str,
+    format: &FileFormat,
+    ctx: &SourceContext,
+    mut sink: impl FnMut(Result<Parsed, LineError>),
+) -> Result<(), InputError> {
+    match format {
+        FileFormat::Sacct { fields } => {
+            let mut parser: Option<sacct::SacctParser> = match fields {
+                Some(list) => Some(sacct::SacctParser {
+                    columns: sacct::Columns::from_names(resolve_fields(list))
+                        .map_err(|e| InputError::Format(format!("--fields: {e}")))?,
+                    tz: ctx.tz.clone(),
+                    default_cluster: ctx.default_cluster.clone(),
+                    observed_at: ctx.observed_at,
+                }),
+                None => None,
+            };
+            for_each_line(reader, name, |n, line| {
+                let text = match line {
+                    Ok(t) => t,
+                    Err(reason) => {
+                        sink(Err(LineError { file: name.into(), line: n, field: None, reason }));
+                        return Ok(());
+                    }
+                };
+                if text.trim().is_empty() {
+                    return Ok(());
+                }
+                match &parser {
+                    Some(p) => {
+                        // A dump may repeat its header (concatenated dumps): skip it.
+                        if sacct::Columns::is_header(text) {
+                            return Ok(());
+                        }
+                        sink(p.parse_line(name, n, text));
+                    }
+                    None => {
+                        if !sacct::Columns::is_header(text) {
+                            return Err(InputError::Format(format!(
+                                "{name}:{n}: the first line is not a sacct header (JobID|…); \
+                                 give the dump's columns with --fields (or --fields xdmod for Open XDMoD's 26-field dumps)"
+                            )));
+                        }
+                        let columns = sacct::Columns::from_names(text)
+                            .map_err(|e| InputError::Format(format!("{name}:{n}: header: {e}")))?;
+                        parser = Some(sacct::SacctParser {
+                            columns,
+                            tz: ctx.tz.clone(),
+                            default_cluster: ctx.default_cluster.clone(),
+                            observed_at: ctx.observed_at,
+                        });
+                    }
+                }
+                Ok(())
+            })
+        }
+        FileFormat::Swf => {
+            let mut header = swf::SwfHeader::default();
+            for_each_line(reader, name, |n, line| {
+                match line {
+                    Err(reason) => sink(Err(LineError { file: name.into(), line: n, field: None, reason })),
+                    Ok(t) if t.trim_start().starts_with(';') => header.absorb(t),
+                    Ok(t) if t.trim().is_empty() => {}
+                    Ok(t) => sink(swf::parse_line(&header, &ctx.default_cluster, name, n, t)),
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Read only the header of an SWF file and return its declared time zone, if any.
+pub fn swf_time_zone(path: &Path) -> Result<Option<String>, InputError> {
+    let reader = open(path)?;
+    let mut header = swf::SwfHeader::default();
+    for line in reader.lines() {
+        let line = line.map_err(|source| InputError::Io { file: path.display().to_string(), source })?;
+        if !line.trim_start().starts_with(';') {
+            break;
+        }
+        header.absorb(&line);
+    }
+    Ok(header.time_zone)
+}

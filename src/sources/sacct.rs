@@ -1,0 +1,438 @@
+//! `sacct --parsable2` text (`-P`), with a header line or with an explicit `--format` list.
+//!
+//! This module is the only place that knows sacct's columns, time formats and TRES strings.
+//! Times may be epoch seconds (`SLURM_TIME_FORMAT=%s`, unambiguous) or sacct's default
+//! `YYYY-MM-DDTHH:MM:SS`, which is local time of the centre and is read in its time zone.
+
+use super::{LineError, Parsed};
+use crate::model::{JobRecord, Units};
+use jiff::{civil::DateTime, tz::TimeZone};
+
+/// Which position holds each field the ledger needs.
+#[derive(Debug, Clone, Default)]
+pub struct Columns {
+    names: Vec<String>,
+    job_id: Option<usize>,
+    job_id_raw: Option<usize>,
+    cluster: Option<usize>,
+    partition: Option<usize>,
+    account: Option<usize>,
+    user: Option<usize>,
+    start: Option<usize>,
+    end: Option<usize>,
+    elapsed: Option<usize>,
+    elapsed_raw: Option<usize>,
+    alloc_cpus: Option<usize>,
+    alloc_nodes: Option<usize>,
+    alloc_tres: Option<usize>,
+    state: Option<usize>,
+    /// Index of a trailing free-text column (JobName, Comment…) that may itself contain `|`.
+    free_text_last: bool,
+}
+
+/// The 26 columns Open XDMoD asks sacct for; its dumps carry no header line.
+pub const XDMOD_FIELDS: &str = "jobid,jobidraw,cluster,partition,qos,account,group,gid,user,uid,\
+submit,eligible,start,end,elapsed,exitcode,state,nnodes,ncpus,reqcpus,reqmem,reqtres,alloctres,\
+timelimit,nodelist,jobname";
+
+/// The columns allocwatch itself asks sacct for (see the sacct source of the pull issue).
+pub const DEFAULT_FIELDS: &str =
+    "JobIDRaw,JobID,Cluster,Partition,Account,User,Start,End,ElapsedRaw,AllocCPUS,AllocNodes,AllocTRES,State";
+
+impl Columns {
+    /// Map a list of sacct field names (header line or `--format` list, `|` or `,` separated).
+    /// Fails when a field the ledger cannot do without is missing.
+    pub fn from_names(list: &str) -> Result<Columns, String> {
+        let sep = if list.contains('|') { '|' } else { ',' };
+        let names: Vec<String> = list.split(sep).map(|s| s.trim().to_string()).collect();
+        let mut c = Columns { names: names.clone(), ..Default::default() };
+        for (i, n) in names.iter().enumerate() {
+            // sacct accepts `Field%width`; the width is irrelevant to parsable output.
+            let key = n.split('%').next().unwrap_or("").to_ascii_lowercase();
+            let slot = match key.as_str() {
+                "jobid" => &mut c.job_id,
+                "jobidraw" => &mut c.job_id_raw,
+                "cluster" => &mut c.cluster,
+                "partition" => &mut c.partition,
+                "account" => &mut c.account,
+                "user" => &mut c.user,
+                "start" => &mut c.start,
+                "end" => &mut c.end,
+                "elapsed" => &mut c.elapsed,
+                "elapsedraw" => &mut c.elapsed_raw,
+                "alloccpus" | "ncpus" => &mut c.alloc_cpus,
+                "allocnodes" | "nnodes" => &mut c.alloc_nodes,
+                "alloctres" => &mut c.alloc_tres,
+                "state" => &mut c.state,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(i);
+            }
+        }
+        let last = names.last().map(|s| s.to_ascii_lowercase()).unwrap_or_default();
+        c.free_text_last = matches!(last.as_str(), "jobname" | "comment" | "submitline" | "workdir" | "constraints");
+        let mut missing = Vec::new();
+        if c.job_id_raw.is_none() && c.job_id.is_none() {
+            missing.push("JobIDRaw (or JobID)");
+        }
+        if c.start.is_none() {
+            missing.push("Start");
+        }
+        if c.end.is_none() {
+            missing.push("End");
+        }
+        if c.account.is_none() {
+            missing.push("Account");
+        }
+        if c.alloc_tres.is_none() && c.alloc_cpus.is_none() {
+            missing.push("AllocTRES (or AllocCPUS/NCPUS)");
+        }
+        if !missing.is_empty() {
+            return Err(format!("sacct columns lack {}: got `{}`", missing.join(", "), names.join("|")));
+        }
+        Ok(c)
+    }
+
+    /// Whether a line looks like a header of these columns rather than a record.
+    pub fn is_header(line: &str) -> bool {
+        let first = line.split('|').next().unwrap_or("").trim().to_ascii_lowercase();
+        first == "jobid" || first == "jobidraw" || (line.to_ascii_lowercase().contains("|start|") && !line.starts_with(|c: char| c.is_ascii_digit()))
+    }
+
+    /// Number of columns.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether there are no columns.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// Parses sacct `-P` lines for one centre.
+#[derive(Debug, Clone)]
+pub struct SacctParser {
+    /// Column positions.
+    pub columns: Columns,
+    /// Time zone for sacct's civil (non-epoch) timestamps.
+    pub tz: TimeZone,
+    /// Cluster to use when the dump has no Cluster column.
+    pub default_cluster: String,
+    /// Instant (epoch seconds) at which the data was observed: the end of the charged window
+    /// of a running job when sacct gives no Elapsed for it.
+    pub observed_at: i64,
+}
+
+impl SacctParser {
+    /// Parse one data line (1-based `line` number for errors).
+    pub fn parse_line(&self, file: &str, line: u64, text: &str) -> Result<Parsed, LineError> {
+        let err = |field: Option<&str>, reason: String| LineError {
+            file: file.to_string(),
+            line,
+            field: field.map(str::to_string),
+            reason,
+        };
+        let mut fields: Vec<&str> = text.split('|').collect();
+        let n = self.columns.len();
+        if fields.len() != n {
+            if fields.len() > n && self.columns.free_text_last {
+                // A `|` inside the job name: the surplus belongs to the last column.
+                let tail_start: usize = fields[..n - 1].iter().map(|f| f.len() + 1).sum();
+                fields.truncate(n - 1);
+                fields.push(&text[tail_start..]);
+            } else {
+                return Err(err(None, format!("expected {} fields, found {}", n, fields.len())));
+            }
+        }
+        let get = |i: Option<usize>| i.map(|i| fields[i].trim()).unwrap_or("");
+        let c = &self.columns;
+        let job_id = get(c.job_id);
+        let raw = get(c.job_id_raw);
+        let shown = if job_id.is_empty() { raw } else { job_id };
+        // Job steps (`123.batch`, `123.0`, `123.extern`) are not allocations; `-X` omits them.
+        if shown.contains('.') {
+            return Ok(Parsed::Step);
+        }
+        let (raw_field, raw_text) = if !raw.is_empty() { ("JobIDRaw", raw) } else { ("JobID", job_id) };
+        let job_id_raw = parse_job_id(raw_text).ok_or_else(|| {
+            err(Some(raw_field), format!("`{}` is not a Slurm job id", truncate(raw_text)))
+        })?;
+        let start = parse_time(get(c.start), &self.tz).map_err(|r| err(Some("Start"), r))?;
+        let Some(start_s) = start else {
+            // Never started (pending, cancelled before start): nothing was consumed.
+            return Ok(Parsed::NotStarted);
+        };
+        let end = parse_time(get(c.end), &self.tz).map_err(|r| err(Some("End"), r))?;
+        let state = get(c.state).to_ascii_uppercase();
+        let elapsed = if c.elapsed_raw.is_some() && !get(c.elapsed_raw).is_empty() {
+            Some(get(c.elapsed_raw).parse::<i64>().map_err(|_| {
+                err(Some("ElapsedRaw"), format!("`{}` is not a number of seconds", truncate(get(c.elapsed_raw))))
+            })?)
+        } else if c.elapsed.is_some() && !get(c.elapsed).is_empty() {
+            Some(parse_elapsed(get(c.elapsed)).map_err(|r| err(Some("Elapsed"), r))?)
+        } else {
+            None
+        };
+        if matches!(elapsed, Some(e) if e < 0) {
+            return Err(err(Some("Elapsed"), "negative elapsed time".into()));
+        }
+        let running = state.starts_with("RUNNING") || state.starts_with("SUSPENDED") || state.starts_with("COMPLETING");
+        let (end_s, elapsed_s, provisional) = match end {
+            Some(e) if !running || e > start_s => {
+                if e < start_s {
+                    return Err(err(Some("End"), "End is before Start".into()));
+                }
+                (e, elapsed.unwrap_or(e - start_s).min(e - start_s), running)
+            }
+            _ => {
+                // Still running: charge up to when it was observed. sacct's Elapsed for a
+                // running job is "now - start" at dump time, which is that observation.
+                let upto = match elapsed {
+                    Some(e) => start_s + e,
+                    None => self.observed_at.max(start_s),
+                };
+                (upto, upto - start_s, true)
+            }
+        };
+        let tres = get(c.alloc_tres);
+        let t = parse_tres(tres).map_err(|r| err(Some("AllocTRES"), r))?;
+        let num = |idx: Option<usize>, name: &str| -> Result<Option<u64>, LineError> {
+            let v = get(idx);
+            if v.is_empty() {
+                return Ok(None);
+            }
+            v.parse::<u64>().map(Some).map_err(|_| err(Some(name), format!("`{}` is not a count", truncate(v))))
+        };
+        let cpus = match t.cpu {
+            Some(v) => v,
+            None => num(c.alloc_cpus, "AllocCPUS")?.unwrap_or(0),
+        };
+        let nodes = match t.node {
+            Some(v) => v,
+            None => num(c.alloc_nodes, "AllocNodes")?.unwrap_or(0),
+        };
+        let units = Units { cpus, gpus: t.gpus(), billing: t.billing.unwrap_or(cpus), nodes };
+        let cluster = get(c.cluster);
+        Ok(Parsed::Job(JobRecord {
+            cluster: if cluster.is_empty() { self.default_cluster.clone() } else { cluster.to_string() },
+            job_id_raw,
+            job_id: shown.to_string(),
+            account: get(c.account).to_lowercase(),
+            partition: get(c.partition).to_string(),
+            user: get(c.user).to_string(),
+            start_s,
+            end_s,
+            elapsed_s,
+            units,
+            provisional,
+        }))
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
+
+/// Job ids: `123`, or for a JobID column without JobIDRaw, `123_4` / `123+1` (the numeric
+/// prefix is not unique then, so those forms are only accepted as JobIDRaw-less fallbacks
+/// when they are plain numbers).
+fn parse_job_id(s: &str) -> Option<u64> {
+    s.parse::<u64>().ok()
+}
+
+/// `Unknown`, `None` and empty mean "no time"; digits are epoch seconds; otherwise sacct's
+/// `YYYY-MM-DDTHH:MM:SS` in the centre's zone.
+pub fn parse_time(s: &str, tz: &TimeZone) -> Result<Option<i64>, String> {
+    if s.is_empty() || s.eq_ignore_ascii_case("unknown") || s.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<i64>().map(Some).map_err(|_| format!("`{}` is not an epoch time", truncate(s)));
+    }
+    let dt: DateTime = s.parse().map_err(|_| format!("`{}` is not a time (want YYYY-MM-DDTHH:MM:SS or epoch seconds)", truncate(s)))?;
+    let z = dt.to_zoned(tz.clone()).map_err(|e| format!("`{s}`: {e}"))?;
+    Ok(Some(z.timestamp().as_second()))
+}
+
+/// sacct's elapsed format: `[D-]HH:MM:SS`, `MM:SS`, or `MM:SS.mmm`.
+pub fn parse_elapsed(s: &str) -> Result<i64, String> {
+    let bad = || format!("`{}` is not an elapsed time ([D-]HH:MM:SS)", truncate(s));
+    let (days, rest) = match s.split_once('-') {
+        Some((d, r)) => (d.parse::<i64>().map_err(|_| bad())?, r),
+        None => (0, s),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let num = |p: &str| -> Result<i64, String> {
+        let p = p.split('.').next().unwrap_or("");
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.len() > 9 {
+            return Err(bad());
+        }
+        p.parse::<i64>().map_err(|_| bad())
+    };
+    let secs = match parts.as_slice() {
+        [h, m, sec] => num(h)? * 3600 + num(m)? * 60 + num(sec)?,
+        [m, sec] => num(m)? * 60 + num(sec)?,
+        _ => return Err(bad()),
+    };
+    Ok(days * 86400 + secs)
+}
+
+/// The TRES counts allocwatch charges by.
+#[derive(Debug, Default, PartialEq)]
+pub struct Tres {
+    /// `cpu=`.
+    pub cpu: Option<u64>,
+    /// `node=`.
+    pub node: Option<u64>,
+    /// `billing=`.
+    pub billing: Option<u64>,
+    /// `gres/gpu=`.
+    pub gpu_untyped: Option<u64>,
+    /// Sum of `gres/gpu:<type>=`.
+    pub gpu_typed: u64,
+}
+
+impl Tres {
+    /// GPUs: the untyped count when Slurm gives it (it then also lists typed ones), else the
+    /// sum of the typed counts.
+    pub fn gpus(&self) -> u64 {
+        self.gpu_untyped.unwrap_or(self.gpu_typed)
+    }
+}
+
+/// Parse `billing=12,cpu=12,gres/gpu:a100=2,mem=31000M,node=1`.
+pub fn parse_tres(s: &str) -> Result<Tres, String> {
+    let mut t = Tres::default();
+    if s.is_empty() {
+        return Ok(t);
+    }
+    for item in s.split(',') {
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(format!("`{}` is not key=value", truncate(item)));
+        };
+        let count = || v.parse::<u64>().map_err(|_| format!("{k}=`{}` is not a count", truncate(v)));
+        match k {
+            "cpu" => t.cpu = Some(count()?),
+            "node" => t.node = Some(count()?),
+            "billing" => t.billing = Some(count()?),
+            "gres/gpu" => t.gpu_untyped = Some(count()?),
+            _ if k.starts_with("gres/gpu:") => t.gpu_typed += count()?,
+            _ => {} // mem, energy, licenses…: not charged
+        }
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parser(fields: &str) -> SacctParser {
+        SacctParser {
+            columns: Columns::from_names(fields).unwrap(),
+            tz: TimeZone::UTC,
+            default_cluster: "dflt".into(),
+            observed_at: 1_000_000,
+        }
+    }
+
+    fn job(p: &SacctParser, line: &str) -> JobRecord {
+        match p.parse_line("f", 1, line).unwrap() {
+            Parsed::Job(j) => j,
+            other => panic!("expected a job, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tres_gpu_typed_and_untyped() {
+        assert_eq!(parse_tres("cpu=4,gres/gpu=2,gres/gpu:a100=2").unwrap().gpus(), 2);
+        assert_eq!(parse_tres("cpu=4,gres/gpu:a100=2,gres/gpu:v100=1").unwrap().gpus(), 3);
+        assert_eq!(parse_tres("billing=7,cpu=4").unwrap().billing, Some(7));
+        assert!(parse_tres("cpu=x").is_err());
+        assert!(parse_tres("cpu").is_err());
+    }
+
+    #[test]
+    fn elapsed_formats() {
+        assert_eq!(parse_elapsed("10-13:27:06").unwrap(), 10 * 86400 + 13 * 3600 + 27 * 60 + 6);
+        assert_eq!(parse_elapsed("00:00:24").unwrap(), 24);
+        assert_eq!(parse_elapsed("05:07").unwrap(), 307);
+        assert_eq!(parse_elapsed("00:15.057").unwrap(), 15);
+        assert!(parse_elapsed("abc").is_err());
+        assert!(parse_elapsed("1:2:3:4").is_err());
+    }
+
+    #[test]
+    fn xdmod_line_is_read_with_its_26_fields() {
+        let p = parser(XDMOD_FIELDS);
+        let j = job(&p, "163485|163485|phillips|focaccia|chestnut|chaff|chaff|45789|noror|380693|2016-12-22T07:15:12|2016-12-22T07:15:12|2016-12-22T07:15:13|2017-01-01T20:42:19|10-13:27:06|0:0|CANCELLED by 380693|1|12|12|31000Mn|cpu=12,node=1|billing=12,cpu=12,gres/gpu=2,mem=31000M,node=1|37-14:00:00|cpn-f11-31|290d");
+        assert_eq!(j.cluster, "phillips");
+        assert_eq!(j.account, "chaff");
+        assert_eq!(j.user, "noror");
+        assert_eq!(j.elapsed_s, 10 * 86400 + 13 * 3600 + 27 * 60 + 6);
+        assert_eq!(j.end_s - j.start_s, j.elapsed_s);
+        assert_eq!(j.units, Units { cpus: 12, gpus: 2, billing: 12, nodes: 1 });
+        assert!(!j.provisional);
+    }
+
+    #[test]
+    fn pipe_in_job_name_is_kept_in_the_last_column() {
+        let p = parser(XDMOD_FIELDS);
+        let j = job(&p, "1|1|c|p|q|acc|g|1|u|1|2016-12-22T07:15:12|2016-12-22T07:15:12|2016-12-22T07:15:13|2016-12-22T08:15:13|01:00:00|0:0|COMPLETED|1|2|2|1Mn|||1:00:00|n1|a|b|c");
+        assert_eq!(j.units.cpus, 2);
+    }
+
+    #[test]
+    fn header_names_steps_pending_and_running() {
+        let p = parser("JobID|JobIDRaw|Account|Partition|Start|End|ElapsedRaw|AllocCPUS|AllocTRES|State|Cluster");
+        assert!(matches!(p.parse_line("f", 2, "5.batch|5.batch|a|p|100|200|100|1||COMPLETED|c").unwrap(), Parsed::Step));
+        assert!(matches!(p.parse_line("f", 3, "6|6|a|p|Unknown|Unknown|0|1||PENDING|c").unwrap(), Parsed::NotStarted));
+        let r = job(&p, "7|7|A|p|1000|Unknown|500|4|cpu=4,node=1|RUNNING|c");
+        assert!(r.provisional);
+        assert_eq!((r.end_s, r.elapsed_s), (1500, 500));
+        assert_eq!(r.account, "a");
+        // No elapsed: charged up to the observation instant.
+        let p2 = parser("JobIDRaw|Account|Partition|Start|End|AllocCPUS|State");
+        let r = job(&p2, "8|a|p|999000|Unknown|2|RUNNING");
+        assert_eq!((r.end_s, r.provisional, r.cluster.as_str()), (1_000_000, true, "dflt"));
+    }
+
+    #[test]
+    fn array_and_het_ids_come_from_jobidraw() {
+        let p = parser("JobID|JobIDRaw|Account|Partition|Start|End|ElapsedRaw|AllocCPUS|AllocTRES|State");
+        let a = job(&p, "123_4|127|a|p|100|200|100|1||COMPLETED");
+        assert_eq!((a.job_id.as_str(), a.job_id_raw), ("123_4", 127));
+        let h = job(&p, "200+1|201|a|p|100|200|100|1||COMPLETED");
+        assert_eq!((h.job_id.as_str(), h.job_id_raw), ("200+1", 201));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let p = parser("JobIDRaw|Account|Partition|Start|End|AllocCPUS|AllocTRES|State");
+        let e = p.parse_line("dump.txt", 9, "x|a|p|1|2|1||COMPLETED").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (9, Some("JobIDRaw")));
+        let e = p.parse_line("dump.txt", 9, "1|a|p|yesterday|2|1||COMPLETED").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("Start"));
+        let e = p.parse_line("dump.txt", 9, "1|a|p|5|2|1||COMPLETED").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("End"));
+        let e = p.parse_line("dump.txt", 9, "1|a|p|1|2|1|cpu=q|COMPLETED").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("AllocTRES"));
+        let e = p.parse_line("dump.txt", 9, "1|a|p|1|2").unwrap_err();
+        assert!(e.reason.contains("expected 8 fields, found 5"), "{}", e.reason);
+        assert!(Columns::from_names("JobID|State").is_err());
+    }
+
+    #[test]
+    fn civil_times_are_read_in_the_centre_zone() {
+        let paris = TimeZone::get("Europe/Paris").unwrap();
+        assert_eq!(parse_time("2026-01-01T01:00:00", &paris).unwrap(), Some(1767225600));
+        assert_eq!(parse_time("1767225600", &paris).unwrap(), Some(1767225600));
+        assert_eq!(parse_time("Unknown", &paris).unwrap(), None);
+    }
+}
