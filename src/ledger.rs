@@ -582,6 +582,12 @@ impl<'s> Ingest<'s> {
                 self.stats.unchanged += 1;
                 return Ok(());
             }
+            // A finished run never becomes running again: a stale provisional record (an old
+            // dump re-imported, an overlapping window seen late) must not undo the final one.
+            if oprov == 0 && job.provisional {
+                self.stats.unchanged += 1;
+                return Ok(());
+            }
             let previous = JobRecord {
                 end_s: oend,
                 elapsed_s: oelapsed,

@@ -215,8 +215,13 @@ pub fn read_stream(
                     }
                     None => {
                         if !sacct::Columns::is_header(text) {
+                            let hint = if text.contains(',') && !text.contains('|') {
+                                " (it looks comma-separated: allocwatch reads `sacct -P` output, which is |-separated)"
+                            } else {
+                                ""
+                            };
                             return Err(InputError::Format(format!(
-                                "{name}:{n}: the first line is not a sacct header (JobID|…); \
+                                "{name}:{n}: the first line is not a sacct header (JobID|…){hint}; \
                                  give the dump's columns with --fields (or --fields xdmod for Open XDMoD's 26-field dumps)"
                             )));
                         }

@@ -92,6 +92,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _error(self, status, message, code=None):
+        self.log_message("-> %d %s", status, message)
         self._send(status, {"code": code or V2_CODES.get(status, "internal error"), "message": message})
 
     def _read_body(self):

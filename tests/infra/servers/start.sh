@@ -36,6 +36,7 @@ done
 [[ -n "$DIR" ]] || usage
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
+aw_expand_units "$ONLY" > /dev/null   # dies here on an unknown name
 mapfile -t UNITS < <(aw_expand_units "$ONLY")
 [[ ${#UNITS[@]} -gt 0 ]] || aw_die "nothing selected by --only '$ONLY'"
 
@@ -183,6 +184,7 @@ launch() {   # launch NAME CMD... : start in its own session, fds to the log
         exec setsid "$@" >> "$log" 2>&1 < /dev/null
     ) &
     local pid=$! st=""
+    disown "$pid" 2>/dev/null || true   # no "Killed" job notices from this shell
     # record PID + start time (identifies the process even if the PID is reused later)
     for _ in 1 2 3 4 5 6 7 8 9 10; do st=$(aw_starttime "$pid") && break; sleep 0.01; done
     echo "$pid ${st:-}" > "$DIR/pids/$unit"
@@ -314,7 +316,8 @@ fail_unit() {
     rm -f "$DIR/pids/$1"
     {
         echo "servers: ERROR: $1 $2 (port $(port_of "$1")); last lines of $DIR/logs/$1.log:"
-        tail -n 40 "$DIR/logs/$1.log" | sed 's/^/    | /'
+        # this run's lines only (start.sh writes a === marker before each start)
+        awk '/^=== /{n=0} {l[n++]=$0} END{for(i=(n>40?n-40:0);i<n;i++) print "    | " l[i]}' "$DIR/logs/$1.log"
     } >&2
 }
 

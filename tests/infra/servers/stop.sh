@@ -28,6 +28,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 [[ -n "$DIR" ]] || usage
+aw_expand_units "$ONLY" > /dev/null   # dies here on an unknown name
 [[ -d "$DIR/pids" ]] || exit 0
 DIR=$(cd "$DIR" && pwd)
 mapfile -t UNITS < <(aw_expand_units "$ONLY")

@@ -12,7 +12,10 @@
 #                                       again: sacct -D shows a REQUEUED row and a COMPLETED row.
 #                                       Returns once the second run has been scheduled.
 #   fail ACCOUNT [USER]                 cpu_p1, 1 CPU, exits 3 -> FAILED, ExitCode 3:0
-#   pending-cancel ACCOUNT [USER]       submitted held, cancelled before it ever starts
+#   pending-cancel ACCOUNT [USER]       submitted held, cancelled before it ever starts (never
+#                                       eligible: absent from sacct -S/-E windows, see README)
+#   eligible-cancel ACCOUNT [USER]      eligible but never started (hidden DOWN partition
+#                                       lab_hold), then cancelled: in sacct windows, Start=None
 #   long ACCOUNT SECONDS [USER]         cpu_p1, 1 CPU; returns once it is RUNNING
 #   wait-idle [TIMEOUT]                 wait (default 300 s) until squeue is empty, the DBD agent
 #                                       queue is flushed and every job slurmctld knows has an End
@@ -24,7 +27,7 @@
 set -euo pipefail
 exec </dev/null
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-[[ -n ${1:-} && -n ${2:-} ]] || { sed -n '2,25p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+[[ -n ${1:-} && -n ${2:-} ]] || { sed -n '2,29p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 lab_init "$1"; shift
 [[ -s $LAB/env.sh ]] || die "$LAB/env.sh missing: run start.sh $LAB first"
 source "$LAB/env.sh"
@@ -75,17 +78,33 @@ case $cmd in
     wait_state "$id" '^RUNNING$' 120
     sleep 1.2                       # first run lasts ~1 s
     scontrol requeue "$id" || die "scontrol requeue $id failed" "$LOG/slurmctld.log"
-    # a requeued job gets a BeginTime in the future (~2 min): make it eligible now
-    end=$(( $(date +%s) + 60 ))
-    until scontrol update jobid="$id" StartTime=now >/dev/null 2>&1; do
-      (( $(date +%s) < end )) || die "could not release requeued job $id" "$LOG/slurmctld.log"
-      sleep 0.3
-    done
-    wait_state "$id" '^(RUNNING|COMPLETING|COMPLETED|)$' 120
+    # A requeued job gets a BeginTime ~2 min ahead.  Once the first run has finished
+    # (CG -> PD), make it eligible now; an update made while still CG is overwritten.
+    wait_state "$id" '^PENDING$' 60
+    scontrol update jobid="$id" StartTime=now || die "could not release requeued job $id" "$LOG/slurmctld.log"
+    wait_state "$id" '^(RUNNING|COMPLETING|COMPLETED|)$' 60
     echo "$id" ;;
   pending-cancel)
+    # held => never eligible: slurmdbd stores time_eligible=0 and Start=End=cancel time, and
+    # sacct/REST with a -S/-E window do NOT return it (only sacct -j ID does)
     n=1 usage="ACCOUNT [USER]"; need "$@"
     id=$(submit "${2:-alice}" -A "$1" -p cpu_p1 -n 1 --hold -t 2 -J lab-pending --wrap 'sleep 1')
+    scancel "$id" || die "scancel $id failed"
+    echo "$id" ;;
+  eligible-cancel)
+    # eligible but never started (pends in the hidden DOWN partition lab_hold, made on first
+    # use), then cancelled: visible in windowed sacct with Start=None, ElapsedRaw=0, no AllocTRES
+    n=1 usage="ACCOUNT [USER]"; need "$@"
+    scontrol show partition lab_hold >/dev/null 2>&1 \
+      || scontrol create partitionname=lab_hold nodes=ALL state=down hidden=yes >/dev/null 2>&1 \
+      || scontrol show partition lab_hold >/dev/null 2>&1 || die "could not create partition lab_hold"
+    id=$(submit "${2:-alice}" -A "$1" -p lab_hold -n 1 -t 2 -J lab-eligible --wrap 'sleep 1')
+    # wait until slurmdbd has the eligible time, else the record could still be "never eligible"
+    end=$(( $(date +%s) + 30 ))
+    until [[ $(sacct -a -X -n -P -j "$id" -o Eligible 2>/dev/null) =~ ^[0-9]{4}- ]]; do
+      (( $(date +%s) < end )) || die "job $id never became eligible in accounting" "$LOG/slurmctld.log"
+      sleep 0.2
+    done
     scancel "$id" || die "scancel $id failed"
     echo "$id" ;;
   long)
@@ -99,12 +118,14 @@ case $cmd in
       [[ -z $(squeue -h -o %A 2>/dev/null) ]] || return 1
       sdiag 2>/dev/null | grep -q 'DBD Agent queue size: 0$' || return 1
       local ctld db id
-      ctld=$(squeue -h -t all -o %A 2>/dev/null | sort -u) || return 1    # finished jobs still in memory
-      db=$(sacct -a -X -D -n -P --noconvert -S 1970-01-01T00:00:00 -E now -o JobIDRaw,End,State 2>/dev/null) \
-        || return 1
-      ! grep -qE '\|(Unknown|None)?\|' <<<"$db" || return 1
-      ! grep -qE '\|(PENDING|RUNNING|REQUEUED_HOLD|SUSPENDED|REQUEUE_FED)' <<<"$db" || return 1
-      for id in $ctld; do grep -q "^$id|" <<<"$db" || return 1; done
+      # every job slurmctld still knows (finished ones stay MinJobAge=300 s) must have an End
+      # in accounting; query by id: a never-eligible (held) job is outside any -S/-E window
+      ctld=$(squeue -h -t all -o %A 2>/dev/null | sort -un | paste -sd,) || return 1
+      [[ -n $ctld ]] || return 0
+      db=$(sacct -a -X -D -n -P --noconvert -j "$ctld" -o JobIDRaw,End,State 2>/dev/null) || return 1
+      ! grep -qE '^[^|]*\|(Unknown|None)?\|' <<<"$db" || return 1
+      ! grep -qE '\|(PENDING|RUNNING|SUSPENDED|REQUEUED_HOLD|REQUEUE_FED|RESIZING)' <<<"$db" || return 1
+      for id in ${ctld//,/ }; do grep -q "^$id|" <<<"$db" || return 1; done
     }
     until idle; do
       (( $(date +%s) < end )) || { squeue >&2; die "lab not idle after ${timeout_s}s" "$LOG/slurmctld.log"; }
@@ -113,5 +134,5 @@ case $cmd in
   rollup)
     force_rollup ;;
   *)
-    sed -n '2,25p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+    sed -n '2,29p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
 esac

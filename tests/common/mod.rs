@@ -1,0 +1,82 @@
+//! Helpers shared by the integration tests: run the real binary on scratch stores, and find
+//! `../shared` (required under CI=true, skipped with a message elsewhere).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Run `allocwatch` with arguments; returns the output (never panics on exit status).
+pub fn aw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_allocwatch"))
+        .args(args)
+        .env("ALLOCWATCH_LOG", "warn")
+        .env_remove("ALLOCWATCH_CONFIG")
+        .output()
+        .expect("run allocwatch")
+}
+
+/// Run and require success; returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let out = aw(args);
+    assert!(
+        out.status.success(),
+        "allocwatch {:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        args,
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The shared data folder (`../shared/data` or `$ALLOCWATCH_SHARED/data`). Under CI=true its
+/// absence is a failure; elsewhere the calling test prints why it is skipped.
+pub fn shared_data(test: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("ALLOCWATCH_SHARED").map(PathBuf::from).unwrap_or_else(|| root().join("../shared"));
+    let data = base.join("data");
+    if data.is_dir() {
+        return Some(data);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: CI=true but the shared data folder {} is missing", data.display());
+    }
+    eprintln!("SKIPPED {test}: shared data not found at {} (set ALLOCWATCH_SHARED)", data.display());
+    None
+}
+
+/// Write a config into `dir` (with `store.path` inside it) and return its path.
+pub fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let p = dir.join("allocwatch.toml");
+    std::fs::write(&p, format!("[store]\npath = \"store.sqlite\"\n{body}")).unwrap();
+    p
+}
+
+/// Parse `check --format json` output.
+pub fn check_json(config: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["--config", config.to_str().unwrap(), "check", "--format", "json"];
+    args.extend_from_slice(extra);
+    let out = ok(&args);
+    serde_json::from_str::<Vec<serde_json::Value>>(&out).expect("check json is an array")
+}
+
+/// Find the allocation object of a project/resource in `check` JSON.
+pub fn find<'a>(rows: &'a [serde_json::Value], project: &str, resource: &str) -> &'a serde_json::Value {
+    rows.iter()
+        .find(|r| r["project"] == project && r["resource"] == resource)
+        .unwrap_or_else(|| panic!("no allocation {project}/{resource} in {rows:#?}"))
+}
+
+/// A float field.
+pub fn f(v: &serde_json::Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+}

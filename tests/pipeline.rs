@@ -1,0 +1,324 @@
+//! End-to-end: accounting dumps → ledger → reconciliation, through the real binary, on a
+//! hand-checked scenario with exact expected numbers.
+
+mod common;
+use common::*;
+use std::path::Path;
+
+const CONFIG: &str = r#"
+[allocations]
+files = ["alloc.csv"]
+adjustments = ["adj.csv"]
+
+[[centre]]
+id = "idris"
+timezone = "UTC"
+clusters = ["jeanzay"]
+[[centre.billing]]
+resource = "cpu-skl"
+partitions = ["cpu_p1"]
+unit = "cpu"
+[[centre.billing]]
+resource = "gpu-v100"
+partitions = ["gpu_p13"]
+unit = "gpu"
+[[centre.billing]]
+resource = "cpu-bill"
+partitions = ["cpu_bill"]
+unit = "billing"
+[[centre.billing]]
+resource = "cpu-rome"
+partitions = ["rome"]
+unit = "node"
+cores_per_node = 128
+multiplier = 0.5
+"#;
+
+// Period 2026-01-01 .. 2026-04-11 is exactly 100 days.
+const ALLOC: &str = "project,centre,resource,period_start,period_end,granted_hours,accounts,pi,members,committee,profile
+A0150612345,idris,cpu-skl,2026-01-01,2026-04-11,1000,ABC;a0150612345,pi@lab.fr,m1@lab.fr;m2@lab.fr,CT1,
+A0160701234,idris,cpu-bill,2026-01-01,2026-04-11,500,def,pi2@lab.fr,,CT2,
+A0160701234,idris,cpu-rome,2026-01-01,2026-04-11,5000,def,pi2@lab.fr,,CT2,
+";
+
+const ADJ: &str = "date,project,centre,resource,hours,kind,reason
+2026-01-15,A0150612345,idris,cpu-skl,200,topup,mid-term review
+2026-02-01,A0150612345,idris,cpu-skl,-100,withdrawal,checkpoint
+";
+
+fn t(s: &str) -> i64 {
+    s.parse::<jiff::Timestamp>().unwrap().as_second()
+}
+
+/// The first dump: every kind of record the issue lists, plus two malformed lines.
+fn dump1() -> String {
+    let h = "JobID|JobIDRaw|Cluster|Partition|Account|User|Start|End|ElapsedRaw|AllocCPUS|AllocTRES|State\n";
+    let d10 = t("2026-01-10T00:00:00Z");
+    let mut s = String::from(h);
+    #[allow(clippy::too_many_arguments)]
+    fn row(id: &str, raw: u64, part: &str, acc: &str, start: i64, end: Option<i64>, el: i64, cpus: u64, tres: &str, state: &str) -> String {
+        let e = end.map(|e| e.to_string()).unwrap_or_else(|| "Unknown".into());
+        format!("{id}|{raw}|jeanzay|{part}|{acc}|alice|{start}|{e}|{el}|{cpus}|{tres}|{state}\n")
+    }
+    // 4 CPUs × 10 h = 40 h
+    s += &row("10", 10, "cpu_p1", "abc", d10, Some(d10 + 36000), 36000, 4, "billing=4,cpu=4,mem=1G,node=1", "COMPLETED");
+    // array tasks: 2 × (2 CPUs × 5 h) = 20 h
+    s += &row("11_1", 12, "cpu_p1", "abc", d10, Some(d10 + 18000), 18000, 2, "cpu=2,node=1", "COMPLETED");
+    s += &row("11_2", 13, "cpu_p1", "abc", d10, Some(d10 + 18000), 18000, 2, "cpu=2,node=1", "COMPLETED");
+    // heterogeneous job components: 2 × (1 CPU × 10 h) = 20 h
+    s += &row("20+0", 20, "cpu_p1", "A0150612345", d10, Some(d10 + 36000), 36000, 1, "cpu=1,node=1", "COMPLETED");
+    s += &row("20+1", 21, "cpu_p1", "A0150612345", d10, Some(d10 + 36000), 36000, 1, "cpu=1,node=1", "COMPLETED");
+    // requeued: two runs of the same JobIDRaw, 4 CPUs × 2 h each = 16 h
+    let d11 = t("2026-01-11T00:00:00Z");
+    s += &row("30", 30, "cpu_p1", "abc", d11, Some(d11 + 7200), 7200, 4, "cpu=4,node=1", "REQUEUED");
+    s += &row("30", 30, "cpu_p1", "abc", d11 + 10800, Some(d11 + 18000), 7200, 4, "cpu=4,node=1", "COMPLETED");
+    // crosses the period start: 8 h × 4 CPUs, half of it (16 h) in the period
+    let ny = t("2026-01-01T00:00:00Z");
+    s += &row("40", 40, "cpu_p1", "abc", ny - 14400, Some(ny + 14400), 28800, 4, "cpu=4,node=1", "COMPLETED");
+    // never started, zero elapsed, a step
+    s.push_str("50|50|jeanzay|cpu_p1|abc|alice|Unknown|Unknown|0|4||PENDING\n");
+    s += &row("51", 51, "cpu_p1", "abc", d10, Some(d10), 0, 4, "cpu=4,node=1", "FAILED");
+    s.push_str(&format!("10.batch|10.batch|jeanzay||abc||{d10}|{}|36000|4|cpu=4|COMPLETED\n", d10 + 36000));
+    // running: 2 CPUs, 5 h so far = 10 h provisional
+    let d20 = t("2026-01-20T00:00:00Z");
+    s += &row("60", 60, "cpu_p1", "abc", d20, None, 18000, 2, "cpu=2,node=1", "RUNNING");
+    // orphan (no allocation for zzz), unmapped partition, GPU on an account without GPU hours
+    s += &row("70", 70, "cpu_p1", "zzz", t("2026-01-15T00:00:00Z"), Some(t("2026-01-16T00:00:00Z")), 86400, 1, "cpu=1", "COMPLETED");
+    s += &row("71", 71, "visu", "abc", d10, Some(d10 + 10800), 10800, 1, "cpu=1", "COMPLETED");
+    s += &row("72", 72, "gpu_p13", "abc", d10, Some(d10 + 3600), 3600, 1, "cpu=10,gres/gpu=2,gres/gpu:v100=2", "COMPLETED");
+    // billing unit: 2 CPUs billed 6 × 10 h = 60 h; node unit: 2 nodes × 1 h × 128 × 0.5 = 128 h
+    s += &row("80", 80, "cpu_bill", "def", d10, Some(d10 + 36000), 36000, 2, "billing=6,cpu=2,node=1", "COMPLETED");
+    s += &row("81", 81, "rome", "def", d10, Some(d10 + 3600), 3600, 256, "billing=256,cpu=256,node=2", "COMPLETED");
+    // malformed
+    s.push_str("this is not sacct output\n");
+    s.push_str("90|90|jeanzay|cpu_p1|abc|alice|yesterday|Unknown|0|1||RUNNING\n");
+    s
+}
+
+/// The second dump: the running job has ended (8 h), job 10 seen again unchanged.
+fn dump2() -> String {
+    let d10 = t("2026-01-10T00:00:00Z");
+    let d20 = t("2026-01-20T00:00:00Z");
+    format!(
+        "JobID|JobIDRaw|Cluster|Partition|Account|User|Start|End|ElapsedRaw|AllocCPUS|AllocTRES|State\n\
+         10|10|jeanzay|cpu_p1|abc|alice|{d10}|{}|36000|4|billing=4,cpu=4,mem=1G,node=1|COMPLETED\n\
+         60|60|jeanzay|cpu_p1|abc|alice|{d20}|{}|28800|2|cpu=2,node=1|COMPLETED\n",
+        d10 + 36000,
+        d20 + 28800
+    )
+}
+
+fn setup(dir: &Path) -> std::path::PathBuf {
+    std::fs::write(dir.join("alloc.csv"), ALLOC).unwrap();
+    std::fs::write(dir.join("adj.csv"), ADJ).unwrap();
+    std::fs::write(dir.join("dump1.txt"), dump1()).unwrap();
+    std::fs::write(dir.join("dump2.txt"), dump2()).unwrap();
+    write_config(dir, CONFIG)
+}
+
+fn import(cfg: &Path, file: &Path) -> std::process::Output {
+    aw(&["--config", cfg.to_str().unwrap(), "import", "--centre", "idris", "--format", "sacct", file.to_str().unwrap()])
+}
+
+#[test]
+fn scenario_exact_figures_through_two_dumps() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path());
+    let out = import(&cfg, &dir.path().join("dump1.txt"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let err = stderr(&out);
+    assert!(stdout.contains("15 records (15 new, 0 replaced, 0 unchanged), 2 rejected lines, 1 steps skipped, 1 never started"), "{stdout}");
+    assert!(err.contains("dump1.txt:19: expected 12 fields, found 1"), "{err}");
+    assert!(err.contains("dump1.txt:20: field Start: `yesterday` is not a time"), "{err}");
+
+    // After the first dump, the running job counts 10 provisional hours.
+    let rows = check_json(&cfg, &["--at", "2026-01-21T00:00:00Z"]);
+    let a = find(&rows, "A0150612345", "cpu-skl");
+    assert_eq!(f(a, "consumed_hours"), 40.0 + 20.0 + 20.0 + 16.0 + 16.0 + 10.0);
+
+    let out = import(&cfg, &dir.path().join("dump2.txt"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 records (0 new, 1 replaced, 1 unchanged)"), "{}", String::from_utf8_lossy(&out.stdout));
+    // Re-importing the first dump changes nothing: its provisional record of job 60 must not
+    // undo the final one, and every other record is identical.
+    let out = import(&cfg, &dir.path().join("dump1.txt"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("15 records (0 new, 0 replaced, 15 unchanged)"), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let rows = check_json(&cfg, &["--at", "2026-01-21T00:00:00Z"]);
+    assert_eq!(rows.len(), 3);
+    let a = find(&rows, "A0150612345", "cpu-skl");
+    assert_eq!(a["centre"], "idris");
+    assert_eq!(a["period_start"], "2026-01-01");
+    assert_eq!(a["period_end"], "2026-04-11");
+    assert_eq!(f(a, "granted_hours"), 1200.0); // top-up dated 01-15 applies, withdrawal of 02-01 not yet
+    assert_eq!(f(a, "consumed_hours"), 128.0);
+    assert_eq!(f(a, "expected_hours"), 240.0); // 20 of 100 days × 1200
+    assert_eq!(f(a, "remaining_hours"), 1072.0);
+    assert!((f(a, "consumed_pct") - 128.0 / 12.0).abs() < 1e-9);
+    assert!((f(a, "drift_pp") - (128.0 - 240.0) / 12.0).abs() < 1e-9);
+    assert_eq!(f(a, "burn_rate_hours_per_day"), 112.0 / 14.0); // job 40's Jan 1 share is outside the window
+    assert!(a["projected_exhaustion"].is_null());
+    assert_eq!(f(a, "projected_unused_hours"), 1072.0 - 8.0 * 80.0);
+    assert_eq!(a["status"], "on_track"); // −9.3 pp, and only 20 % of the period elapsed
+
+    let b = find(&rows, "A0160701234", "cpu-bill");
+    assert_eq!(f(b, "consumed_hours"), 60.0);
+    let r = find(&rows, "A0160701234", "cpu-rome");
+    assert_eq!(f(r, "consumed_hours"), 128.0);
+
+    // After the withdrawal date the grant is 1100.
+    let rows = check_json(&cfg, &["--at", "2026-02-05T00:00:00Z"]);
+    assert_eq!(f(find(&rows, "A0150612345", "cpu-skl"), "granted_hours"), 1100.0);
+    // Before the period: not started; after it: ended.
+    let rows = check_json(&cfg, &["--at", "2025-12-31T23:00:00Z"]);
+    assert_eq!(find(&rows, "A0150612345", "cpu-skl")["status"], "not_started");
+    let rows = check_json(&cfg, &["--at", "2026-05-01T00:00:00Z"]);
+    assert_eq!(find(&rows, "A0150612345", "cpu-skl")["status"], "ended");
+    // Mid-day instant: the partial day counts exactly (job 10 runs 00:00–10:00 on Jan 10).
+    let rows = check_json(&cfg, &["--at", "2026-01-10T05:00:00Z"]);
+    let mid = f(find(&rows, "A0150612345", "cpu-skl"), "consumed_hours");
+    // job 40's 16 h + job 10 (4 CPU × 5 h) + arrays (2 × 2 × 5 h) + het (2 × 1 × 5 h)
+    assert_eq!(mid, 16.0 + 20.0 + 20.0 + 10.0);
+
+    // The table shows orphan and unmapped usage.
+    let table = ok(&["--config", cfg.to_str().unwrap(), "check", "--at", "2026-01-21T00:00:00Z"]);
+    assert!(table.contains("Orphan usage"), "{table}");
+    let orphan = table.lines().find(|l| l.contains(" zzz ")).expect("orphan row for zzz");
+    assert!(orphan.contains("cpu-skl") && orphan.trim_end().ends_with("24.0"), "{orphan}");
+    let gpu = table.lines().find(|l| l.contains("gpu_p13")).expect("orphan GPU row");
+    assert!(gpu.trim_end().ends_with("2.0"), "{gpu}");
+    let unmapped = table.lines().find(|l| l.contains("visu")).expect("unmapped row");
+    assert!(unmapped.trim_end().ends_with("3.0"), "{unmapped}");
+}
+
+#[test]
+fn usage_apportions_to_the_window_and_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path());
+    assert!(import(&cfg, &dir.path().join("dump1.txt")).status.success());
+    let c = cfg.to_str().unwrap();
+    // Only the 2026-01-01 part of job 40: 4 CPUs × 4 h.
+    let out = ok(&["--config", c, "usage", "--from", "2026-01-01", "--to", "2026-01-02", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["account"], "abc");
+    assert_eq!(rows[0]["jobs"], 1);
+    assert_eq!(rows[0]["cpu_seconds"], 4 * 4 * 3600);
+    assert_eq!(rows[0]["charged_hours"], 16.0);
+    assert_eq!(rows[0]["resource"], "cpu-skl");
+    // By day over the whole of December 31 and January 1: two rows for job 40.
+    let out = ok(&["--config", c, "usage", "--from", "2025-12-31", "--to", "2026-01-02", "--group-by", "day,user", "--format", "csv"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "centre,cluster,account,partition,user,day,jobs,cpu_seconds,gpu_seconds,billing_seconds,resource,charged_hours");
+    assert_eq!(lines[1], "idris,jeanzay,abc,cpu_p1,alice,2025-12-31,1,57600,0,57600,cpu-skl,16");
+    assert_eq!(lines[2], "idris,jeanzay,abc,cpu_p1,alice,2026-01-01,1,57600,0,57600,cpu-skl,16");
+    // GPU seconds come from gres/gpu (the untyped count, not doubled by the typed one).
+    let out = ok(&["--config", c, "usage", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let gpu = rows.iter().find(|r| r["partition"] == "gpu_p13").unwrap();
+    assert_eq!(gpu["gpu_seconds"], 2 * 3600);
+    assert_eq!(gpu["cpu_seconds"], 10 * 3600);
+    let visu = rows.iter().find(|r| r["partition"] == "visu").unwrap();
+    assert!(visu["resource"].is_null() && visu["charged_hours"].is_null());
+}
+
+#[test]
+fn bad_inputs_exit_2_naming_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path());
+    let c = cfg.to_str().unwrap();
+    // Header-less dump without --fields.
+    let nohdr = dir.path().join("nohdr.txt");
+    std::fs::write(&nohdr, "1|1|jeanzay|cpu_p1|abc\n").unwrap();
+    let out = import(&cfg, &nohdr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("nohdr.txt:1: the first line is not a sacct header"), "{}", stderr(&out));
+    // Header lacking needed columns.
+    std::fs::write(&nohdr, "JobID|JobName|Start\n1|x|0\n").unwrap();
+    let out = import(&cfg, &nohdr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("sacct columns lack End, Account"), "{}", stderr(&out));
+    // Missing file.
+    let out = import(&cfg, &dir.path().join("absent.txt"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("absent.txt"), "{}", stderr(&out));
+    // Unknown centre.
+    let out = aw(&["--config", c, "import", "--centre", "nowhere", "--format", "sacct", nohdr.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no centre \"nowhere\" (known: idris)"), "{}", stderr(&out));
+    // A bad allocation line names file, line and column.
+    std::fs::write(dir.path().join("alloc.csv"), ALLOC.replace("2026-04-11,500", "2026-04-31,500")).unwrap();
+    let out = aw(&["--config", c, "config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("alloc.csv:3: column period_end: `2026-04-31` is not a date"), "{}", stderr(&out));
+    // Overlapping allocations of one account on one resource are refused.
+    std::fs::write(
+        dir.path().join("alloc.csv"),
+        format!("{ALLOC}A0999,idris,cpu-skl,2026-03-01,2026-06-01,10,abc,p@x.fr,,CT1,\n"),
+    )
+    .unwrap();
+    let out = aw(&["--config", c, "config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("overlaps A0150612345"), "{}", stderr(&out));
+    // An adjustment for no allocation.
+    std::fs::write(dir.path().join("alloc.csv"), ALLOC).unwrap();
+    std::fs::write(dir.path().join("adj.csv"), format!("{ADJ}2027-01-01,A0150612345,idris,cpu-skl,5,topup,late\n")).unwrap();
+    let out = aw(&["--config", c, "config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("adj.csv:4: column date: no allocation of A0150612345 on idris/cpu-skl whose period contains 2027-01-01"), "{}", stderr(&out));
+    // A config error names the key.
+    std::fs::write(&cfg, "[store]\npath = 3\n").unwrap();
+    let out = aw(&["--config", c, "config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("allocwatch.toml") && stderr(&out).contains("path"), "{}", stderr(&out));
+    // --at that is not an instant.
+    let cfg = setup(dir.path());
+    let out = aw(&["--config", cfg.to_str().unwrap(), "check", "--at", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn config_check_reports_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path());
+    let out = ok(&["--config", cfg.to_str().unwrap(), "config", "check"]);
+    assert!(out.contains("OK — 1 centres, 3 allocations, 2 adjustments"), "{out}");
+}
+
+#[test]
+fn check_pulls_configured_file_sources_once() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let cfg = write_config(
+        dir.path(),
+        &CONFIG.replace(
+            "clusters = [\"jeanzay\"]",
+            "clusters = [\"jeanzay\"]\n[[centre.source]]\nkind = \"files\"\nformat = \"sacct\"\npaths = [\"dump1.txt\", \"dump2.txt\"]",
+        ),
+    );
+    let rows = check_json(&cfg, &["--at", "2026-01-21T00:00:00Z"]);
+    assert_eq!(f(find(&rows, "A0150612345", "cpu-skl"), "consumed_hours"), 128.0);
+    // Second run: files unchanged, nothing re-imported, same figures.
+    let rows2 = check_json(&cfg, &["--at", "2026-01-21T00:00:00Z"]);
+    assert_eq!(rows, rows2);
+}
+
+#[test]
+fn demo_shows_every_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("demo.sqlite");
+    let cfg = root().join("config/demo.toml");
+    let out = ok(&["--config", cfg.to_str().unwrap(), "--store", store.to_str().unwrap(), "check", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert!(rows.len() >= 30, "a few dozen allocations: {}", rows.len());
+    let centres: std::collections::BTreeSet<_> = rows.iter().map(|r| r["centre"].as_str().unwrap().to_string()).collect();
+    assert_eq!(centres.len(), 3);
+    for status in ["on_track", "over_pace", "under_pace", "exhausted", "not_started", "ended"] {
+        assert!(rows.iter().any(|r| r["status"] == status), "demo lacks a {status} allocation");
+    }
+    let gpu = rows.iter().any(|r| r["resource"].as_str().unwrap().starts_with("gpu"));
+    let cpu = rows.iter().any(|r| r["resource"].as_str().unwrap().starts_with("cpu"));
+    assert!(gpu && cpu);
+    // The pinned instant makes the demo the same whatever day it runs.
+    assert!(rows.iter().all(|r| r["at"] == "2026-11-15T12:00:00Z"));
+}
