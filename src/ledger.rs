@@ -96,6 +96,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (centre, source)
     );
     "#,
+    // 2: reconciliation cycles; sinks and notifiers enqueue what a cycle owes them in the
+    // same transaction as its row, so a crash never loses or doubles it.
+    r#"
+    CREATE TABLE cycles (
+        id          INTEGER PRIMARY KEY,
+        at          INTEGER NOT NULL,
+        started_at  INTEGER NOT NULL,
+        allocations INTEGER NOT NULL,
+        trigger     TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Rejected lines kept per pull (all are counted; the first ones are kept for inspection).
@@ -167,7 +178,8 @@ pub struct PullRecord {
     pub file: Option<(String, i64, i64)>,
 }
 
-fn sq(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+/// Map a SQLite error on the store at `path` to a [`StoreError`].
+pub fn sq(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::Sqlite { path: path.display().to_string(), source }
 }
 
@@ -224,6 +236,23 @@ impl Store {
             tx.commit().map_err(sq(&path))?;
         }
         Ok(())
+    }
+
+    /// Run `f` in one transaction: everything it writes commits together or not at all.
+    pub fn with_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(sq(&path))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(sq(&path))?;
+        Ok(out)
+    }
+
+    /// Read-only access for modules that keep their own tables in the store (outboxes, alerts).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
     }
 
     /// The store file.

@@ -6,6 +6,7 @@
 pub mod allocations;
 pub mod cli_time;
 pub mod config;
+pub mod cycle;
 pub mod engine;
 pub mod ledger;
 pub mod model;

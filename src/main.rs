@@ -260,8 +260,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if !*no_pull && !pull(&config, &mut store) {
                 eprintln!("warning: some sources failed (see above); reconciling with what the ledger has");
             }
-            let rec = engine::reconcile_all(&config, &grants, &mut store, at.as_second()).map_err(runtime_err)?;
-            print!("{}", report::check(&rec, *format));
+            let cycle = allocwatch::cycle::run_cycle(&config, &grants, &mut store, at.as_second(), "check").map_err(runtime_err)?;
+            print!("{}", report::check(&cycle.reconciliation, *format));
             Ok(())
         }
         Command::Usage { from, to, centre, group_by, format } => {
@@ -306,8 +306,9 @@ async fn daemon(config: Config, grants: Grants, store: &mut Store, interval: u64
             _ = tick.tick() => {
                 pull(&config, store);
                 let at = config.at.map(|t| t.as_second()).unwrap_or_else(now);
-                match engine::reconcile_all(&config, &grants, store, at) {
-                    Ok(rec) => {
+                match allocwatch::cycle::run_cycle(&config, &grants, store, at, "schedule") {
+                    Ok(cycle) => {
+                        let rec = cycle.reconciliation;
                         let mut counts = std::collections::BTreeMap::new();
                         for a in &rec.allocations {
                             *counts.entry(a.status.as_str()).or_insert(0) += 1;
