@@ -41,6 +41,8 @@ pub struct Config {
     pub thresholds: Thresholds,
     /// Pinned reconciliation instant (demo data); `None` means "now".
     pub at: Option<jiff::Timestamp>,
+    /// Alert rules, routing and channels; `None` when the section is absent (no alerts).
+    pub alerts: Option<crate::alerts::settings::AlertSettings>,
 }
 
 /// A computing centre.
@@ -133,6 +135,8 @@ struct RawConfig {
     profiles: BTreeMap<String, RawProfile>,
     #[serde(default, rename = "centre")]
     centres: Vec<RawCentre>,
+    #[serde(default)]
+    alerts: Option<crate::alerts::settings::RawAlerts>,
 }
 
 #[derive(Deserialize)]
@@ -346,7 +350,12 @@ impl Config {
                 Centre { id: c.id, tz, tz_name: c.timezone, clusters: c.clusters, rules, sources },
             );
         }
+        let alerts = match raw.alerts {
+            Some(a) => Some(a.validate(&file, &base)?),
+            None => None,
+        };
         Ok(Config {
+            alerts,
             path: path.to_path_buf(),
             store_path: resolve(&raw.store.path),
             centres,

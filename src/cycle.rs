@@ -2,6 +2,7 @@
 //! and everything it owes downstream (indicator points, alert notifications) in a single
 //! store transaction. Delivery happens later, from those durable outboxes.
 
+use crate::alerts::{Alerting, EvalSummary};
 use crate::allocations::Grants;
 use crate::config::Config;
 use crate::engine::{reconcile_all, Reconciliation};
@@ -15,11 +16,20 @@ pub struct CycleOutcome {
     pub id: i64,
     /// The reconciliation.
     pub reconciliation: Reconciliation,
+    /// What alert evaluation did, when alerts are configured.
+    pub alerts: Option<EvalSummary>,
 }
 
-/// Reconcile at `at` (epoch seconds) and record the cycle. `trigger` says why it ran
-/// (`check`, `schedule`, `replay`…).
-pub fn run_cycle(config: &Config, grants: &Grants, store: &mut Store, at: i64, trigger: &str) -> Result<CycleOutcome, StoreError> {
+/// Reconcile at `at` (epoch seconds) and record the cycle, with the alerts it raises and the
+/// messages they owe. `trigger` says why it ran (`check`, `schedule`…).
+pub fn run_cycle(
+    config: &Config,
+    grants: &Grants,
+    store: &mut Store,
+    at: i64,
+    trigger: &str,
+    alerting: Option<&Alerting>,
+) -> Result<CycleOutcome, StoreError> {
     let rec = reconcile_all(config, grants, store, at)?;
     let path = store.path().to_path_buf();
     let started = jiff::Timestamp::now().as_second();
@@ -31,7 +41,15 @@ pub fn run_cycle(config: &Config, grants: &Grants, store: &mut Store, at: i64, t
         .map_err(sq(&path))?;
         let id = tx.last_insert_rowid();
         // Sinks and notifiers enqueue here, in this same transaction.
-        Ok(id)
+        let alerts = match alerting {
+            Some(a) => Some(
+                a.evaluate_in_tx(tx, config, grants, &rec, id, started)
+                    .map_err(|message| StoreError::Cycle { path: path.display().to_string(), message })?,
+            ),
+            None => None,
+        };
+        Ok((id, alerts))
     })?;
-    Ok(CycleOutcome { id, reconciliation: rec })
+    let (id, alerts) = id;
+    Ok(CycleOutcome { id, reconciliation: rec, alerts })
 }

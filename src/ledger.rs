@@ -107,6 +107,61 @@ const MIGRATIONS: &[&str] = &[
         trigger     TEXT NOT NULL
     );
     "#,
+    // 3: reserved for the indicator outbox (InfluxDB sink).
+    "-- reserved",
+    // 4: alerts, their life cycle and audit trail, and the notification outbox.
+    r#"
+    CREATE TABLE alerts (
+        id               INTEGER PRIMARY KEY,
+        rule             TEXT NOT NULL,
+        subject          TEXT NOT NULL,
+        discriminator    TEXT NOT NULL,
+        centre           TEXT NOT NULL,
+        project          TEXT,
+        resource         TEXT,
+        severity         TEXT NOT NULL,
+        state            TEXT NOT NULL CHECK (state IN ('firing', 'resolved')),
+        title            TEXT NOT NULL,
+        facts            TEXT NOT NULL,
+        fired_at         INTEGER NOT NULL,
+        last_notified_at INTEGER NOT NULL,
+        last_seen_at     INTEGER NOT NULL,
+        resolved_at      INTEGER,
+        acked_at         INTEGER,
+        acked_by         TEXT
+    );
+    CREATE UNIQUE INDEX alerts_one_firing ON alerts (rule, subject, discriminator) WHERE state = 'firing';
+    CREATE TABLE alert_events (
+        id       INTEGER PRIMARY KEY,
+        alert_id INTEGER NOT NULL REFERENCES alerts(id),
+        cycle_id INTEGER,
+        at       INTEGER NOT NULL,
+        event    TEXT NOT NULL,
+        detail   TEXT
+    );
+    CREATE INDEX alert_events_by_alert ON alert_events (alert_id);
+    CREATE TABLE notifications (
+        id              INTEGER PRIMARY KEY,
+        cycle_id        INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        at              INTEGER NOT NULL,
+        channel         TEXT NOT NULL,
+        audience        TEXT NOT NULL,
+        recipient       TEXT NOT NULL,
+        alert_ids       TEXT NOT NULL,
+        kinds           TEXT NOT NULL,
+        subject         TEXT NOT NULL,
+        body_text       TEXT NOT NULL,
+        body_html       TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('pending', 'sent')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        sent_at         INTEGER
+    );
+    CREATE INDEX notifications_pending ON notifications (state, next_attempt_at);
+    "#,
 ];
 
 /// Rejected lines kept per pull (all are counted; the first ones are kept for inspection).
@@ -122,6 +177,14 @@ pub enum StoreError {
         path: String,
         /// Cause.
         source: rusqlite::Error,
+    },
+    /// A step of a cycle that writes into the store failed (the transaction was rolled back).
+    #[error("store {path}: {message}")]
+    Cycle {
+        /// Store file.
+        path: String,
+        /// What failed.
+        message: String,
     },
     /// The file is not a store this version can use.
     #[error("store {path}: {message}")]
@@ -244,7 +307,9 @@ impl Store {
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(sq(&path))?;
+        // IMMEDIATE: take the write lock up front, so what `f` reads is still true when it
+        // writes, even with a second allocwatch process on the same store.
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sq(&path))?;
         let out = f(&tx)?;
         tx.commit().map_err(sq(&path))?;
         Ok(out)

@@ -3,6 +3,7 @@
 //!
 //! Flow, one direction: [`sources`] → [`ledger`] → [`reconcile`] → output. See ARCHITECTURE.md.
 
+pub mod alerts;
 pub mod allocations;
 pub mod cli_time;
 pub mod config;
@@ -12,4 +13,5 @@ pub mod ledger;
 pub mod model;
 pub mod reconcile;
 pub mod report;
+pub mod secret;
 pub mod sources;

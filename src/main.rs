@@ -1,6 +1,7 @@
 //! `allocwatch` command line. Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad
 //! configuration/input file (the message names the file, line and field).
 
+use allocwatch::alerts::{store as alert_store, Alerting};
 use allocwatch::allocations::Grants;
 use allocwatch::cli_time::{parse_date, parse_instant};
 use allocwatch::config::{Config, FileKind};
@@ -87,11 +88,59 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Alerts: list them with their delivery history, acknowledge, deliver the outbox.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
+    /// Evaluate the alert rules at every step over past data, sending nothing, and print which
+    /// alerts would have fired, when and for whom, then how early exhausted allocations were warned.
+    Replay {
+        /// First instant (RFC 3339 or YYYY-MM-DD, UTC midnight for a date).
+        #[arg(long)]
+        from: String,
+        /// End (exclusive).
+        #[arg(long)]
+        to: String,
+        /// Step: `1d`, `12h`, `30m`.
+        #[arg(long, default_value = "1d")]
+        step: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// Run as a daemon: pull and reconcile every interval until SIGTERM/SIGINT.
     Run {
         /// Seconds between cycles.
         #[arg(long, default_value_t = 900)]
         interval: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlertsCommand {
+    /// Alerts with their state and delivery history (firing only, unless --all).
+    List {
+        /// Include resolved alerts.
+        #[arg(long)]
+        all: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Acknowledge a firing alert: no more reminders (resolution is still told).
+    Ack {
+        /// Alert id (from `alerts list`).
+        id: i64,
+        /// Who acknowledges (recorded in the audit trail).
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// Deliver queued notifications now.
+    Deliver {
+        /// Also those waiting for their retry time.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -260,8 +309,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if !*no_pull && !pull(&config, &mut store) {
                 eprintln!("warning: some sources failed (see above); reconciling with what the ledger has");
             }
-            let cycle = allocwatch::cycle::run_cycle(&config, &grants, &mut store, at.as_second(), "check").map_err(runtime_err)?;
+            let alerting = alerting(&config)?;
+            let cycle = allocwatch::cycle::run_cycle(&config, &grants, &mut store, at.as_second(), "check", alerting.as_ref())
+                .map_err(runtime_err)?;
             print!("{}", report::check(&cycle.reconciliation, *format));
+            if let Some(a) = &alerting {
+                if let Some(s) = &cycle.alerts {
+                    eprintln!(
+                        "alerts: {} fired, {} reminders, {} resolved, {} still firing; {} messages queued",
+                        s.fired, s.reminded, s.resolved, s.held, s.queued
+                    );
+                }
+                deliver(&mut store, &a.settings, false)?;
+            }
             Ok(())
         }
         Command::Usage { from, to, centre, group_by, format } => {
@@ -288,15 +348,100 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Run { interval } => {
             let (config, grants) = load(&cli)?;
             let mut store = open_store(&config)?;
+            let alerting = alerting(&config)?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(runtime_err)?;
-            rt.block_on(daemon(config, grants, &mut store, *interval))
+            rt.block_on(daemon(config, grants, alerting, &mut store, *interval))
+        }
+        Command::Alerts { command } => {
+            let (config, _) = load(&cli)?;
+            let mut store = open_store(&config)?;
+            match command {
+                AlertsCommand::List { all, format } => {
+                    let rows = alert_store::list(store.connection(), *all).map_err(runtime_err)?;
+                    print!("{}", report::alerts(&rows, *format));
+                    Ok(())
+                }
+                AlertsCommand::Ack { id, by } => {
+                    let now = now();
+                    if !alert_store::exists(store.connection(), *id).map_err(runtime_err)? {
+                        return Err(usage_err(format!("no alert {id} (see `allocwatch alerts list --all`)")));
+                    }
+                    let path = store.path().to_path_buf();
+                    if store.with_transaction(|tx| alert_store::ack(tx, *id, by, now).map_err(allocwatch::ledger::sq(&path))).map_err(runtime_err)? {
+                        println!("alert {id} acknowledged by {by}: no more reminders");
+                        Ok(())
+                    } else {
+                        Err(usage_err(format!("alert {id} is not firing")))
+                    }
+                }
+                AlertsCommand::Deliver { force } => {
+                    let Some(s) = &config.alerts else {
+                        return Err(usage_err(format!("{}: no [alerts] section: nothing to deliver", config.path.display())));
+                    };
+                    deliver(&mut store, s, *force)
+                }
+            }
+        }
+        Command::Replay { from, to, step, format } => {
+            let (config, grants) = load(&cli)?;
+            let Some(alerting) = alerting(&config)? else {
+                return Err(usage_err(format!("{}: no [alerts] section: nothing to replay", config.path.display())));
+            };
+            let utc = jiff::tz::TimeZone::UTC;
+            let from = parse_instant(from, &utc).map_err(|e| usage_err(format!("--from: {e}")))?.as_second();
+            let to = parse_instant(to, &utc).map_err(|e| usage_err(format!("--to: {e}")))?.as_second();
+            let step = parse_step(step).map_err(|e| usage_err(format!("--step: {e}")))?;
+            if to <= from {
+                return Err(usage_err("--to must be after --from"));
+            }
+            let mut store = open_store(&config)?;
+            let (events, leads) =
+                allocwatch::alerts::replay(&alerting, &config, &grants, &mut store, from, to, step).map_err(runtime_err)?;
+            print!("{}", report::replay(&events, &leads, *format));
+            Ok(())
         }
     }
 }
 
-/// The daemon loop: one cycle (pull, reconcile, log) per interval; SIGTERM/SIGINT end it
-/// between cycles, never in the middle of one (each import is one transaction anyway).
-async fn daemon(config: Config, grants: Grants, store: &mut Store, interval: u64) -> Result<(), Failure> {
+/// Parse a replay step: `1d`, `12h`, `30m`, `3600s`.
+fn parse_step(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = n.parse().map_err(|_| format!("`{s}` is not a step like 1d, 12h, 30m"))?;
+    let secs = match unit {
+        "d" => n * 86400,
+        "h" => n * 3600,
+        "m" => n * 60,
+        "s" | "" => n,
+        _ => return Err(format!("`{s}`: unit must be d, h, m or s")),
+    };
+    if secs <= 0 {
+        return Err("must be positive".into());
+    }
+    Ok(secs)
+}
+
+fn alerting(config: &Config) -> Result<Option<Alerting>, Failure> {
+    match &config.alerts {
+        Some(s) => Alerting::new(s.clone()).map(Some).map_err(|e| usage_err(format!("{}: alerts: {e}", config.path.display()))),
+        None => Ok(None),
+    }
+}
+
+/// One delivery pass of the notification outbox, reported on stderr. Failures leave the
+/// messages queued (exit code 0: nothing is lost; the next run retries).
+fn deliver(store: &mut Store, s: &allocwatch::alerts::settings::AlertSettings, force: bool) -> Result<(), Failure> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(runtime_err)?;
+    let r = rt.block_on(allocwatch::alerts::deliver::deliver_pending(store, s, force)).map_err(runtime_err)?;
+    if r.sent + r.failed > 0 || r.pending > 0 {
+        eprintln!("notifications: {} sent, {} failed attempts, {} queued", r.sent, r.failed, r.pending);
+    }
+    Ok(())
+}
+
+/// The daemon loop: one cycle (pull, reconcile, alerts, delivery) per interval; SIGTERM/SIGINT
+/// end it between cycles, never in the middle of one (each cycle is one transaction anyway).
+async fn daemon(config: Config, grants: Grants, alerting: Option<Alerting>, store: &mut Store, interval: u64) -> Result<(), Failure> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(runtime_err)?;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval.max(1)));
@@ -306,7 +451,7 @@ async fn daemon(config: Config, grants: Grants, store: &mut Store, interval: u64
             _ = tick.tick() => {
                 pull(&config, store);
                 let at = config.at.map(|t| t.as_second()).unwrap_or_else(now);
-                match allocwatch::cycle::run_cycle(&config, &grants, store, at, "schedule") {
+                match allocwatch::cycle::run_cycle(&config, &grants, store, at, "schedule", alerting.as_ref()) {
                     Ok(cycle) => {
                         let rec = cycle.reconciliation;
                         let mut counts = std::collections::BTreeMap::new();
@@ -316,6 +461,12 @@ async fn daemon(config: Config, grants: Grants, store: &mut Store, interval: u64
                         tracing::info!(allocations = rec.allocations.len(), orphans = rec.orphans.len(), unmapped = rec.unmapped.len(), statuses = ?counts, "reconciled");
                     }
                     Err(e) => tracing::error!("reconciliation failed: {e}"),
+                }
+                if let Some(a) = &alerting {
+                    match allocwatch::alerts::deliver::deliver_pending(store, &a.settings, false).await {
+                        Ok(r) => tracing::info!(sent = r.sent, failed = r.failed, queued = r.pending, "notifications"),
+                        Err(e) => tracing::error!("notification delivery: {e}"),
+                    }
                 }
             }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }

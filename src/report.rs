@@ -232,8 +232,118 @@ pub fn usage(rows: &[UsageRow], format: Format) -> String {
     }
 }
 
+/// `alerts list` output.
+pub fn alerts(rows: &[crate::alerts::store::AlertRow], format: Format) -> String {
+    let ts = |s: i64| jiff::Timestamp::from_second(s).map(|t| t.to_string()).unwrap_or_default();
+    match format {
+        Format::Json => serde_json::to_string_pretty(rows).expect("rows serialise") + "\n",
+        Format::Csv | Format::Table => {
+            let body: Vec<Vec<String>> = rows
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.id.to_string(),
+                        a.state.clone(),
+                        a.severity.clone(),
+                        a.rule.clone(),
+                        a.subject.clone(),
+                        a.discriminator.clone(),
+                        ts(a.fired_at),
+                        a.resolved_at.map(ts).unwrap_or_default(),
+                        a.acked.as_ref().map(|(_, by)| by.clone()).unwrap_or_default(),
+                        a.sent.to_string(),
+                        a.pending.to_string(),
+                        a.last_error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            let headers = ["ID", "STATE", "SEVERITY", "RULE", "SUBJECT", "KEY", "FIRED", "RESOLVED", "ACKED BY", "SENT", "QUEUED", "LAST ERROR"];
+            if format == Format::Csv {
+                let mut w = csv::Writer::from_writer(Vec::new());
+                w.write_record(headers.iter().map(|h| h.to_lowercase())).expect("in-memory csv");
+                for r in &body {
+                    w.write_record(r).expect("in-memory csv");
+                }
+                String::from_utf8(w.into_inner().expect("in-memory csv")).expect("utf-8")
+            } else {
+                let right = [true, false, false, false, false, false, false, false, false, true, true, false];
+                table(&headers, &body, &right)
+            }
+        }
+    }
+}
+
+/// `replay` output: the events, then how early exhausted allocations were warned.
+pub fn replay(events: &[crate::alerts::ReplayEvent], leads: &[crate::alerts::LeadTime], format: Format) -> String {
+    match format {
+        Format::Json => {
+            serde_json::to_string_pretty(&serde_json::json!({ "events": events, "exhausted": leads })).expect("serialise") + "\n"
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record(["at", "kind", "rule", "subject", "key", "recipients", "title"]).expect("in-memory csv");
+            for e in events {
+                w.write_record([&e.at, &e.kind, &e.rule, &e.subject, &e.discriminator, &e.recipients.join(";"), &e.title])
+                    .expect("in-memory csv");
+            }
+            String::from_utf8(w.into_inner().expect("in-memory csv")).expect("utf-8")
+        }
+        Format::Table => {
+            let body: Vec<Vec<String>> = events
+                .iter()
+                .map(|e| vec![e.at[..10.min(e.at.len())].to_string(), e.kind.clone(), e.rule.clone(), e.subject.clone(), e.discriminator.clone(), e.recipients.join(", ")])
+                .collect();
+            let mut out = format!("{} alert events would have been notified\n\n", events.len());
+            out.push_str(&table(&["DATE", "KIND", "RULE", "SUBJECT", "KEY", "WHO"], &body, &[false; 6]));
+            let warned: Vec<f64> = leads.iter().filter_map(|l| l.lead_days).collect();
+            let _ = writeln!(
+                out,
+                "\nExhausted allocations: {}; warned beforehand: {}; lead time (days) median {}, 10th percentile {}",
+                leads.len(),
+                warned.len(),
+                percentile(&warned, 50.0).map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+                percentile(&warned, 10.0).map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+            );
+            let body: Vec<Vec<String>> = leads
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.subject.clone(),
+                        l.exhausted_at[..10.min(l.exhausted_at.len())].to_string(),
+                        l.first_warned_at.as_deref().map(|s| s[..10.min(s.len())].to_string()).unwrap_or_else(|| "never".into()),
+                        l.lead_days.map(|d| format!("{d:.0}")).unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            if !body.is_empty() {
+                out.push('\n');
+                out.push_str(&table(&["ALLOCATION", "EXHAUSTED", "FIRST WARNED", "LEAD DAYS"], &body, &[false, false, false, true]));
+            }
+            out
+        }
+    }
+}
+
+/// Nearest-rank percentile of `v` (none when empty).
+pub fn percentile(v: &[f64], p: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * s.len() as f64).ceil().max(1.0) as usize;
+    Some(s[rank.min(s.len()) - 1])
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn percentiles() {
+        assert_eq!(super::percentile(&[5.0, 1.0, 3.0, 2.0, 4.0], 50.0), Some(3.0));
+        assert_eq!(super::percentile(&[5.0, 1.0, 3.0, 2.0, 4.0], 10.0), Some(1.0));
+        assert_eq!(super::percentile(&[], 10.0), None);
+    }
+
     #[test]
     fn hours_format() {
         assert_eq!(super::hours(1234567.4), "1,234,567");

@@ -80,3 +80,43 @@ pub fn find<'a>(rows: &'a [serde_json::Value], project: &str, resource: &str) ->
 pub fn f(v: &serde_json::Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or_else(|| panic!("{key} is not a number in {v}"))
 }
+
+/// Values of environment variables set by `tests/run.sh` for the real servers. Under CI=true a
+/// missing one is a failure; elsewhere the calling test prints why it is skipped.
+pub fn server_env(test: &str, vars: &[&str]) -> Option<std::collections::HashMap<String, String>> {
+    let mut out = std::collections::HashMap::new();
+    for v in vars {
+        match std::env::var(v) {
+            Ok(x) if !x.is_empty() => {
+                out.insert(v.to_string(), x);
+            }
+            _ => {
+                if std::env::var("CI").is_ok_and(|c| c == "true") {
+                    panic!("{test}: CI=true but {v} is not set: run the suite with `bash tests/run.sh`, which starts the servers");
+                }
+                eprintln!("SKIPPED {test}: {v} not set (run `bash tests/run.sh`, which starts the test servers)");
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Poll `f` until it returns Some, or panic after `secs` seconds with `what`.
+pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("timed out after {secs} s waiting for {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

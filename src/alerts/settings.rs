@@ -1,0 +1,642 @@
+//! The `[alerts]` configuration section: rules and their thresholds, take-back checkpoints,
+//! routing, channels and delivery policy. Every default is documented in
+//! `config/allocwatch.example.toml` and README.md.
+
+use super::rules::Rule;
+use crate::config::ConfigError;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Language of messages (templates ship in both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    /// English.
+    #[default]
+    En,
+    /// French.
+    Fr,
+}
+
+impl Lang {
+    /// Directory name of the templates.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Fr => "fr",
+        }
+    }
+}
+
+/// Who is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Audience {
+    /// The allocation's PI and members, about their own project only.
+    Researchers,
+    /// The operations team: everything.
+    Operations,
+}
+
+/// How a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// SMTP e-mail.
+    Email,
+    /// Generic webhook (JSON or Mattermost/Slack `{"text": …}`).
+    Webhook,
+    /// Prometheus Alertmanager.
+    Alertmanager,
+}
+
+impl Channel {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Webhook => "webhook",
+            Channel::Alertmanager => "alertmanager",
+        }
+    }
+}
+
+/// Settings common to every rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleCommon {
+    /// Evaluate this rule.
+    pub enabled: bool,
+    /// Re-notify while firing at most every this many days (0: never).
+    pub renotify_days: f64,
+    /// Notify when the alert resolves.
+    pub notify_resolved: bool,
+}
+
+/// All rule settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSettings {
+    /// `threshold`: consumed crossed these percentages of the grant.
+    pub threshold: RuleCommon,
+    /// Percentages for `threshold`.
+    pub thresholds_pct: Vec<f64>,
+    /// `over_pace`.
+    pub over_pace: RuleCommon,
+    /// Drift above which `over_pace` fires, pp.
+    pub over_pace_drift_pp: f64,
+    /// …or projected exhaustion more than this many days before the period end.
+    pub over_pace_exhaustion_days: f64,
+    /// `under_pace`.
+    pub under_pace: RuleCommon,
+    /// Drift below which `under_pace` fires, pp (negative).
+    pub under_pace_drift_pp: f64,
+    /// …once this share of the period has elapsed, %.
+    pub under_pace_min_elapsed_pct: f64,
+    /// `checkpoint`: take-back checkpoints about to be missed.
+    pub checkpoint: RuleCommon,
+    /// `exhausted`.
+    pub exhausted: RuleCommon,
+    /// `orphan_usage`.
+    pub orphan_usage: RuleCommon,
+    /// Hours of orphan usage in the window before it alerts.
+    pub orphan_min_hours: f64,
+    /// `stale_feed`.
+    pub stale_feed: RuleCommon,
+    /// A centre's last successful pull older than this is stale, hours.
+    pub stale_max_age_hours: f64,
+    /// …or this many consecutive failed pulls.
+    pub stale_max_failures: u32,
+}
+
+impl RuleSettings {
+    /// Common settings of a rule.
+    pub fn common(&self, rule: Rule) -> &RuleCommon {
+        match rule {
+            Rule::Threshold => &self.threshold,
+            Rule::OverPace => &self.over_pace,
+            Rule::UnderPace => &self.under_pace,
+            Rule::Checkpoint => &self.checkpoint,
+            Rule::Exhausted => &self.exhausted,
+            Rule::OrphanUsage => &self.orphan_usage,
+            Rule::StaleFeed => &self.stale_feed,
+        }
+    }
+}
+
+/// A dated take-back checkpoint declared by the allocator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// When it is applied (centre-local midnight).
+    pub date: jiff::civil::Date,
+    /// Allocations under this share of their grant at the date lose part of their balance, %.
+    pub min_consumed_pct: f64,
+    /// Share of the unused balance taken back, %.
+    pub takeback_pct: f64,
+    /// Warn this many days before.
+    pub warn_days: f64,
+    /// Only these centres (empty: all).
+    pub centres: Vec<String>,
+    /// Only these committees (empty: all).
+    pub committees: Vec<String>,
+}
+
+/// One routing line: these rules go to this audience over these channels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Rules routed.
+    pub rules: Vec<Rule>,
+    /// Audience.
+    pub audience: Audience,
+    /// Channels.
+    pub channels: Vec<Channel>,
+}
+
+/// TLS mode of the SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (loopback relays only).
+    None,
+    /// STARTTLS upgrade, required.
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// SMTP settings.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    /// Relay host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// TLS mode.
+    pub tls: SmtpTls,
+    /// Login, if the relay wants one.
+    pub username: Option<String>,
+    /// Password, read from the environment or a file at start (never logged).
+    pub password: Option<super::super::secret::Secret>,
+    /// Sender address.
+    pub from: String,
+    /// Extra CA certificate (PEM) to trust, e.g. an internal relay's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Webhook body format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// The alert as a JSON document.
+    Json,
+    /// Mattermost/Slack incoming webhook: `{"text": "…"}`.
+    Slack,
+}
+
+/// Webhook settings.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Endpoint (its query may hold a secret: never logged whole).
+    pub url: super::super::secret::Secret,
+    /// Body format.
+    pub format: WebhookFormat,
+}
+
+/// Alertmanager settings.
+#[derive(Debug, Clone)]
+pub struct AlertmanagerSettings {
+    /// Base URL, e.g. `http://127.0.0.1:9093`.
+    pub url: String,
+    /// Firing alerts are sent with `endsAt` this far ahead and refreshed every cycle.
+    pub hold_minutes: f64,
+}
+
+/// Retry policy of the notification outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliverySettings {
+    /// First retry delay, seconds (doubles each attempt, with jitter).
+    pub retry_initial_seconds: f64,
+    /// Longest retry delay, seconds. Delivery is retried forever: nothing owed is dropped.
+    pub retry_max_seconds: f64,
+    /// Timeout of one delivery attempt, seconds.
+    pub timeout_seconds: f64,
+}
+
+/// The whole `[alerts]` section, validated.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// Rules.
+    pub rules: RuleSettings,
+    /// Take-back checkpoints.
+    pub checkpoints: Vec<Checkpoint>,
+    /// Routing.
+    pub routes: Vec<Route>,
+    /// Operations team addresses.
+    pub operations_emails: Vec<String>,
+    /// One message per alert, or one digest per cycle, for operations e-mail.
+    pub operations_digest: bool,
+    /// Language of researchers' messages.
+    pub researchers_language: Lang,
+    /// Language of operations messages.
+    pub operations_language: Lang,
+    /// Directory of templates overriding the bundled ones.
+    pub templates_dir: Option<PathBuf>,
+    /// SMTP, if configured.
+    pub email: Option<EmailSettings>,
+    /// Webhook, if configured.
+    pub webhook: Option<WebhookSettings>,
+    /// Alertmanager, if configured.
+    pub alertmanager: Option<AlertmanagerSettings>,
+    /// Retry policy.
+    pub delivery: DeliverySettings,
+}
+
+// ---- raw shapes -----------------------------------------------------------------------------
+
+macro_rules! rule_struct {
+    ($name:ident, $renotify:expr, $resolved:expr; { $($field:ident : $ty:ty = $default:expr),* }) => {
+        #[derive(Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub(crate) struct $name {
+            enabled: bool,
+            renotify_days: f64,
+            notify_resolved: Option<bool>,
+            $($field: Option<$ty>,)*
+        }
+        impl Default for $name {
+            fn default() -> Self {
+                $name { enabled: true, renotify_days: $renotify, notify_resolved: None, $($field: None,)* }
+            }
+        }
+        impl $name {
+            fn common(&self) -> RuleCommon {
+                RuleCommon { enabled: self.enabled, renotify_days: self.renotify_days, notify_resolved: self.notify_resolved.unwrap_or($resolved) }
+            }
+            $(fn $field(&self) -> $ty { self.$field.clone().unwrap_or_else(|| $default) })*
+        }
+    };
+}
+
+rule_struct!(RawThreshold, 0.0, false; { thresholds_pct: Vec<f64> = vec![50.0, 75.0, 90.0] });
+rule_struct!(RawOverPace, 7.0, true; { drift_pp: f64 = 10.0, exhaustion_days_before_end: f64 = 30.0 });
+rule_struct!(RawUnderPace, 7.0, true; { drift_pp: f64 = -20.0, min_elapsed_pct: f64 = 25.0 });
+rule_struct!(RawCheckpointRule, 7.0, false; {});
+rule_struct!(RawExhausted, 7.0, true; {});
+rule_struct!(RawOrphan, 7.0, true; { min_hours: f64 = 1.0 });
+rule_struct!(RawStale, 1.0, true; { max_age_hours: f64 = 6.0, max_consecutive_failures: u32 = 3 });
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRules {
+    #[serde(default)]
+    threshold: RawThreshold,
+    #[serde(default)]
+    over_pace: RawOverPace,
+    #[serde(default)]
+    under_pace: RawUnderPace,
+    #[serde(default)]
+    checkpoint: RawCheckpointRule,
+    #[serde(default)]
+    exhausted: RawExhausted,
+    #[serde(default)]
+    orphan_usage: RawOrphan,
+    #[serde(default)]
+    stale_feed: RawStale,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCheckpoint {
+    date: String,
+    min_consumed_pct: f64,
+    takeback_pct: f64,
+    #[serde(default = "thirty")]
+    warn_days: f64,
+    #[serde(default)]
+    centres: Vec<String>,
+    #[serde(default)]
+    committees: Vec<String>,
+}
+
+fn thirty() -> f64 {
+    30.0
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    rules: Vec<String>,
+    audience: Audience,
+    channels: Vec<Channel>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOperations {
+    #[serde(default)]
+    emails: Vec<String>,
+    #[serde(default)]
+    digest: bool,
+    #[serde(default)]
+    language: Option<Lang>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEmail {
+    host: String,
+    #[serde(default)]
+    port: Option<u16>,
+    tls: SmtpTls,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password_env: Option<String>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    from: String,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWebhook {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    url_env: Option<String>,
+    #[serde(default = "json_format")]
+    format: WebhookFormat,
+}
+
+fn json_format() -> WebhookFormat {
+    WebhookFormat::Json
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlertmanager {
+    url: String,
+    #[serde(default = "hold")]
+    hold_minutes: f64,
+}
+
+fn hold() -> f64 {
+    120.0
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawDelivery {
+    retry_initial_seconds: f64,
+    retry_max_seconds: f64,
+    timeout_seconds: f64,
+}
+
+impl Default for RawDelivery {
+    fn default() -> Self {
+        RawDelivery { retry_initial_seconds: 30.0, retry_max_seconds: 3600.0, timeout_seconds: 20.0 }
+    }
+}
+
+/// The raw `[alerts]` table as written in the configuration file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    #[serde(default)]
+    rules: RawRules,
+    #[serde(default, rename = "checkpoint")]
+    checkpoints: Vec<RawCheckpoint>,
+    #[serde(default, rename = "route")]
+    routes: Option<Vec<RawRoute>>,
+    #[serde(default)]
+    operations: RawOperations,
+    #[serde(default)]
+    language: Lang,
+    #[serde(default)]
+    templates_dir: Option<PathBuf>,
+    #[serde(default)]
+    email: Option<RawEmail>,
+    #[serde(default)]
+    webhook: Option<RawWebhook>,
+    #[serde(default)]
+    alertmanager: Option<RawAlertmanager>,
+    #[serde(default)]
+    delivery: RawDelivery,
+}
+
+impl RawAlerts {
+    /// Validate; relative paths are resolved against `base`. Errors name the key.
+    pub fn validate(self, file: &str, base: &Path) -> Result<AlertSettings, ConfigError> {
+        let fail = |message: String| ConfigError { file: file.to_string(), message };
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let r = &self.rules;
+        let rules = RuleSettings {
+            threshold: r.threshold.common(),
+            thresholds_pct: r.threshold.thresholds_pct(),
+            over_pace: r.over_pace.common(),
+            over_pace_drift_pp: r.over_pace.drift_pp(),
+            over_pace_exhaustion_days: r.over_pace.exhaustion_days_before_end(),
+            under_pace: r.under_pace.common(),
+            under_pace_drift_pp: r.under_pace.drift_pp(),
+            under_pace_min_elapsed_pct: r.under_pace.min_elapsed_pct(),
+            checkpoint: r.checkpoint.common(),
+            exhausted: r.exhausted.common(),
+            orphan_usage: r.orphan_usage.common(),
+            orphan_min_hours: r.orphan_usage.min_hours(),
+            stale_feed: r.stale_feed.common(),
+            stale_max_age_hours: r.stale_feed.max_age_hours(),
+            stale_max_failures: r.stale_feed.max_consecutive_failures(),
+        };
+        for t in &rules.thresholds_pct {
+            if !(t.is_finite() && *t > 0.0) {
+                return Err(fail(format!("alerts.rules.threshold.thresholds_pct: {t} is not a positive percentage")));
+            }
+        }
+        for (name, c) in [
+            ("threshold", &rules.threshold),
+            ("over_pace", &rules.over_pace),
+            ("under_pace", &rules.under_pace),
+            ("checkpoint", &rules.checkpoint),
+            ("exhausted", &rules.exhausted),
+            ("orphan_usage", &rules.orphan_usage),
+            ("stale_feed", &rules.stale_feed),
+        ] {
+            if !(c.renotify_days.is_finite() && c.renotify_days >= 0.0) {
+                return Err(fail(format!("alerts.rules.{name}.renotify_days: must be ≥ 0 (0 = never)")));
+            }
+        }
+        if !(rules.under_pace_drift_pp < 0.0) {
+            return Err(fail("alerts.rules.under_pace.drift_pp: must be negative (e.g. -20)".into()));
+        }
+        if !(rules.over_pace_drift_pp > 0.0) {
+            return Err(fail("alerts.rules.over_pace.drift_pp: must be positive (e.g. 10)".into()));
+        }
+        let mut checkpoints = Vec::new();
+        for (i, c) in self.checkpoints.into_iter().enumerate() {
+            let at = format!("alerts.checkpoint[{i}]");
+            let date = c.date.parse().map_err(|_| fail(format!("{at}.date: `{}` is not a date (YYYY-MM-DD)", c.date)))?;
+            if !(0.0..=100.0).contains(&c.min_consumed_pct) {
+                return Err(fail(format!("{at}.min_consumed_pct: must be between 0 and 100")));
+            }
+            if !(0.0..=100.0).contains(&c.takeback_pct) {
+                return Err(fail(format!("{at}.takeback_pct: must be between 0 and 100")));
+            }
+            if !(c.warn_days >= 0.0) {
+                return Err(fail(format!("{at}.warn_days: must be ≥ 0")));
+            }
+            checkpoints.push(Checkpoint {
+                date,
+                min_consumed_pct: c.min_consumed_pct,
+                takeback_pct: c.takeback_pct,
+                warn_days: c.warn_days,
+                centres: c.centres,
+                committees: c.committees,
+            });
+        }
+        let email = match self.email {
+            None => None,
+            Some(e) => {
+                let password = match (&e.password_env, &e.password_file) {
+                    (Some(_), Some(_)) => return Err(fail("alerts.email: give password_env or password_file, not both".into())),
+                    (Some(var), None) => Some(super::super::secret::Secret::from_env(var).map_err(|m| fail(format!("alerts.email.password_env: {m}")))?),
+                    (None, Some(f)) => Some(super::super::secret::Secret::from_file(&resolve(f)).map_err(|m| fail(format!("alerts.email.password_file: {m}")))?),
+                    (None, None) => None,
+                };
+                if password.is_some() && e.username.is_none() {
+                    return Err(fail("alerts.email.username: required when a password is given".into()));
+                }
+                if !e.from.contains('@') {
+                    return Err(fail(format!("alerts.email.from: `{}` is not an e-mail address", e.from)));
+                }
+                let port = e.port.unwrap_or(match e.tls {
+                    SmtpTls::None => 25,
+                    SmtpTls::Starttls => 587,
+                    SmtpTls::Tls => 465,
+                });
+                Some(EmailSettings { host: e.host, port, tls: e.tls, username: e.username, password, from: e.from, ca_file: e.ca_file.map(|p| resolve(&p)) })
+            }
+        };
+        let webhook = match self.webhook {
+            None => None,
+            Some(w) => {
+                let url = match (w.url, w.url_env) {
+                    (Some(u), None) => super::super::secret::Secret::new(u),
+                    (None, Some(var)) => super::super::secret::Secret::from_env(&var).map_err(|m| fail(format!("alerts.webhook.url_env: {m}")))?,
+                    _ => return Err(fail("alerts.webhook: give exactly one of url or url_env".into())),
+                };
+                if !(url.expose().starts_with("http://") || url.expose().starts_with("https://")) {
+                    return Err(fail("alerts.webhook.url: must be an http:// or https:// URL".into()));
+                }
+                Some(WebhookSettings { url, format: w.format })
+            }
+        };
+        let alertmanager = match self.alertmanager {
+            None => None,
+            Some(a) => {
+                if !(a.url.starts_with("http://") || a.url.starts_with("https://")) {
+                    return Err(fail("alerts.alertmanager.url: must be an http:// or https:// URL".into()));
+                }
+                if !(a.hold_minutes > 0.0) {
+                    return Err(fail("alerts.alertmanager.hold_minutes: must be > 0".into()));
+                }
+                Some(AlertmanagerSettings { url: a.url.trim_end_matches('/').to_string(), hold_minutes: a.hold_minutes })
+            }
+        };
+        for e in &self.operations.emails {
+            if !e.contains('@') {
+                return Err(fail(format!("alerts.operations.emails: `{e}` is not an e-mail address")));
+            }
+        }
+        let routes = match self.routes {
+            Some(list) => {
+                let mut out = Vec::new();
+                for (i, r) in list.into_iter().enumerate() {
+                    let at = format!("alerts.route[{i}]");
+                    let mut rules_v = Vec::new();
+                    for name in &r.rules {
+                        let rule = if name == "*" {
+                            rules_v.extend(Rule::ALL);
+                            continue;
+                        } else {
+                            Rule::parse(name).ok_or_else(|| fail(format!("{at}.rules: unknown rule {name:?} (threshold, over_pace, under_pace, checkpoint, exhausted, orphan_usage, stale_feed, or *)")))?
+                        };
+                        rules_v.push(rule);
+                    }
+                    if r.audience == Audience::Researchers {
+                        if let Some(bad) = rules_v.iter().find(|x| !x.concerns_allocation()) {
+                            return Err(fail(format!("{at}.rules: {} is for operations only", bad.as_str())));
+                        }
+                        if r.channels.iter().any(|c| *c != Channel::Email) {
+                            return Err(fail(format!("{at}.channels: researchers are only reached by e-mail (webhooks and Alertmanager are shared channels)")));
+                        }
+                    }
+                    for c in &r.channels {
+                        let configured = match c {
+                            Channel::Email => email.is_some(),
+                            Channel::Webhook => webhook.is_some(),
+                            Channel::Alertmanager => alertmanager.is_some(),
+                        };
+                        if !configured {
+                            return Err(fail(format!("{at}.channels: {} is not configured ([alerts.{}])", c.as_str(), c.as_str())));
+                        }
+                    }
+                    if r.audience == Audience::Operations && r.channels.contains(&Channel::Email) && self.operations.emails.is_empty() {
+                        return Err(fail(format!("{at}: operations e-mail needs alerts.operations.emails")));
+                    }
+                    out.push(Route { rules: rules_v, audience: r.audience, channels: r.channels });
+                }
+                out
+            }
+            None => default_routes(email.is_some(), webhook.is_some(), alertmanager.is_some(), !self.operations.emails.is_empty()),
+        };
+        let d = self.delivery;
+        if !(d.retry_initial_seconds >= 0.0 && d.retry_max_seconds >= d.retry_initial_seconds && d.timeout_seconds > 0.0) {
+            return Err(fail("alerts.delivery: need 0 ≤ retry_initial_seconds ≤ retry_max_seconds and timeout_seconds > 0".into()));
+        }
+        Ok(AlertSettings {
+            rules,
+            checkpoints,
+            routes,
+            operations_emails: self.operations.emails,
+            operations_digest: self.operations.digest,
+            researchers_language: self.language,
+            operations_language: self.operations.language.unwrap_or(self.language),
+            templates_dir: self.templates_dir.map(|p| resolve(&p)),
+            email,
+            webhook,
+            alertmanager,
+            delivery: DeliverySettings {
+                retry_initial_seconds: d.retry_initial_seconds,
+                retry_max_seconds: d.retry_max_seconds,
+                timeout_seconds: d.timeout_seconds,
+            },
+        })
+    }
+}
+
+/// Routing when the configuration gives none: researchers get e-mail about their allocations;
+/// operations get everything on every configured channel.
+fn default_routes(email: bool, webhook: bool, am: bool, ops_emails: bool) -> Vec<Route> {
+    let mut routes = Vec::new();
+    if email {
+        routes.push(Route {
+            rules: Rule::ALL.iter().copied().filter(|r| r.concerns_allocation()).collect(),
+            audience: Audience::Researchers,
+            channels: vec![Channel::Email],
+        });
+    }
+    let mut ops = Vec::new();
+    if email && ops_emails {
+        ops.push(Channel::Email);
+    }
+    if webhook {
+        ops.push(Channel::Webhook);
+    }
+    if am {
+        ops.push(Channel::Alertmanager);
+    }
+    if !ops.is_empty() {
+        routes.push(Route { rules: Rule::ALL.to_vec(), audience: Audience::Operations, channels: ops });
+    }
+    routes
+}

@@ -1,0 +1,76 @@
+//! Secrets (passwords, tokens, webhook URLs with keys) read from the environment or a file.
+//! They print as `[redacted]` in Debug and Display, so a log line or an error message that
+//! formats one cannot leak it.
+
+use std::fmt;
+use std::path::Path;
+
+/// A secret value; only [`Secret::expose`] gives the text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a value that is already in memory (e.g. from a URL the operator wrote).
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// Read from an environment variable; the error names the variable, never its value.
+    pub fn from_env(var: &str) -> Result<Secret, String> {
+        match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Ok(Secret(v.trim().to_string())),
+            Ok(_) => Err(format!("environment variable {var} is empty")),
+            Err(_) => Err(format!("environment variable {var} is not set")),
+        }
+    }
+
+    /// Read from a file (first line, trimmed); the error names the file, never its content.
+    pub fn from_file(path: &Path) -> Result<Secret, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let v = text.lines().next().unwrap_or("").trim().to_string();
+        if v.is_empty() {
+            return Err(format!("{} is empty", path.display()));
+        }
+        Ok(Secret(v))
+    }
+
+    /// The secret text, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Replace every occurrence of the secret in `text` (e.g. an error message from a library
+    /// that echoes a URL) by `[redacted]`.
+    pub fn scrub(&self, text: &str) -> String {
+        if self.0.len() < 4 {
+            return text.to_string();
+        }
+        text.replace(&self.0, "[redacted]")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_printed() {
+        let s = Secret::new("hunter2-very-secret".into());
+        assert_eq!(format!("{s} {s:?}"), "[redacted] [redacted]");
+        assert_eq!(s.scrub("url=https://x/hunter2-very-secret/y"), "url=https://x/[redacted]/y");
+        let e = Secret::from_env("ALLOCWATCH_TEST_SURELY_UNSET").unwrap_err();
+        assert!(e.contains("ALLOCWATCH_TEST_SURELY_UNSET is not set"));
+    }
+}
