@@ -243,10 +243,53 @@ pub struct Reconciliation {
     pub orphan_window_days: u32,
 }
 
-/// Daily ledger rows of every centre over a range of days, loaded once: `reconcile_all` loads
-/// one per instant; a replay loads one for its whole range and reuses it at every step.
+/// Daily ledger rows of every centre over a range of days, loaded once and resolved against
+/// the billing rules and allocations: `reconcile_all` loads one per instant; a replay loads one
+/// for its whole range and reuses it at every step (each step is then a linear scan).
 pub struct LedgerView {
-    rows: HashMap<String, Vec<DailyRow>>,
+    centres: HashMap<String, CentreView>,
+}
+
+/// One centre's rows, sorted by day, with everything a step needs precomputed.
+struct CentreView {
+    rows: Vec<ViewRow>,
+    /// (cluster, account, partition, resource) of `ViewRow::key`.
+    keys: Vec<(String, String, String, Option<String>)>,
+}
+
+struct ViewRow {
+    day: i32,
+    start_s: i64,
+    end_s: i64,
+    key: usize,
+    /// Charged hours under the partition's rule (0 when unmapped).
+    hours: f64,
+    /// Core-hours (for unmapped partitions).
+    cpu_hours: f64,
+    /// The allocation these hours charge, if any.
+    target: Option<usize>,
+}
+
+/// The allocation that `(account, resource)` usage on `day` charges.
+fn target_allocation(grants: &Grants, by_account: &HashMap<(&str, &str), Vec<usize>>, account: &str, resource: &str, day: i32) -> Option<usize> {
+    let date = day_date(day);
+    by_account.get(&(account, resource)).and_then(|list| {
+        list.iter().copied().find(|&i| {
+            let a = &grants.allocations[i];
+            a.period_start <= date && date < a.period_end
+        })
+    })
+}
+
+/// Which allocations of a centre each (account, resource) may charge.
+fn allocations_by_account<'g>(grants: &'g Grants, centre: &str) -> HashMap<(&'g str, &'g str), Vec<usize>> {
+    let mut by_account: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+    for (i, a) in grants.allocations.iter().enumerate().filter(|(_, a)| a.centre == centre) {
+        for acc in &a.accounts {
+            by_account.entry((acc.as_str(), a.resource.as_str())).or_default().push(i);
+        }
+    }
+    by_account
 }
 
 impl LedgerView {
@@ -254,7 +297,7 @@ impl LedgerView {
     /// earliest allocation period start (or the orphan window before `from_at`) to the day
     /// before `until_at`'s day (that day itself is partial and comes from the jobs).
     pub fn load(config: &Config, grants: &Grants, store: &mut Store, from_at: i64, until_at: i64) -> Result<LedgerView, StoreError> {
-        let mut rows = HashMap::new();
+        let mut centres = HashMap::new();
         for centre in config.centres.values() {
             let tz = &centre.tz;
             let orphan_from = local_day(from_at, tz) - config.thresholds.orphan_window_days as i32;
@@ -266,11 +309,40 @@ impl LedgerView {
                 .min()
                 .unwrap_or(orphan_from)
                 .min(orphan_from);
-            let mut r = store.daily_usage(&centre.id, earliest, local_day(until_at, tz))?;
-            r.sort_by_key(|row| row.day);
-            rows.insert(centre.id.clone(), r);
+            let mut raw: Vec<DailyRow> = store.daily_usage(&centre.id, earliest, local_day(until_at, tz))?;
+            raw.sort_by_key(|row| row.day);
+            let by_account = allocations_by_account(grants, &centre.id);
+            let mut key_index: HashMap<(String, String, String), usize> = HashMap::new();
+            let mut keys = Vec::new();
+            let mut day_bounds: HashMap<i32, (i64, i64)> = HashMap::new();
+            let mut rows = Vec::with_capacity(raw.len());
+            for r in raw {
+                let rule = centre.rule_for(&r.cluster, &r.partition);
+                let resource = rule.map(|x| x.resource.clone());
+                let k = (r.cluster, r.account, r.partition);
+                let key = match key_index.get(&k) {
+                    Some(&i) => i,
+                    None => {
+                        keys.push((k.0.clone(), k.1.clone(), k.2.clone(), resource.clone()));
+                        key_index.insert(k.clone(), keys.len() - 1);
+                        keys.len() - 1
+                    }
+                };
+                let (start_s, end_s) = *day_bounds.entry(r.day).or_insert_with(|| (day_start(r.day, tz), day_start(r.day + 1, tz)));
+                let target = rule.and_then(|x| target_allocation(grants, &by_account, &k.1, &x.resource, r.day));
+                rows.push(ViewRow {
+                    day: r.day,
+                    start_s,
+                    end_s,
+                    key,
+                    hours: rule.map(|x| x.hours(&r.usage)).unwrap_or(0.0),
+                    cpu_hours: r.usage.cpu as f64 / 3600.0,
+                    target,
+                });
+            }
+            centres.insert(centre.id.clone(), CentreView { rows, keys });
         }
-        Ok(LedgerView { rows })
+        Ok(LedgerView { centres })
     }
 }
 
@@ -325,7 +397,6 @@ pub fn reconcile_view(config: &Config, grants: &Grants, view: &LedgerView, parti
     let mut reports: Vec<Option<AllocationReport>> = vec![None; grants.allocations.len()];
     let mut orphans = Vec::new();
     let mut unmapped = Vec::new();
-    let no_rows = Vec::new();
     let no_partial = HashMap::new();
     for centre in config.centres.values() {
         let tz = &centre.tz;
@@ -333,55 +404,43 @@ pub fn reconcile_view(config: &Config, grants: &Grants, view: &LedgerView, parti
         let today_start = day_start(today, tz);
         let orphan_from_day = today - th.orphan_window_days as i32;
         let mine: Vec<usize> = (0..grants.allocations.len()).filter(|&i| grants.allocations[i].centre == centre.id).collect();
-        // Which allocations an (account, resource) pair may charge.
-        let mut by_account: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
-        for &i in &mine {
-            let a = &grants.allocations[i];
-            for acc in &a.accounts {
-                by_account.entry((acc.as_str(), a.resource.as_str())).or_default().push(i);
-            }
-        }
         let mut buckets: HashMap<usize, Vec<Bucket>> = HashMap::new();
         let mut stray: BTreeMap<(String, String, String), (Option<String>, f64)> = BTreeMap::new();
-        let mut place = |cluster: &str, account: &str, partition: &str, day: i32, b: Bucket, us: &UnitSeconds| {
-            let Some(rule) = centre.rule_for(cluster, partition) else {
-                if day >= orphan_from_day {
-                    let e = stray.entry((cluster.into(), account.into(), partition.into())).or_insert((None, 0.0));
-                    e.1 += us.cpu as f64 / 3600.0;
+        if let Some(v) = view.centres.get(&centre.id) {
+            // Rows are sorted by day: stop at the current day (partial, from the jobs).
+            let upto = v.rows.partition_point(|r| r.day < today);
+            let mut stray_by_key: HashMap<usize, f64> = HashMap::new();
+            for row in &v.rows[..upto] {
+                match row.target {
+                    Some(i) => buckets.entry(i).or_default().push(Bucket { start_s: row.start_s, end_s: row.end_s, hours: row.hours }),
+                    None if row.day >= orphan_from_day => {
+                        let mapped = v.keys[row.key].3.is_some();
+                        *stray_by_key.entry(row.key).or_default() += if mapped { row.hours } else { row.cpu_hours };
+                    }
+                    None => {}
                 }
-                return;
-            };
-            let hours = rule.hours(us);
-            let date = day_date(day);
-            let target = by_account.get(&(account, rule.resource.as_str())).and_then(|list| {
-                list.iter().copied().find(|&i| {
-                    let a = &grants.allocations[i];
-                    a.period_start <= date && date < a.period_end
-                })
-            });
-            match target {
-                Some(i) => buckets.entry(i).or_default().push(Bucket { hours, ..b }),
-                None if day >= orphan_from_day => {
-                    let e = stray
-                        .entry((cluster.into(), account.into(), partition.into()))
-                        .or_insert((Some(rule.resource.clone()), 0.0));
-                    e.1 += hours;
-                }
-                None => {}
             }
-        };
-        let rows = view.rows.get(&centre.id).unwrap_or(&no_rows);
-        // Rows are sorted by day: stop at the current day (it is partial and comes from jobs).
-        let upto = rows.partition_point(|r| r.day < today);
-        for row in &rows[..upto] {
-            let b = Bucket { start_s: day_start(row.day, tz), end_s: day_start(row.day + 1, tz), hours: 0.0 };
-            place(&row.cluster, &row.account, &row.partition, row.day, b, &row.usage);
+            for (k, h) in stray_by_key {
+                let (cl, acc, part, res) = &v.keys[k];
+                stray.insert((cl.clone(), acc.clone(), part.clone()), (res.clone(), h));
+            }
         }
+        let by_account = allocations_by_account(grants, &centre.id);
         for ((cl, acc, part), us) in partial.get(&centre.id).unwrap_or(&no_partial) {
             let b = Bucket { start_s: today_start, end_s: at.max(today_start + 1), hours: 0.0 };
-            place(cl, acc, part, today, b, us);
+            match centre.rule_for(cl, part) {
+                None => stray.entry((cl.clone(), acc.clone(), part.clone())).or_insert((None, 0.0)).1 += us.cpu as f64 / 3600.0,
+                Some(rule) => {
+                    let hours = rule.hours(us);
+                    match target_allocation(grants, &by_account, acc, &rule.resource, today) {
+                        Some(i) => buckets.entry(i).or_default().push(Bucket { hours, ..b }),
+                        None => {
+                            stray.entry((cl.clone(), acc.clone(), part.clone())).or_insert((Some(rule.resource.clone()), 0.0)).1 += hours;
+                        }
+                    }
+                }
+            }
         }
-        drop(place);
         for ((cluster, account, partition), (resource, hours)) in stray {
             let o = OrphanUsage { centre: centre.id.clone(), cluster, account, partition, resource: resource.clone(), jobs: 0, hours };
             if resource.is_some() {

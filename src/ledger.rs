@@ -42,7 +42,15 @@ const MIGRATIONS: &[&str] = &[
         provisional INTEGER NOT NULL,
         PRIMARY KEY (centre, cluster, job_id_raw, start)
     ) WITHOUT ROWID;
-    CREATE INDEX jobs_by_end ON jobs (centre, end);
+    -- Window queries scan start ∈ [from − longest job, to): see `centre_stats`.
+    CREATE INDEX jobs_by_start ON jobs (centre, start);
+    -- Longest wall-clock window of any stored job per centre, so that "jobs overlapping
+    -- [from, to)" is a bounded range scan on (centre, start) rather than a scan of every job
+    -- that ended after `from`.
+    CREATE TABLE centre_stats (
+        centre     INTEGER PRIMARY KEY,
+        max_wall_s INTEGER NOT NULL
+    );
     CREATE TABLE usage_daily (
         centre    INTEGER NOT NULL,
         day       INTEGER NOT NULL,
@@ -364,6 +372,7 @@ impl Store {
             deltas: HashMap::new(),
             stats: IngestStats::default(),
             rejections: Vec::new(),
+            max_wall_s: 0,
         };
         ingest.centre_id = ingest.intern(centre)?;
         Ok(ingest)
@@ -431,16 +440,17 @@ impl Store {
     pub fn jobs_overlapping(&mut self, centre: &str, from: i64, to: i64) -> Result<Vec<JobRecord>, StoreError> {
         let Some(cid) = self.name_id(centre)? else { return Ok(Vec::new()) };
         let names = self.names_by_id()?;
+        let max_wall = max_wall(&self.conn, cid).map_err(sq(&self.path))?;
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT cluster, job_id_raw, start, account, partition, user, end, elapsed, cpus, gpus, billing, nodes, provisional
-                 FROM jobs WHERE centre = ?1 AND end >= ?2 AND start < ?3",
+                 FROM jobs WHERE centre = ?1 AND start >= ?2 - ?4 AND start < ?3 AND end >= ?2",
             )
             .map_err(sq(&self.path))?;
         let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
         let rows = stmt
-            .query_map(params![cid, from, to], |r| {
+            .query_map(params![cid, from, to, max_wall], |r| {
                 Ok(JobRecord {
                     cluster: name(r.get(0)?),
                     job_id_raw: r.get::<_, i64>(1)? as u64,
@@ -475,17 +485,18 @@ impl Store {
     pub fn job_counts(&mut self, centre: &str, from: i64, to: i64) -> Result<HashMap<(String, String, String), i64>, StoreError> {
         let Some(cid) = self.name_id(centre)? else { return Ok(HashMap::new()) };
         let names = self.names_by_id()?;
+        let max_wall = max_wall(&self.conn, cid).map_err(sq(&self.path))?;
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT cluster, account, partition, COUNT(*) FROM jobs
-                 WHERE centre = ?1 AND end >= ?2 AND start < ?3 AND (end > ?2 OR end = start)
+                 WHERE centre = ?1 AND start >= ?2 - ?4 AND start < ?3 AND end >= ?2 AND (end > ?2 OR end = start)
                  GROUP BY cluster, account, partition",
             )
             .map_err(sq(&self.path))?;
         let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
         let rows = stmt
-            .query_map(params![cid, from, to], |r| {
+            .query_map(params![cid, from, to, max_wall], |r| {
                 Ok(((name(r.get(0)?), name(r.get(1)?), name(r.get(2)?)), r.get::<_, i64>(3)?))
             })
             .map_err(sq(&self.path))?;
@@ -525,6 +536,13 @@ impl Store {
             .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
+}
+
+/// Longest wall-clock window of the centre's stored jobs (0 when none), for bounded scans.
+pub fn max_wall(conn: &Connection, centre_id: i64) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT max_wall_s FROM centre_stats WHERE centre = ?1", [centre_id], |r| r.get(0))
+        .optional()
+        .map(|v| v.unwrap_or(0))
 }
 
 /// One row of the daily usage table, with names resolved.
@@ -577,6 +595,7 @@ pub struct Ingest<'s> {
     deltas: HashMap<DeltaKey, (i64, UnitSeconds)>,
     stats: IngestStats,
     rejections: Vec<crate::sources::LineError>,
+    max_wall_s: i64,
 }
 
 impl<'s> Ingest<'s> {
@@ -694,6 +713,7 @@ impl<'s> Ingest<'s> {
             self.stats.inserted += 1;
         }
         self.book(job, cluster, account, partition, 1);
+        self.max_wall_s = self.max_wall_s.max(job.end_s - job.start_s);
         self.tx
             .prepare_cached(
                 "INSERT OR REPLACE INTO jobs (centre, cluster, job_id_raw, start, account, partition, user, end, elapsed,
@@ -736,6 +756,13 @@ impl<'s> Ingest<'s> {
                     .map_err(sq(&path))?;
             }
         }
+        self.tx
+            .execute(
+                "INSERT INTO centre_stats (centre, max_wall_s) VALUES (?1, ?2)
+                 ON CONFLICT (centre) DO UPDATE SET max_wall_s = MAX(max_wall_s, excluded.max_wall_s)",
+                params![self.centre_id, self.max_wall_s],
+            )
+            .map_err(sq(&path))?;
         self.tx
             .execute("DELETE FROM usage_daily WHERE centre = ?1 AND jobs = 0 AND cpu_s = 0 AND gpu_s = 0 AND billing_s = 0 AND node_s = 0", [self.centre_id])
             .map_err(sq(&path))?;

@@ -115,7 +115,16 @@ fn mails(maildir: &Path, tag: &str) -> Vec<Mail> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(maildir.join("new")) else { return out };
     let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    files.sort();
+    // Maildir names are `SECONDS.M<micros>P<pid>Q<n>.host` with unpadded micros: sort numerically.
+    let order = |p: &PathBuf| -> (u64, u64, u64) {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        let mut it = name.split('.');
+        let secs = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+        let rest = it.next().unwrap_or("");
+        let num = |tag: char| rest.split(tag).nth(1).map(|x| x.chars().take_while(|c| c.is_ascii_digit()).collect::<String>()).and_then(|x| x.parse().ok()).unwrap_or(0);
+        (secs, num('M'), num('Q'))
+    };
+    files.sort_by_key(order);
     for f in files {
         let raw = std::fs::read(&f).unwrap();
         let Some(m) = mail_parser::MessageParser::default().parse(&raw) else { continue };
@@ -153,12 +162,18 @@ fn private_smtp(port: u16, maildir: &Path) -> Child {
     child
 }
 
+/// A tag unique to this run: the shared test SMTP server keeps every mail it received.
+fn unique_tag(base: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{base}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
 const SMTP_VARS: &[&str] = &["AW_SMTP_PORT", "AW_SMTP_MAILDIR"];
 
 #[test]
 fn thresholds_pace_exhaustion_and_reminders_reach_researchers_and_operations() {
     let Some(env) = server_env("thresholds_pace_exhaustion", SMTP_VARS) else { return };
-    let tag = "t1";
+    let tag = &unique_tag("t1");
     // P1 burns 20 h/day of a 1000 h grant over 100 days: ahead of pace from the start, and
     // exhausted on day 50.
     let s = Scenario::new(
@@ -224,7 +239,7 @@ fn thresholds_pace_exhaustion_and_reminders_reach_researchers_and_operations() {
 #[test]
 fn under_pace_and_take_back_checkpoint_warn_with_hours_at_stake_in_french() {
     let Some(env) = server_env("under_pace_checkpoint", SMTP_VARS) else { return };
-    let tag = "t2";
+    let tag = &unique_tag("t2");
     // 2 h/day of 1000 h: at day 37, 74 h consumed (7.4 %), 8 days before a 2026-02-15
     // checkpoint requiring 20 %: projected 90 h → 227.5 h at stake (25 % of 910 h unused).
     let s = Scenario::new(
@@ -263,7 +278,7 @@ fn under_pace_and_take_back_checkpoint_warn_with_hours_at_stake_in_french() {
 #[test]
 fn a_top_up_resolves_alerts_and_rearms_thresholds() {
     let Some(env) = server_env("top_up_resolves", SMTP_VARS) else { return };
-    let tag = "t3";
+    let tag = &unique_tag("t3");
     // 10 h/day of 300 h: at day 20, 200 h (67 %), drift +47 pp → over pace and 50 % threshold.
     // A top-up of 700 h on day 21 brings it to 21 % of 1000 h: both clear.
     let s = Scenario::new(
@@ -291,7 +306,7 @@ fn a_top_up_resolves_alerts_and_rearms_thresholds() {
 #[test]
 fn a_researcher_only_ever_receives_their_own_project() {
     let Some(env) = server_env("researcher_privacy", SMTP_VARS) else { return };
-    let tag = "t4";
+    let tag = &unique_tag("t4");
     // Two projects share a member; a third does not. All three are over pace at once.
     let s = Scenario::new(
         tag,
@@ -328,7 +343,7 @@ fn smtp_down_for_several_cycles_then_every_owed_mail_arrives_once() {
     if server_env("smtp_outage", SMTP_VARS).is_none() {
         return;
     }
-    let tag = "t5";
+    let tag = &unique_tag("t5");
     let port = free_port();
     let maildir = tempfile::tempdir().unwrap();
     let s = Scenario::new(
@@ -371,7 +386,7 @@ fn killed_with_sigkill_during_delivery_nothing_lost_nothing_doubled() {
     if server_env("kill_during_delivery", SMTP_VARS).is_none() {
         return;
     }
-    let tag = "t6";
+    let tag = &unique_tag("t6");
     let port = free_port();
     let maildir = tempfile::tempdir().unwrap();
     let mut smtp = private_smtp(port, maildir.path());
@@ -427,7 +442,7 @@ fn smtp_auth_with_starttls_and_no_secret_in_output() {
     ) else {
         return;
     };
-    let tag = "t7";
+    let tag = &unique_tag("t7");
     let pw_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(pw_file.path(), format!("{}\n", env["AW_SMTP_AUTH_PASSWORD"])).unwrap();
     let section = format!(
@@ -474,7 +489,7 @@ retry_max_seconds = 0
 #[test]
 fn alertmanager_and_webhook_receive_operations_alerts() {
     let Some(env) = server_env("alertmanager_webhook", &["AW_AM_URL"]) else { return };
-    let tag = "t8";
+    let tag = &unique_tag("t8");
     // A webhook receiver inside the test (it is the receiver, not the system under test).
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hook = format!("http://127.0.0.1:{}/hooks/secret-key-123", listener.local_addr().unwrap().port());
@@ -491,7 +506,7 @@ fn alertmanager_and_webhook_receive_operations_alerts() {
     });
     let s = Scenario::new(
         tag,
-        "A0210000001,idris,cpu,2026-01-01,2026-04-11,1000,stu,pi@t8.example,,CT8,\n",
+        &format!("A0210000001,idris,cpu,2026-01-01,2026-04-11,1000,stu,pi@{tag}.example,,CT8,\n"),
         "2026-01-22,A0210000001,idris,cpu,2000,topup,more hours\n",
         &format!("{}{}", jobs("stu", 0, 40, 20, 50000), jobs("orph8", 15, 20, 5, 60000)),
         &format!(
@@ -587,7 +602,7 @@ fn http_get(url: &str) -> String {
 #[test]
 fn stale_feed_fires_for_operations_only() {
     let Some(env) = server_env("stale_feed", SMTP_VARS) else { return };
-    let tag = "t9";
+    let tag = &unique_tag("t9");
     let s = Scenario::new(
         tag,
         &format!("A0220000001,idris,cpu,2026-01-01,2026-04-11,1000,vwx,pi@{tag}.example,,CT1,\n"),
@@ -610,7 +625,7 @@ fn stale_feed_fires_for_operations_only() {
 #[test]
 fn acknowledged_alerts_are_not_reminded() {
     let Some(env) = server_env("ack", SMTP_VARS) else { return };
-    let tag = "t10";
+    let tag = &unique_tag("t10");
     let s = Scenario::new(
         tag,
         &format!("A0230000001,idris,cpu,2026-01-01,2026-04-11,1000,yza,pi@{tag}.example,,CT1,\n"),

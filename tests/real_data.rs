@@ -137,3 +137,67 @@ fn curie_swf_trace_imports_end_to_end() {
     let cpu_h: f64 = rows.iter().map(|r| r["cpu_seconds"].as_f64().unwrap()).sum::<f64>() / 3600.0;
     assert!(charged > 1e6 && charged <= cpu_h + 1e-6, "charged {charged} of {cpu_h} core-hours");
 }
+
+#[test]
+fn curie_replay_warns_exhausted_allocations_before_they_run_out() {
+    let Some(data) = shared_data("curie_replay") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let trace = data.join("traces/CEA-Curie-2011-2.1-cln.swf.gz");
+    let base = std::fs::read_to_string(root().join("tests/fixtures/curie.toml")).unwrap().replace("path = \"curie.sqlite\"", "path = \"store.sqlite\"");
+    let cfg = dir.path().join("curie.toml");
+    std::fs::write(&cfg, &base).unwrap();
+    let c = cfg.to_str().unwrap();
+    summary(&import(&cfg, &dir.path().join("store.sqlite"), "tgcc", "swf", None, &trace));
+    // Allocations = each group's actual thin-node consumption over the trace × a spread of
+    // factors (0.6 … 1.5): those under 1.0 run out before the end.
+    let out = ok(&["--config", c, "usage", "--from", "2012-02-01", "--to", "2012-10-18", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let mut per: std::collections::BTreeMap<u64, f64> = Default::default();
+    for r in rows.iter().filter(|r| r["resource"] == "cpu-thin") {
+        *per.entry(r["account"].as_str().unwrap().parse().unwrap()).or_default() += r["charged_hours"].as_f64().unwrap();
+    }
+    let factors = [0.6, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5];
+    let mut csv = String::from("project,centre,resource,period_start,period_end,granted_hours,accounts,pi,members,committee,profile\n");
+    let big: Vec<(&u64, &f64)> = per.iter().filter(|(_, h)| **h >= 1000.0).collect();
+    for (i, (group, hours)) in big.iter().enumerate() {
+        csv.push_str(&format!(
+            "CURIE-G{group},tgcc,cpu-thin,2012-02-01,2012-10-18,{:.0},{group},pi-{group}@curie.example,,CT{},\n",
+            *hours * factors[i % factors.len()],
+            i % 5
+        ));
+    }
+    std::fs::write(dir.path().join("alloc.csv"), csv).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{base}\n[allocations]\nfiles = [\"alloc.csv\"]\n[alerts.email]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\n\
+             from = \"allocwatch@tgcc.example\"\n[alerts.operations]\nemails = [\"ops@tgcc.example\"]\ndigest = true\n"
+        ),
+    )
+    .unwrap();
+    let out = ok(&["--config", c, "replay", "--from", "2012-02-01", "--to", "2012-10-18", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let leads = v["exhausted"].as_array().unwrap();
+    let events = v["events"].as_array().unwrap();
+    // Nothing was sent: replay writes no alert and queues no message.
+    let list = ok(&["--config", c, "alerts", "list", "--all", "--format", "json"]);
+    assert_eq!(list.trim(), "[]");
+    let warned: Vec<f64> = leads.iter().filter_map(|l| l["lead_days"].as_f64()).collect();
+    let mut sorted = warned.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "curie replay: {} allocations, {} events, {} exhausted, {} warned beforehand; lead days median {:?}, p10 {:?}",
+        big.len(),
+        events.len(),
+        leads.len(),
+        warned.len(),
+        sorted.get(sorted.len() / 2),
+        sorted.get(sorted.len() / 10)
+    );
+    let under = (0..big.len()).filter(|i| factors[i % factors.len()] < 1.0).count();
+    assert!(leads.len() >= under * 9 / 10, "{} exhausted of {under} under-granted", leads.len());
+    assert!(warned.len() >= leads.len() * 9 / 10, "most exhausted allocations are warned before they run out");
+    // Researchers of each exhausted allocation were among the recipients.
+    let first = &leads[0]["subject"];
+    assert!(events.iter().any(|e| e["subject"] == *first && e["recipients"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().starts_with("pi-"))));
+}

@@ -358,7 +358,9 @@ pub fn drivers(
             "SELECT cl.name, a.name, p.name, u.name, j.start, j.end, j.elapsed, j.cpus, j.gpus, j.billing, j.nodes
              FROM jobs j JOIN names c ON c.id = j.centre JOIN names cl ON cl.id = j.cluster JOIN names a ON a.id = j.account
                   JOIN names p ON p.id = j.partition JOIN names u ON u.id = j.user
-             WHERE c.name = ?1 AND j.end > ?2 AND j.start < ?3",
+             WHERE c.name = ?1 AND j.centre = c.id
+               AND j.start >= ?2 - (SELECT COALESCE(MAX(max_wall_s), 0) FROM centre_stats s WHERE s.centre = c.id)
+               AND j.start < ?3 AND j.end > ?2",
         )?;
         let rows = stmt.query_map(rusqlite::params![centre_id, from, at], |r| {
             Ok(JobRecord {
