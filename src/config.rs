@@ -41,6 +41,8 @@ pub struct Config {
     pub thresholds: Thresholds,
     /// Pinned reconciliation instant (demo data); `None` means "now".
     pub at: Option<jiff::Timestamp>,
+    /// The InfluxDB sink (`[influxdb]`); `None` disables it and its outbox.
+    pub influxdb: Option<crate::sinks::influxdb::InfluxConfig>,
 }
 
 /// A computing centre.
@@ -133,6 +135,8 @@ struct RawConfig {
     profiles: BTreeMap<String, RawProfile>,
     #[serde(default, rename = "centre")]
     centres: Vec<RawCentre>,
+    #[serde(default)]
+    influxdb: Option<crate::sinks::influxdb::RawInfluxConfig>,
 }
 
 #[derive(Deserialize)]
@@ -346,6 +350,7 @@ impl Config {
                 Centre { id: c.id, tz, tz_name: c.timezone, clusters: c.clusters, rules, sources },
             );
         }
+        let influxdb = raw.influxdb.map(|i| i.validate(&resolve)).transpose().map_err(&fail)?;
         Ok(Config {
             path: path.to_path_buf(),
             store_path: resolve(&raw.store.path),
@@ -355,6 +360,7 @@ impl Config {
             profiles,
             thresholds,
             at,
+            influxdb,
         })
     }
 

@@ -23,7 +23,7 @@ pub fn run_cycle(config: &Config, grants: &Grants, store: &mut Store, at: i64, t
     let rec = reconcile_all(config, grants, store, at)?;
     let path = store.path().to_path_buf();
     let started = jiff::Timestamp::now().as_second();
-    let id = store.with_transaction(|tx| {
+    let (id, indicators) = store.with_transaction(|tx| {
         tx.execute(
             "INSERT INTO cycles (at, started_at, allocations, trigger) VALUES (?1, ?2, ?3, ?4)",
             params![at, started, rec.allocations.len() as i64, trigger],
@@ -31,7 +31,9 @@ pub fn run_cycle(config: &Config, grants: &Grants, store: &mut Store, at: i64, t
         .map_err(sq(&path))?;
         let id = tx.last_insert_rowid();
         // Sinks and notifiers enqueue here, in this same transaction.
-        Ok(id)
+        let indicators = crate::sinks::record_cycle(tx, config, id, &rec, started)?;
+        Ok((id, indicators))
     })?;
+    crate::metrics::observe_cycle(&rec, &indicators, started);
     Ok(CycleOutcome { id, reconciliation: rec })
 }

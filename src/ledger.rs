@@ -107,6 +107,41 @@ const MIGRATIONS: &[&str] = &[
         trigger     TEXT NOT NULL
     );
     "#,
+    // 3: the indicator outbox (src/sinks/outbox.rs): points appended with their cycle, deleted
+    // once the server took them; refused points kept aside; the writer's state; and which pulls
+    // each cycle accounted for (centre_feed counts pulls since the previous cycle).
+    r#"
+    CREATE TABLE outbox_points (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        measurement  TEXT NOT NULL,
+        timestamp_ns INTEGER NOT NULL,
+        line         TEXT NOT NULL,
+        enqueued_at  INTEGER NOT NULL
+    );
+    CREATE TABLE outbox_rejected (
+        id           INTEGER PRIMARY KEY,
+        measurement  TEXT NOT NULL,
+        timestamp_ns INTEGER NOT NULL,
+        line         TEXT NOT NULL,
+        error        TEXT NOT NULL,
+        rejected_at  INTEGER NOT NULL
+    );
+    CREATE TABLE outbox_state (
+        sink                 TEXT PRIMARY KEY,
+        last_attempt_at      INTEGER,
+        last_success_at      INTEGER,
+        last_error           TEXT,
+        last_error_at        INTEGER,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        sent_total           INTEGER NOT NULL DEFAULT 0,
+        dropped_total        INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO outbox_state (sink) VALUES ('influxdb');
+    CREATE TABLE cycle_pulls (
+        cycle_id     INTEGER PRIMARY KEY REFERENCES cycles(id),
+        last_pull_id INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Rejected lines kept per pull (all are counted; the first ones are kept for inspection).
