@@ -265,7 +265,14 @@ impl Store {
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let path = self.path.clone();
-            let tx = self.conn.transaction().map_err(sq(&path))?;
+            // IMMEDIATE takes the write lock first, and the version is read again under it: two
+            // processes opening a new or older store at once (the daemon starting while
+            // `outbox status` runs) migrate it once, not twice.
+            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sq(&path))?;
+            let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sq(&path))?;
+            if now > i as i64 {
+                continue;
+            }
             tx.execute_batch(sql).map_err(sq(&path))?;
             tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(sq(&path))?;
             tx.commit().map_err(sq(&path))?;

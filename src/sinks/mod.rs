@@ -143,14 +143,19 @@ const MEASUREMENT_SPECIALS: &[char] = &[',', ' '];
 /// Characters escaped with a backslash in tag keys, tag values and field keys.
 const KEY_SPECIALS: &[char] = &[',', '=', ' '];
 
-/// Append `s` escaped for line protocol. A backslash is doubled (InfluxDB 2 reads `\\` as one
-/// backslash; a lone one before an escaped character would otherwise swallow it). Control
-/// characters cannot be escaped in line protocol (a newline ends the line), so they become an
-/// (escaped) space.
+/// Append `s` escaped for line protocol. Two characters cannot be written faithfully, so they
+/// are replaced: control characters (a newline would end the line) become a space, and a
+/// backslash becomes `/` — InfluxDB stores `\\` as two backslashes and refuses a trailing one
+/// before a separator, VictoriaMetrics reads `\\` as one: no spelling reads back the same
+/// everywhere. Identifiers (projects, accounts, partitions) never contain either in practice.
 fn escape_into(out: &mut String, s: &str, specials: &[char]) {
     for c in s.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if c == '\\' || specials.contains(&c) {
+        let c = match c {
+            '\\' => '/',
+            c if c.is_control() => ' ',
+            c => c,
+        };
+        if specials.contains(&c) {
             out.push('\\');
         }
         out.push(c);
@@ -375,9 +380,9 @@ mod tests {
 
     #[test]
     fn backslashes_and_control_characters() {
-        // A trailing backslash must not escape the separator that follows it.
-        let p = Point::at_second("m", 0).tag("t", "a\\").tag("u", "x\ny\tz").float("f", 1.0);
-        assert_eq!(line(&p), "m,t=a\\\\,u=x\\ y\\ z f=1 0");
+        // A trailing backslash must not escape the separator that follows it: it becomes `/`.
+        let p = Point::at_second("m", 0).tag("t", "a\\").tag("u", "x\ny\tz").tag("v", "b\\ c").float("f", 1.0);
+        assert_eq!(line(&p), "m,t=a/,u=x\\ y\\ z,v=b/\\ c f=1 0");
     }
 
     #[test]
