@@ -350,7 +350,7 @@ impl Config {
                 Centre { id: c.id, tz, tz_name: c.timezone, clusters: c.clusters, rules, sources },
             );
         }
-        let influxdb = raw.influxdb.map(|i| i.validate(&resolve)).transpose().map_err(&fail)?;
+        let influxdb = raw.influxdb.map(|i| i.validate(resolve)).transpose().map_err(&fail)?;
         Ok(Config {
             path: path.to_path_buf(),
             store_path: resolve(&raw.store.path),
