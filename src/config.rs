@@ -43,6 +43,8 @@ pub struct Config {
     pub at: Option<jiff::Timestamp>,
     /// Alert rules, routing and channels; `None` when the section is absent (no alerts).
     pub alerts: Option<crate::alerts::settings::AlertSettings>,
+    /// The InfluxDB sink (`[influxdb]`); `None` disables it and its outbox.
+    pub influxdb: Option<crate::sinks::influxdb::InfluxConfig>,
 }
 
 /// A computing centre.
@@ -137,6 +139,7 @@ struct RawConfig {
     centres: Vec<RawCentre>,
     #[serde(default)]
     alerts: Option<crate::alerts::settings::RawAlerts>,
+    influxdb: Option<crate::sinks::influxdb::RawInfluxConfig>,
 }
 
 #[derive(Deserialize)]
@@ -354,6 +357,7 @@ impl Config {
             Some(a) => Some(a.validate(&file, &base)?),
             None => None,
         };
+        let influxdb = raw.influxdb.map(|i| i.validate(resolve)).transpose().map_err(&fail)?;
         Ok(Config {
             alerts,
             path: path.to_path_buf(),
@@ -364,6 +368,7 @@ impl Config {
             profiles,
             thresholds,
             at,
+            influxdb,
         })
     }
 

@@ -33,7 +33,7 @@ pub fn run_cycle(
     let rec = reconcile_all(config, grants, store, at)?;
     let path = store.path().to_path_buf();
     let started = jiff::Timestamp::now().as_second();
-    let id = store.with_transaction(|tx| {
+    let (id, indicators, alerts) = store.with_transaction(|tx| {
         tx.execute(
             "INSERT INTO cycles (at, started_at, allocations, trigger) VALUES (?1, ?2, ?3, ?4)",
             params![at, started, rec.allocations.len() as i64, trigger],
@@ -41,6 +41,7 @@ pub fn run_cycle(
         .map_err(sq(&path))?;
         let id = tx.last_insert_rowid();
         // Sinks and notifiers enqueue here, in this same transaction.
+        let indicators = crate::sinks::record_cycle(tx, config, id, &rec, started)?;
         let alerts = match alerting {
             Some(a) => Some(
                 a.evaluate_in_tx(tx, config, grants, &rec, id, started)
@@ -48,8 +49,8 @@ pub fn run_cycle(
             ),
             None => None,
         };
-        Ok((id, alerts))
+        Ok((id, indicators, alerts))
     })?;
-    let (id, alerts) = id;
+    crate::metrics::observe_cycle(&rec, &indicators, started);
     Ok(CycleOutcome { id, reconciliation: rec, alerts })
 }

@@ -115,8 +115,41 @@ const MIGRATIONS: &[&str] = &[
         trigger     TEXT NOT NULL
     );
     "#,
-    // 3: reserved for the indicator outbox (InfluxDB sink).
-    "-- reserved",
+    // 3: the indicator outbox (src/sinks/outbox.rs): points appended with their cycle, deleted
+    // once the server took them; refused points kept aside; the writer's state; and which pulls
+    // each cycle accounted for (centre_feed counts pulls since the previous cycle).
+    r#"
+    CREATE TABLE outbox_points (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        measurement  TEXT NOT NULL,
+        timestamp_ns INTEGER NOT NULL,
+        line         TEXT NOT NULL,
+        enqueued_at  INTEGER NOT NULL
+    );
+    CREATE TABLE outbox_rejected (
+        id           INTEGER PRIMARY KEY,
+        measurement  TEXT NOT NULL,
+        timestamp_ns INTEGER NOT NULL,
+        line         TEXT NOT NULL,
+        error        TEXT NOT NULL,
+        rejected_at  INTEGER NOT NULL
+    );
+    CREATE TABLE outbox_state (
+        sink                 TEXT PRIMARY KEY,
+        last_attempt_at      INTEGER,
+        last_success_at      INTEGER,
+        last_error           TEXT,
+        last_error_at        INTEGER,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        sent_total           INTEGER NOT NULL DEFAULT 0,
+        dropped_total        INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO outbox_state (sink) VALUES ('influxdb');
+    CREATE TABLE cycle_pulls (
+        cycle_id     INTEGER PRIMARY KEY REFERENCES cycles(id),
+        last_pull_id INTEGER NOT NULL
+    );
+    "#,
     // 4: alerts, their life cycle and audit trail, and the notification outbox.
     r#"
     CREATE TABLE alerts (
@@ -301,7 +334,14 @@ impl Store {
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let path = self.path.clone();
-            let tx = self.conn.transaction().map_err(sq(&path))?;
+            // IMMEDIATE takes the write lock first, and the version is read again under it: two
+            // processes opening a new or older store at once (the daemon starting while
+            // `outbox status` runs) migrate it once, not twice.
+            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sq(&path))?;
+            let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sq(&path))?;
+            if now > i as i64 {
+                continue;
+            }
             tx.execute_batch(sql).map_err(sq(&path))?;
             tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(sq(&path))?;
             tx.commit().map_err(sq(&path))?;

@@ -8,6 +8,7 @@ use allocwatch::config::{Config, FileKind};
 use allocwatch::engine::{self, ImportError, UsageGrouping};
 use allocwatch::ledger::Store;
 use allocwatch::report::{self, Format};
+use allocwatch::sinks::outbox;
 use allocwatch::sources::InputError;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -115,6 +116,23 @@ enum Command {
         #[arg(long, default_value_t = 900)]
         interval: u64,
     },
+    /// The indicator outbox (points waiting for InfluxDB).
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Points waiting, oldest, last attempt, last error.
+    Status {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Send every waiting point now (exit 1 if some remain).
+    Flush,
 }
 
 #[derive(Subcommand)]
@@ -258,6 +276,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 grants.adjustments.len(),
                 config.store_path.display()
             );
+            if let Some(i) = &config.influxdb {
+                i.token.read().map_err(usage_err)?;
+                println!("indicators to {} (org {}, bucket {}), token from {}", i.url, i.org, i.bucket, i.token.describe());
+            }
             Ok(())
         }
         Command::Import { centre, format, fields, files } => {
@@ -313,6 +335,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let cycle = allocwatch::cycle::run_cycle(&config, &grants, &mut store, at.as_second(), "check", alerting.as_ref())
                 .map_err(runtime_err)?;
             print!("{}", report::check(&cycle.reconciliation, *format));
+            // Deliver what this and earlier cycles owe; a failure leaves the points queued.
+            match outbox::flush_now(&config, &mut store) {
+                Ok(Some(r)) if r.error.is_some() => eprintln!("warning: indicators not delivered; {} points stay queued (allocwatch outbox status)", r.remaining),
+                Ok(_) => {}
+                Err(e) => eprintln!("warning: indicators not delivered: {e}; points stay queued"),
+            }
             if let Some(a) = &alerting {
                 if let Some(s) = &cycle.alerts {
                     eprintln!(
@@ -349,7 +377,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let (config, grants) = load(&cli)?;
             let mut store = open_store(&config)?;
             let alerting = alerting(&config)?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(runtime_err)?;
+            // Cycles run on this thread; the indicator writer and its HTTP on one worker, so a
+            // long pull never stalls a write in flight.
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(runtime_err)?;
             rt.block_on(daemon(config, grants, alerting, &mut store, *interval))
         }
         Command::Alerts { command } => {
@@ -400,6 +430,31 @@ fn run(cli: Cli) -> Result<(), Failure> {
             print!("{}", report::replay(&events, &leads, *format));
             Ok(())
         }
+        Command::Outbox { command } => {
+            let (config, _) = load(&cli)?;
+            let mut store = open_store(&config)?;
+            match command {
+                OutboxCommand::Status { format } => {
+                    let st = outbox::status(store.connection()).map_err(runtime_err)?;
+                    match format {
+                        Format::Json => println!("{}", serde_json::to_string_pretty(&st).map_err(runtime_err)?),
+                        _ => print!("{st}"),
+                    }
+                    Ok(())
+                }
+                OutboxCommand::Flush => {
+                    let setup = |e: outbox::SetupError| Failure { code: e.exit_code(), message: e.to_string() };
+                    let Some(r) = outbox::flush_now(&config, &mut store).map_err(setup)? else {
+                        return Err(usage_err(format!("{}: no [influxdb] section: nothing to flush to", config.path.display())));
+                    };
+                    println!("sent {} points in {} requests; {} refused (kept in outbox_rejected); {} waiting", r.sent, r.batches, r.rejected, r.remaining);
+                    match r.error {
+                        Some(e) => Err(runtime_err(format!("{e}; {} points stay queued", r.remaining))),
+                        None => Ok(()),
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -445,6 +500,7 @@ async fn daemon(config: Config, grants: Grants, alerting: Option<Alerting>, stor
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(runtime_err)?;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval.max(1)));
+    let writer = outbox::Writer::spawn(&config).map_err(|e| Failure { code: e.exit_code(), message: e.to_string() })?;
     tracing::info!(interval, centres = config.centres.len(), allocations = grants.allocations.len(), "allocwatch running");
     loop {
         tokio::select! {
@@ -459,6 +515,9 @@ async fn daemon(config: Config, grants: Grants, alerting: Option<Alerting>, stor
                             *counts.entry(a.status.as_str()).or_insert(0) += 1;
                         }
                         tracing::info!(allocations = rec.allocations.len(), orphans = rec.orphans.len(), unmapped = rec.unmapped.len(), statuses = ?counts, "reconciled");
+                        if let Some(w) = &writer {
+                            w.wake();
+                        }
                     }
                     Err(e) => tracing::error!("reconciliation failed: {e}"),
                 }
@@ -469,8 +528,12 @@ async fn daemon(config: Config, grants: Grants, alerting: Option<Alerting>, stor
                     }
                 }
             }
-            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
-            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break; }
         }
     }
+    if let Some(w) = writer {
+        w.stop().await;
+    }
+    Ok(())
 }

@@ -1,0 +1,414 @@
+//! Indicator sinks: what a cycle owes the time-series database, as points, and the seam a
+//! client sits behind.
+//!
+//! - [`Point`] is the model: a measurement, low-cardinality tags, numeric fields (floats or
+//!   integers, never strings), a nanosecond timestamp. [`Point::line_protocol`] renders it as
+//!   InfluxDB line protocol, byte for byte (tested below); non-finite fields are dropped there,
+//!   because InfluxDB refuses NaN and ±inf.
+//! - [`cycle_points`] turns a reconciliation and the feeds' pull activity into the `allocation`,
+//!   `orphan_usage` and `centre_feed` points documented in README.md.
+//! - [`record_cycle`] is the one call a cycle makes inside its store transaction: it notes the
+//!   feeds' activity and appends the points to the durable outbox ([`outbox`]), from which a
+//!   writer delivers them through an [`IndicatorSink`] ([`influxdb`] is the only one).
+
+pub mod influxdb;
+pub mod outbox;
+
+use crate::config::Config;
+use crate::engine::Reconciliation;
+use crate::ledger::StoreError;
+use rusqlite::{params, Transaction};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::future::Future;
+
+/// A field value: InfluxDB keeps one type per field, so a field is always a float or always an
+/// integer (`status_code` and counts are integers, everything else floats).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldValue {
+    /// 64-bit float, written in the shortest form that reads back to the same value.
+    Float(f64),
+    /// 64-bit signed integer, written with the `i` suffix.
+    Integer(i64),
+}
+
+/// One point: measurement, tags (low-cardinality identifiers), numeric fields, timestamp.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Measurement name.
+    pub measurement: String,
+    /// Tags, kept sorted by key (InfluxDB's preferred order, and stable bytes).
+    pub tags: Vec<(String, String)>,
+    /// Fields, in insertion order.
+    pub fields: Vec<(String, FieldValue)>,
+    /// Nanoseconds since the Unix epoch.
+    pub timestamp_ns: i64,
+}
+
+/// A point rendered as one line of line protocol, and the fields dropped on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedPoint {
+    /// The line (no trailing newline); `None` when no field was left to write.
+    pub line: Option<String>,
+    /// Fields dropped because their value was NaN or infinite.
+    pub non_finite: Vec<String>,
+}
+
+impl Point {
+    /// A point of `measurement` at `timestamp_s` (epoch seconds).
+    pub fn at_second(measurement: &str, timestamp_s: i64) -> Point {
+        Point {
+            measurement: measurement.to_string(),
+            tags: Vec::new(),
+            fields: Vec::new(),
+            timestamp_ns: timestamp_s.saturating_mul(1_000_000_000),
+        }
+    }
+
+    /// Set a tag. An empty value leaves the tag out: line protocol has no empty tag values.
+    pub fn tag(mut self, key: &str, value: &str) -> Point {
+        self.tags.retain(|(k, _)| k != key);
+        if !value.is_empty() {
+            let at = self.tags.partition_point(|(k, _)| k.as_str() < key);
+            self.tags.insert(at, (key.to_string(), value.to_string()));
+        }
+        self
+    }
+
+    /// Add a float field.
+    pub fn float(mut self, key: &str, value: f64) -> Point {
+        self.fields.push((key.to_string(), FieldValue::Float(value)));
+        self
+    }
+
+    /// Add a float field when there is a value (absent fields are simply not written).
+    pub fn float_opt(self, key: &str, value: Option<f64>) -> Point {
+        match value {
+            Some(v) => self.float(key, v),
+            None => self,
+        }
+    }
+
+    /// Add an integer field.
+    pub fn integer(mut self, key: &str, value: i64) -> Point {
+        self.fields.push((key.to_string(), FieldValue::Integer(value)));
+        self
+    }
+
+    /// Render as line protocol (nanosecond precision). Non-finite floats are left out and
+    /// named in [`RenderedPoint::non_finite`]; a point left without fields renders to `None`.
+    pub fn line_protocol(&self) -> RenderedPoint {
+        let mut non_finite = Vec::new();
+        let mut fields = String::new();
+        for (k, v) in &self.fields {
+            match *v {
+                FieldValue::Float(x) if !x.is_finite() => {
+                    non_finite.push(k.clone());
+                    continue;
+                }
+                _ => {}
+            }
+            if !fields.is_empty() {
+                fields.push(',');
+            }
+            escape_into(&mut fields, k, KEY_SPECIALS);
+            fields.push('=');
+            match *v {
+                // Rust's `Display` for f64 is the shortest decimal that reads back to the same
+                // value and never uses an exponent: valid line protocol as it stands.
+                FieldValue::Float(x) => write!(fields, "{x}").expect("write to String"),
+                FieldValue::Integer(i) => write!(fields, "{i}i").expect("write to String"),
+            }
+        }
+        if fields.is_empty() {
+            return RenderedPoint { line: None, non_finite };
+        }
+        let mut line = String::with_capacity(self.measurement.len() + fields.len() + 64);
+        escape_into(&mut line, &self.measurement, MEASUREMENT_SPECIALS);
+        for (k, v) in &self.tags {
+            line.push(',');
+            escape_into(&mut line, k, KEY_SPECIALS);
+            line.push('=');
+            escape_into(&mut line, v, KEY_SPECIALS);
+        }
+        line.push(' ');
+        line.push_str(&fields);
+        write!(line, " {}", self.timestamp_ns).expect("write to String");
+        RenderedPoint { line: Some(line), non_finite }
+    }
+}
+
+/// Characters escaped with a backslash in a measurement name.
+const MEASUREMENT_SPECIALS: &[char] = &[',', ' '];
+/// Characters escaped with a backslash in tag keys, tag values and field keys.
+const KEY_SPECIALS: &[char] = &[',', '=', ' '];
+
+/// Append `s` escaped for line protocol. Two characters cannot be written faithfully, so they
+/// are replaced: control characters (a newline would end the line) become a space, and a
+/// backslash becomes `/` — InfluxDB stores `\\` as two backslashes and refuses a trailing one
+/// before a separator, VictoriaMetrics reads `\\` as one: no spelling reads back the same
+/// everywhere. Identifiers (projects, accounts, partitions) never contain either in practice.
+fn escape_into(out: &mut String, s: &str, specials: &[char]) {
+    for c in s.chars() {
+        let c = match c {
+            '\\' => '/',
+            c if c.is_control() => ' ',
+            c => c,
+        };
+        if specials.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+/// Why a sink could not take a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkErrorKind {
+    /// The server or the network failed (timeout, refused, 5xx, 429, 401/403/404): retry the
+    /// same batch later, with backoff.
+    Transient,
+    /// The server refused the content (400, 413, 422): retry smaller batches to isolate the
+    /// line at fault.
+    Rejected,
+}
+
+/// A failed write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    /// Retry policy.
+    pub kind: SinkErrorKind,
+    /// What happened (never contains a secret).
+    pub message: String,
+}
+
+/// Where indicator points go. One implementation per client library; the outbox writer only
+/// knows this trait, so swapping the client touches one module.
+pub trait IndicatorSink: Send + Sync {
+    /// Write a batch of line-protocol lines (nanosecond timestamps) in one request; `Ok` only
+    /// when the server answered 2xx.
+    fn write_lines(&self, lines: &[String]) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Where it writes, for logs (never a secret).
+    fn target(&self) -> String;
+}
+
+/// Pull activity of one feed (a centre's source kind) since the previous cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedActivity {
+    /// Centre id.
+    pub centre: String,
+    /// Source kind: the ledger's source name up to its first `:` (`file`, `sacct`…), so a
+    /// file drop counts as one feed, not one per file.
+    pub source: String,
+    /// Pulls attempted since the previous cycle.
+    pub pulls: i64,
+    /// Failed pulls since the previous cycle.
+    pub failures: i64,
+    /// Records ingested by the successful ones.
+    pub records: i64,
+    /// Lines they rejected.
+    pub rejected: i64,
+    /// Seconds spent pulling since the previous cycle (the ledger keeps whole seconds).
+    pub pull_duration_seconds: f64,
+    /// Seconds from the last successful pull (ever) to the cycle; none if there never was one.
+    pub seconds_since_last_success: Option<f64>,
+    /// Epoch second of the last successful pull, if any.
+    pub last_success_s: Option<i64>,
+}
+
+/// The points one cycle owes: `allocation` per allocation, `orphan_usage` per (centre, account,
+/// partition, resource) with usage no allocation covers, `centre_feed` per feed. All are
+/// stamped with the reconciliation instant.
+pub fn cycle_points(rec: &Reconciliation, feeds: &[FeedActivity]) -> Vec<Point> {
+    let mut out = Vec::with_capacity(rec.allocations.len() + rec.orphans.len() + rec.unmapped.len() + feeds.len());
+    for a in &rec.allocations {
+        out.push(
+            Point::at_second("allocation", rec.at)
+                .tag("centre", &a.centre)
+                .tag("project", &a.project)
+                .tag("resource", &a.resource)
+                .tag("committee", &a.committee)
+                .tag("period_start", &a.period_start)
+                .float("granted_hours", a.granted_hours)
+                .float("consumed_hours", a.consumed_hours)
+                .float("expected_hours", a.expected_hours)
+                .float("remaining_hours", a.remaining_hours)
+                .float_opt("consumed_pct", a.consumed_pct)
+                .float_opt("drift_pp", a.drift_pp)
+                .float("burn_rate_hours_per_day", a.burn_rate_hours_per_day)
+                .float_opt("projected_exhaustion_days", a.projected_exhaustion_days)
+                .float("projected_unused_hours", a.projected_unused_hours)
+                .integer("status_code", a.status.code()),
+        );
+    }
+    // Cluster is not a tag: the same account and partition on two clusters of a centre (same
+    // resource, since the rule decides it) add up into one series instead of overwriting.
+    let mut stray: BTreeMap<(&str, &str, &str, Option<&str>), f64> = BTreeMap::new();
+    for o in rec.orphans.iter().chain(&rec.unmapped) {
+        *stray.entry((&o.centre, &o.account, &o.partition, o.resource.as_deref())).or_default() += o.hours;
+    }
+    for ((centre, account, partition, resource), hours) in stray {
+        out.push(
+            Point::at_second("orphan_usage", rec.at)
+                .tag("centre", centre)
+                .tag("account", account)
+                .tag("partition", partition)
+                .tag("resource", resource.unwrap_or(""))
+                .float("hours", hours),
+        );
+    }
+    for f in feeds {
+        out.push(
+            Point::at_second("centre_feed", rec.at)
+                .tag("centre", &f.centre)
+                .tag("source", &f.source)
+                .integer("records_ingested", f.records)
+                .integer("rejected_lines", f.rejected)
+                .integer("pulls", f.pulls)
+                .integer("pull_failures", f.failures)
+                .float_opt("seconds_since_last_success", f.seconds_since_last_success)
+                .float("pull_duration_seconds", f.pull_duration_seconds),
+        );
+    }
+    out
+}
+
+/// What [`record_cycle`] did.
+#[derive(Debug, Clone, Default)]
+pub struct CycleRecord {
+    /// Pull activity of each feed since the previous cycle.
+    pub feeds: Vec<FeedActivity>,
+    /// What went into the outbox (nothing when no sink is configured).
+    pub enqueued: outbox::Enqueued,
+}
+
+/// Called by a cycle inside its transaction: note which pulls this cycle accounts for, and
+/// append the cycle's points to the outbox when a sink is configured. `now` is the wall clock
+/// (epoch seconds) that ages the feeds.
+pub fn record_cycle(
+    tx: &Transaction<'_>,
+    config: &Config,
+    cycle_id: i64,
+    rec: &Reconciliation,
+    now: i64,
+) -> Result<CycleRecord, StoreError> {
+    let feeds = feed_activity(tx, cycle_id, now)?;
+    let enqueued = match &config.influxdb {
+        Some(influx) => outbox::enqueue_bounded(tx, influx.max_outbox_points, &cycle_points(rec, &feeds))?,
+        None => outbox::Enqueued::default(),
+    };
+    Ok(CycleRecord { feeds, enqueued })
+}
+
+/// Pull activity per (centre, source kind) since the previous cycle, and mark the pulls seen
+/// by this one (`cycle_pulls`), so the next cycle counts only newer pulls.
+fn feed_activity(tx: &Transaction<'_>, cycle_id: i64, now: i64) -> Result<Vec<FeedActivity>, StoreError> {
+    let e = outbox::store_err(tx);
+    let prev: i64 = tx
+        .query_row("SELECT COALESCE(MAX(last_pull_id), 0) FROM cycle_pulls", [], |r| r.get(0))
+        .map_err(&e)?;
+    let last: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM pulls", [], |r| r.get(0)).map_err(&e)?;
+    tx.execute("INSERT INTO cycle_pulls (cycle_id, last_pull_id) VALUES (?1, ?2)", params![cycle_id, last])
+        .map_err(&e)?;
+    let mut stmt = tx
+        .prepare(
+            "SELECT centre, kind,
+                    MAX(CASE WHEN ok = 1 THEN finished_at END),
+                    SUM(id > ?1),
+                    SUM(id > ?1 AND ok = 0),
+                    SUM(CASE WHEN id > ?1 AND ok = 1 THEN records ELSE 0 END),
+                    SUM(CASE WHEN id > ?1 AND ok = 1 THEN rejected ELSE 0 END),
+                    SUM(CASE WHEN id > ?1 THEN MAX(finished_at - started_at, 0) ELSE 0 END)
+             FROM (SELECT *, CASE WHEN instr(source, ':') > 0 THEN substr(source, 1, instr(source, ':') - 1)
+                                  ELSE source END AS kind
+                   FROM pulls WHERE id <= ?2)
+             GROUP BY centre, kind ORDER BY centre, kind",
+        )
+        .map_err(&e)?;
+    let rows = stmt
+        .query_map(params![prev, last], |r| {
+            let last_success: Option<i64> = r.get(2)?;
+            Ok(FeedActivity {
+                centre: r.get(0)?,
+                source: r.get(1)?,
+                last_success_s: last_success,
+                seconds_since_last_success: last_success.map(|s| (now - s).max(0) as f64),
+                pulls: r.get(3)?,
+                failures: r.get(4)?,
+                records: r.get(5)?,
+                rejected: r.get(6)?,
+                pull_duration_seconds: r.get::<_, i64>(7)? as f64,
+            })
+        })
+        .map_err(&e)?;
+    rows.collect::<Result<_, _>>().map_err(&e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(p: &Point) -> String {
+        p.line_protocol().line.expect("a line")
+    }
+
+    #[test]
+    fn exact_bytes_with_escaping() {
+        let p = Point::at_second("allocation", 1_768_953_600)
+            .tag("project", "A0150612345")
+            .tag("committee", "CT 5, a=b")
+            .tag("centre", "idris")
+            .float("granted_hours", 1200.0)
+            .float("drift_pp", -9.333333333333334)
+            .integer("status_code", 0);
+        assert_eq!(
+            line(&p),
+            "allocation,centre=idris,committee=CT\\ 5\\,\\ a\\=b,project=A0150612345 \
+             granted_hours=1200,drift_pp=-9.333333333333334,status_code=0i 1768953600000000000"
+        );
+        // Measurement: commas and spaces escaped, equals signs not.
+        let p = Point::at_second("my meas,x=y", 0).tag("k e,y=", "v").float("f i=eld", 0.5);
+        assert_eq!(line(&p), "my\\ meas\\,x=y,k\\ e\\,y\\==v f\\ i\\=eld=0.5 0");
+    }
+
+    #[test]
+    fn integers_and_floats_are_distinct() {
+        let p = Point::at_second("m", 1).float("a", 3.0).integer("b", 3).integer("c", -42).float("d", 1e-7).float("e", 1e21);
+        assert_eq!(line(&p), "m a=3,b=3i,c=-42i,d=0.0000001,e=1000000000000000000000 1000000000");
+    }
+
+    #[test]
+    fn backslashes_and_control_characters() {
+        // A trailing backslash must not escape the separator that follows it: it becomes `/`.
+        let p = Point::at_second("m", 0).tag("t", "a\\").tag("u", "x\ny\tz").tag("v", "b\\ c").float("f", 1.0);
+        assert_eq!(line(&p), "m,t=a/,u=x\\ y\\ z,v=b/\\ c f=1 0");
+    }
+
+    #[test]
+    fn empty_tags_are_left_out_and_tags_sorted() {
+        let p = Point::at_second("m", 0).tag("b", "2").tag("a", "").tag("c", "3").tag("a", "1").tag("c", "").float("f", 1.0);
+        assert_eq!(p.tags, vec![("a".to_string(), "1".to_string()), ("b".to_string(), "2".to_string())]);
+        assert_eq!(line(&p), "m,a=1,b=2 f=1 0");
+    }
+
+    #[test]
+    fn non_finite_fields_are_dropped_never_written() {
+        let p = Point::at_second("m", 2).float("nan", f64::NAN).float("ok", 2.5).float("inf", f64::INFINITY).float("ninf", f64::NEG_INFINITY);
+        let r = p.line_protocol();
+        assert_eq!(r.line.as_deref(), Some("m ok=2.5 2000000000"));
+        assert_eq!(r.non_finite, vec!["nan", "inf", "ninf"]);
+        let r = Point::at_second("m", 2).float("nan", f64::NAN).line_protocol();
+        assert_eq!(r, RenderedPoint { line: None, non_finite: vec!["nan".into()] });
+        assert_eq!(Point::at_second("m", 2).line_protocol().line, None);
+    }
+
+    #[test]
+    fn floats_read_back_exactly() {
+        for x in [0.1, 1.0 / 3.0, 123456.789e10, -0.0, f64::MIN_POSITIVE, f64::MAX, 2.0f64.powi(60)] {
+            let l = line(&Point::at_second("m", 0).float("f", x));
+            let v = l.split_once("f=").unwrap().1.split_once(' ').unwrap().0;
+            assert_eq!(v.parse::<f64>().unwrap().to_bits(), x.to_bits(), "{l}");
+        }
+    }
+}
