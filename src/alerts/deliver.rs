@@ -163,6 +163,7 @@ pub async fn deliver_pending(store: &mut Store, s: &AlertSettings, force: bool) 
         match result {
             Ok(()) => {
                 store::mark_sent(store.connection(), p.id, now).map_err(sql)?;
+                crate::metrics::record_alert_sent(&p.channel);
                 report.sent += 1;
             }
             Err(e) => {
