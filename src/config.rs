@@ -45,6 +45,10 @@ pub struct Config {
     pub alerts: Option<crate::alerts::settings::AlertSettings>,
     /// The InfluxDB sink (`[influxdb]`); `None` disables it and its outbox.
     pub influxdb: Option<crate::sinks::influxdb::InfluxConfig>,
+    /// Schedules and life cycle of `allocwatch run` (`[daemon]`; defaults when absent).
+    pub daemon: crate::daemon::settings::DaemonSettings,
+    /// The daemon's HTTP listener (`[http]`); `None`: no listener.
+    pub http: Option<crate::daemon::settings::HttpSettings>,
 }
 
 /// A computing centre.
@@ -62,6 +66,8 @@ pub struct Centre {
     pub rules: Vec<BillingRule>,
     /// Accounting sources polled by `check` and `run`.
     pub sources: Vec<SourceConfig>,
+    /// When `run` pulls this centre; `None`: `[daemon] schedule`.
+    pub schedule: Option<crate::daemon::settings::CronSchedule>,
 }
 
 /// How usage on some partitions of a centre is charged to a resource.
@@ -140,6 +146,10 @@ struct RawConfig {
     #[serde(default)]
     alerts: Option<crate::alerts::settings::RawAlerts>,
     influxdb: Option<crate::sinks::influxdb::RawInfluxConfig>,
+    #[serde(default)]
+    daemon: Option<crate::daemon::settings::RawDaemon>,
+    #[serde(default)]
+    http: Option<crate::daemon::settings::RawHttp>,
 }
 
 #[derive(Deserialize)]
@@ -200,6 +210,8 @@ struct RawCentre {
     rules: Vec<RawRule>,
     #[serde(default, rename = "source")]
     sources: Vec<RawSource>,
+    #[serde(default)]
+    schedule: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -348,9 +360,15 @@ impl Config {
             if centres.contains_key(&c.id) {
                 return Err(fail(format!("{here}.id: duplicate centre id")));
             }
+            let schedule = c
+                .schedule
+                .as_deref()
+                .map(crate::daemon::settings::CronSchedule::parse)
+                .transpose()
+                .map_err(|e| fail(format!("{here}.schedule: {e}")))?;
             centres.insert(
                 c.id.clone(),
-                Centre { id: c.id, tz, tz_name: c.timezone, clusters: c.clusters, rules, sources },
+                Centre { id: c.id, tz, tz_name: c.timezone, clusters: c.clusters, rules, sources, schedule },
             );
         }
         let alerts = match raw.alerts {
@@ -358,6 +376,8 @@ impl Config {
             None => None,
         };
         let influxdb = raw.influxdb.map(|i| i.validate(resolve)).transpose().map_err(&fail)?;
+        let daemon = raw.daemon.unwrap_or_default().validate().map_err(&fail)?;
+        let http = raw.http.map(|h| h.validate(resolve)).transpose().map_err(&fail)?;
         Ok(Config {
             alerts,
             path: path.to_path_buf(),
@@ -369,6 +389,8 @@ impl Config {
             thresholds,
             at,
             influxdb,
+            daemon,
+            http,
         })
     }
 

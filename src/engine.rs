@@ -107,6 +107,20 @@ pub fn pull_file_sources(
 ) -> Vec<(String, PathBuf, Result<Option<FileImport>, ImportError>)> {
     let mut out = Vec::new();
     for centre in config.centres.values() {
+        out.extend(pull_centre_files(store, centre, now).into_iter().map(|(path, r)| (centre.id.clone(), path, r)));
+    }
+    out
+}
+
+/// Import one centre's file-drop files that are new or changed (the daemon pulls each centre
+/// on its own schedule). One result per file looked at.
+pub fn pull_centre_files(
+    store: &mut Store,
+    centre: &Centre,
+    now: i64,
+) -> Vec<(PathBuf, Result<Option<FileImport>, ImportError>)> {
+    let mut out = Vec::new();
+    {
         for source in &centre.sources {
             let SourceConfig::Files { paths, format, fields } = source;
             for path in expand(paths) {
@@ -124,7 +138,7 @@ pub fn pull_file_sources(
                     }
                     import_file(store, centre, &path, *format, fields.as_deref(), now).map(Some)
                 })();
-                out.push((centre.id.clone(), path, result));
+                out.push((path, result));
             }
         }
     }

@@ -401,7 +401,10 @@ impl Store {
     /// together in [`Ingest::commit`] or not at all.
     pub fn begin_ingest(&mut self, centre: &str, tz: &TimeZone) -> Result<Ingest<'_>, StoreError> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(sq(&path))?;
+        // IMMEDIATE: the daemon pulls centres concurrently on separate connections; a deferred
+        // transaction that read first would fail at once ("database is locked") when another
+        // pull committed meanwhile, instead of waiting its turn under the busy timeout.
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sq(&path))?;
         let mut ingest = Ingest {
             tx,
             path,

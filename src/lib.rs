@@ -8,6 +8,7 @@ pub mod allocations;
 pub mod cli_time;
 pub mod config;
 pub mod cycle;
+pub mod daemon;
 pub mod engine;
 pub mod ledger;
 pub mod metrics;

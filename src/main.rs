@@ -110,12 +110,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
-    /// Run as a daemon: pull and reconcile every interval until SIGTERM/SIGINT.
-    Run {
-        /// Seconds between cycles.
-        #[arg(long, default_value_t = 900)]
-        interval: u64,
-    },
+    /// Run as a daemon: pull each centre on its schedule, reconcile after each pull, serve
+    /// HTTP; SIGHUP reloads the configuration, SIGTERM/SIGINT stop cleanly.
+    Run,
     /// The indicator outbox (points waiting for InfluxDB).
     Outbox {
         #[command(subcommand)]
@@ -373,15 +370,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             print!("{}", report::usage(&rows, *format));
             Ok(())
         }
-        Command::Run { interval } => {
-            let (config, grants) = load(&cli)?;
-            let mut store = open_store(&config)?;
-            let alerting = alerting(&config)?;
-            // Cycles run on this thread; the indicator writer and its HTTP on one worker, so a
-            // long pull never stalls a write in flight.
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(runtime_err)?;
-            rt.block_on(daemon(config, grants, alerting, &mut store, *interval))
-        }
+        Command::Run => allocwatch::daemon::run(allocwatch::daemon::RunOptions {
+            config_path: cli.config.clone(),
+            store_override: cli.store.clone(),
+            quality_report: None,
+        })
+        .map_err(|e| Failure { code: e.exit_code(), message: e.to_string() }),
         Command::Alerts { command } => {
             let (config, _) = load(&cli)?;
             let mut store = open_store(&config)?;
@@ -490,50 +484,6 @@ fn deliver(store: &mut Store, s: &allocwatch::alerts::settings::AlertSettings, f
     let r = rt.block_on(allocwatch::alerts::deliver::deliver_pending(store, s, force)).map_err(runtime_err)?;
     if r.sent + r.failed > 0 || r.pending > 0 {
         eprintln!("notifications: {} sent, {} failed attempts, {} queued", r.sent, r.failed, r.pending);
-    }
-    Ok(())
-}
-
-/// The daemon loop: one cycle (pull, reconcile, alerts, delivery) per interval; SIGTERM/SIGINT
-/// end it between cycles, never in the middle of one (each cycle is one transaction anyway).
-async fn daemon(config: Config, grants: Grants, alerting: Option<Alerting>, store: &mut Store, interval: u64) -> Result<(), Failure> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(runtime_err)?;
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval.max(1)));
-    let writer = outbox::Writer::spawn(&config).map_err(|e| Failure { code: e.exit_code(), message: e.to_string() })?;
-    tracing::info!(interval, centres = config.centres.len(), allocations = grants.allocations.len(), "allocwatch running");
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                pull(&config, store);
-                let at = config.at.map(|t| t.as_second()).unwrap_or_else(now);
-                match allocwatch::cycle::run_cycle(&config, &grants, store, at, "schedule", alerting.as_ref()) {
-                    Ok(cycle) => {
-                        let rec = cycle.reconciliation;
-                        let mut counts = std::collections::BTreeMap::new();
-                        for a in &rec.allocations {
-                            *counts.entry(a.status.as_str()).or_insert(0) += 1;
-                        }
-                        tracing::info!(allocations = rec.allocations.len(), orphans = rec.orphans.len(), unmapped = rec.unmapped.len(), statuses = ?counts, "reconciled");
-                        if let Some(w) = &writer {
-                            w.wake();
-                        }
-                    }
-                    Err(e) => tracing::error!("reconciliation failed: {e}"),
-                }
-                if let Some(a) = &alerting {
-                    match allocwatch::alerts::deliver::deliver_pending(store, &a.settings, false).await {
-                        Ok(r) => tracing::info!(sent = r.sent, failed = r.failed, queued = r.pending, "notifications"),
-                        Err(e) => tracing::error!("notification delivery: {e}"),
-                    }
-                }
-            }
-            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break; }
-        }
-    }
-    if let Some(w) = writer {
-        w.stop().await;
     }
     Ok(())
 }

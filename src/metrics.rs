@@ -41,6 +41,10 @@ struct Metrics {
     points_rejected: Counter,
     send_failures: Counter,
     alerts_sent: Counters,
+    job_runs: Counters,
+    job_ticks_skipped: Counters,
+    job_duration: FloatGauges,
+    config_reloads: Counters,
 }
 
 /// Allocation gauges: (field, help). Same names as the `allocation` measurement's fields.
@@ -96,7 +100,19 @@ impl Metrics {
         registry.register("outbox_send_failures", "Failed write requests to the indicator sink", send_failures.clone());
         let alerts_sent = Counters::default();
         registry.register("alerts_sent", "Alert notifications delivered, by channel", alerts_sent.clone());
+        let job_runs = Counters::default();
+        registry.register("job_runs", "Runs of a daemon job (pull:<centre>, reconcile, quality_report) by outcome", job_runs.clone());
+        let job_ticks_skipped = Counters::default();
+        registry.register("job_ticks_skipped", "Scheduled ticks skipped because the job's previous run was still going", job_ticks_skipped.clone());
+        let job_duration = FloatGauges::default();
+        registry.register("job_last_duration_seconds", "Duration of a job's last run", job_duration.clone());
+        let config_reloads = Counters::default();
+        registry.register("config_reloads", "Configuration reloads (SIGHUP) by outcome: applied or rejected", config_reloads.clone());
         Metrics {
+            job_runs,
+            job_ticks_skipped,
+            job_duration,
+            config_reloads,
             registry,
             allocation,
             orphan_hours,
@@ -224,4 +240,24 @@ pub fn add_send_failure() {
 /// An alert notification delivered on `channel` (`email`, `alertmanager`…).
 pub fn record_alert_sent(channel: &str) {
     with(|m| m.alerts_sent.get_or_create(&vec![("channel", channel.to_string())]).inc());
+}
+
+/// A daemon job ran (`ok` or not) for `seconds`.
+pub fn record_job_run(job: &str, ok: bool, seconds: f64) {
+    with(|m| {
+        let outcome = if ok { "ok" } else { "failed" };
+        m.job_runs.get_or_create(&vec![("job", job.to_string()), ("outcome", outcome.to_string())]).inc();
+        m.job_duration.get_or_create(&vec![("job", job.to_string())]).set(seconds);
+    });
+}
+
+/// A scheduled tick of `job` was skipped: its previous run was still going.
+pub fn record_tick_skipped(job: &str) {
+    with(|m| m.job_ticks_skipped.get_or_create(&vec![("job", job.to_string())]).inc());
+}
+
+/// A configuration reload was applied (`true`) or rejected.
+pub fn record_config_reload(applied: bool) {
+    let outcome = if applied { "applied" } else { "rejected" };
+    with(|m| m.config_reloads.get_or_create(&vec![("outcome", outcome.to_string())]).inc());
 }

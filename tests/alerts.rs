@@ -404,7 +404,7 @@ fn killed_with_sigkill_during_delivery_nothing_lost_nothing_doubled() {
     let pid = smtp.id().to_string();
     assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_allocwatch"))
-        .args(["--config", s.config.to_str().unwrap(), "run", "--interval", "3600"])
+        .args(["--config", s.config.to_str().unwrap(), "run"])
         .env("ALLOCWATCH_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .spawn()

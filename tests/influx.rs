@@ -537,7 +537,7 @@ fn kill_9_with_points_waiting_loses_nothing() {
 
     let daemon = |config: &Path, log: &str| {
         Command::new(env!("CARGO_BIN_EXE_allocwatch"))
-            .args(["--config", config.to_str().unwrap(), "run", "--interval", "3600"])
+            .args(["--config", config.to_str().unwrap(), "run"])
             .env("ALLOCWATCH_LOG", "info")
             .env("AW_TEST_TOKEN", "x")
             .stdout(std::process::Stdio::null())

@@ -1,0 +1,434 @@
+//! The daemon's one HTTP listener (axum): health, readiness, Prometheus metrics, the JSON API
+//! and the status page.
+//!
+//! The API and the page need the bearer token of `[http]` (`Authorization: Bearer …`, or the
+//! cookie the page's sign-in form sets), compared in constant time; health, metrics and the page
+//! may be left open by configuration. Without a token configured, what is not open is refused.
+
+use super::burndown;
+use super::page::{self, FeedView, TableQuery};
+use super::state::{CycleSnapshot, Shared};
+use crate::engine::AllocationReport;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Name of the cookie the sign-in form sets.
+const COOKIE: &str = "allocwatch_token";
+
+/// The router over the shared state.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/", get(index))
+        .route("/allocations/{centre}/{project}/{resource}", get(allocation_page))
+        .route("/login", get(login_form).post(login))
+        .route("/api/v1/allocations", get(api_allocations))
+        .route("/api/v1/allocations/{centre}/{project}/{resource}", get(api_allocation))
+        .route("/api/v1/alerts", get(api_alerts))
+        .route("/api/v1/feeds", get(api_feeds))
+        .with_state(shared)
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+fn rfc3339(s: i64) -> String {
+    crate::alerts::rfc3339(s)
+}
+
+/// What a route needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Health,
+    Metrics,
+    Page,
+    Api,
+}
+
+/// The token presented: bearer header first, then the page's cookie.
+fn presented(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            return Some(t.trim().to_string());
+        }
+    }
+    for v in headers.get_all(header::COOKIE) {
+        for part in v.to_str().unwrap_or("").split(';') {
+            if let Some((k, val)) = part.trim().split_once('=') {
+                if k == COOKIE {
+                    return Some(percent_decode(val));
+                }
+            }
+        }
+    }
+    None
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = ((b[i + 1] as char).to_digit(16), (b[i + 2] as char).to_digit(16)) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Constant-time comparison of the presented token with the configured one.
+fn token_matches(presented: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    // Lengths are compared in the open (a token's length is no secret worth the complexity).
+    presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// Check access; `Err` is the response to send (401 with a reason, or a redirect to sign in).
+fn authorize(shared: &Shared, headers: &HeaderMap, access: Access) -> Result<(), Response> {
+    let loaded = shared.loaded();
+    let Some(http) = &loaded.config.http else { return Ok(()) };
+    let open = match access {
+        Access::Health => http.open_health,
+        Access::Metrics => http.open_metrics,
+        Access::Page => http.open_status_page,
+        Access::Api => false,
+    };
+    if open {
+        return Ok(());
+    }
+    let reason = match (&loaded.http_token, presented(headers)) {
+        (None, _) => "no API token is configured ([http] token_env or token_file): this endpoint is closed",
+        (Some(_), None) => "a bearer token is required (Authorization: Bearer …)",
+        (Some(t), Some(p)) if token_matches(&p, t.expose()) => return Ok(()),
+        (Some(_), Some(_)) => "wrong token",
+    };
+    if access == Access::Page {
+        return Err(Redirect::to("/login").into_response());
+    }
+    let mut r = (StatusCode::UNAUTHORIZED, Json(json!({ "error": reason }))).into_response();
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"allocwatch\""));
+    Err(r)
+}
+
+macro_rules! guard {
+    ($shared:expr, $headers:expr, $access:expr) => {
+        if let Err(r) = authorize(&$shared, &$headers, $access) {
+            return r;
+        }
+    };
+}
+
+fn no_cycle() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "no reconciliation cycle yet; retry shortly" }))).into_response()
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    guard!(shared, headers, Access::Health);
+    Json(json!({ "status": "ok", "stopping": shared.is_stopping() })).into_response()
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    guard!(shared, headers, Access::Health);
+    let max_age = shared.loaded().config.daemon.ready_max_cycle_age.as_secs_f64();
+    let s = shared.clone();
+    let store_ok = tokio::task::spawn_blocking(move || {
+        let store = s.api_store.lock().unwrap_or_else(|p| p.into_inner());
+        store.connection().query_row("SELECT COUNT(*) FROM cycles", [], |r| r.get::<_, i64>(0)).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let last = shared.last_cycle();
+    let age = last.as_ref().map(|c| (now() - c.finished_at_s) as f64);
+    let problem = if shared.is_stopping() {
+        Some("stopping".to_string())
+    } else if let Err(e) = &store_ok {
+        Some(format!("store: {e}"))
+    } else {
+        match age {
+            None => Some("no cycle yet".into()),
+            Some(a) if a > max_age => Some(format!("last cycle finished {a:.0} s ago (limit {max_age:.0} s)")),
+            Some(_) => None,
+        }
+    };
+    let body = json!({
+        "ready": problem.is_none(),
+        "reason": problem,
+        "last_cycle": last.as_ref().map(|c| json!({ "id": c.id, "at": rfc3339(c.reconciliation.at), "finished_at": rfc3339(c.finished_at_s) })),
+        "last_cycle_age_seconds": age,
+    });
+    let code = if problem.is_none() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body)).into_response()
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    guard!(shared, headers, Access::Metrics);
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::render()).into_response()
+}
+
+async fn api_allocations(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    guard!(shared, headers, Access::Api);
+    match shared.last_cycle() {
+        // Exactly the objects of `check --format json`.
+        Some(c) => Json(&c.reconciliation.allocations).into_response(),
+        None => no_cycle(),
+    }
+}
+
+/// Optional `period_start` when a project has several periods of the same resource.
+#[derive(serde::Deserialize, Default)]
+struct PeriodQuery {
+    #[serde(default)]
+    period_start: Option<String>,
+}
+
+/// The allocation of the last cycle: the one of `period_start`, else the one whose period
+/// holds the instant, else the latest.
+fn find<'c>(c: &'c CycleSnapshot, centre: &str, project: &str, resource: &str, period: Option<&str>) -> Option<&'c AllocationReport> {
+    let mut matching: Vec<&AllocationReport> =
+        c.reconciliation.allocations.iter().filter(|a| a.centre == centre && a.project == project && a.resource == resource).collect();
+    if let Some(p) = period.filter(|p| !p.is_empty()) {
+        return matching.into_iter().find(|a| a.period_start == p);
+    }
+    matching.sort_by(|a, b| a.period_start.cmp(&b.period_start));
+    let at = rfc3339(c.reconciliation.at);
+    let at_date = at.get(..10).unwrap_or("");
+    matching.iter().find(|a| a.period_start.as_str() <= at_date && at_date < a.period_end.as_str()).copied().or(matching.last().copied())
+}
+
+async fn load_burndown(shared: &Arc<Shared>, c: &Arc<CycleSnapshot>, report: &AllocationReport) -> Result<burndown::BurnDown, String> {
+    let (s, c2, r) = (shared.clone(), c.clone(), report.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut store = s.api_store.lock().unwrap_or_else(|p| p.into_inner());
+        burndown::load(&mut store, &c2.loaded.config, &c2.loaded.grants, &r, c2.reconciliation.at).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()))
+}
+
+fn not_found(what: String) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({ "error": what }))).into_response()
+}
+
+fn server_error(e: String) -> Response {
+    tracing::error!("HTTP: {e}");
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": e }))).into_response()
+}
+
+async fn api_allocation(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((centre, project, resource)): Path<(String, String, String)>,
+    Query(q): Query<PeriodQuery>,
+) -> Response {
+    guard!(shared, headers, Access::Api);
+    let Some(c) = shared.last_cycle() else { return no_cycle() };
+    let Some(report) = find(&c, &centre, &project, &resource, q.period_start.as_deref()) else {
+        return not_found(format!("no allocation {project} on {resource} at {centre} in the last cycle"));
+    };
+    match load_burndown(&shared, &c, report).await {
+        Ok(b) => Json(b).into_response(),
+        Err(e) => server_error(e),
+    }
+}
+
+/// `?all=true` includes resolved alerts.
+#[derive(serde::Deserialize, Default)]
+struct AlertsQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+async fn alerts(shared: &Arc<Shared>, all: bool) -> Result<Vec<crate::alerts::store::AlertRow>, String> {
+    let s = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = s.api_store.lock().unwrap_or_else(|p| p.into_inner());
+        crate::alerts::store::list(store.connection(), all).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()))
+}
+
+async fn api_alerts(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<AlertsQuery>) -> Response {
+    guard!(shared, headers, Access::Api);
+    match alerts(&shared, q.all).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => server_error(e),
+    }
+}
+
+/// Feeds: per centre, its schedule and job status, and the pull history per source.
+async fn feeds(shared: &Arc<Shared>) -> Result<serde_json::Value, String> {
+    let s = shared.clone();
+    let (health, sources) = tokio::task::spawn_blocking(move || {
+        let store = s.api_store.lock().unwrap_or_else(|p| p.into_inner());
+        let health = crate::alerts::store::centre_feeds(store.connection()).map_err(|e| e.to_string())?;
+        let sources = store.feeds().map_err(|e| e.to_string())?;
+        Ok::<_, String>((health, sources))
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()))?;
+    let loaded = shared.loaded();
+    let jobs = shared.jobs();
+    let t = now();
+    let mut out = Vec::new();
+    for centre in loaded.config.centres.values() {
+        let h = health.iter().find(|h| h.centre == centre.id);
+        let job = jobs.get(&super::jobs::pull_job(&centre.id)).cloned().unwrap_or_default();
+        let last_success = h.and_then(|h| h.last_success);
+        out.push(json!({
+            "centre": centre.id,
+            "schedule": centre.schedule.as_ref().unwrap_or(&loaded.config.daemon.pull_schedule).as_str(),
+            "last_success": last_success.map(rfc3339),
+            "seconds_since_last_success": last_success.map(|s| t - s),
+            "consecutive_failures": h.map(|h| h.consecutive_failures).unwrap_or(0),
+            "last_error": h.and_then(|h| h.last_error.clone()),
+            "job": {
+                "runs": job.runs,
+                "skipped_ticks": job.skipped_ticks,
+                "last_started_at": job.last_started_at.map(rfc3339),
+                "last_finished_at": job.last_finished_at.map(rfc3339),
+                "last_ok": job.last_ok,
+                "last_error": job.last_error,
+            },
+            "sources": sources.iter().filter(|f| f.centre == centre.id).map(|f| json!({
+                "source": f.source,
+                "last_success": f.last_success.map(rfc3339),
+                "last_attempt": f.last_attempt.map(rfc3339),
+                "failures": f.failures,
+                "records": f.records,
+                "rejected": f.rejected,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(serde_json::Value::Array(out))
+}
+
+async fn api_feeds(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    guard!(shared, headers, Access::Api);
+    match feeds(&shared).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => server_error(e),
+    }
+}
+
+fn html(body: String) -> Response {
+    let mut r = Html(body).into_response();
+    // The page embeds no third-party resource and frames nothing; say so to the browser.
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"),
+    );
+    r.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    r
+}
+
+async fn index(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<TableQuery>) -> Response {
+    guard!(shared, headers, Access::Page);
+    let Some(c) = shared.last_cycle() else { return html(page::waiting()) };
+    let (feeds_json, firing) = match (feeds(&shared).await, alerts(&shared, false).await) {
+        (Ok(f), Ok(a)) => (f, a.len()),
+        (Err(e), _) | (_, Err(e)) => return server_error(e),
+    };
+    let feeds: Vec<FeedView> = feeds_json
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|f| FeedView {
+                    centre: f["centre"].as_str().unwrap_or("").to_string(),
+                    schedule: f["schedule"].as_str().unwrap_or("").to_string(),
+                    last_success: f["seconds_since_last_success"].as_i64().map(|s| now() - s),
+                    consecutive_failures: f["consecutive_failures"].as_u64().unwrap_or(0) as u32,
+                    last_error: f["last_error"].as_str().map(str::to_string),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    html(page::index(&c.reconciliation, c.id, c.finished_at_s, now(), &feeds, firing, &q))
+}
+
+async fn allocation_page(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((centre, project, resource)): Path<(String, String, String)>,
+    Query(q): Query<PeriodQuery>,
+) -> Response {
+    guard!(shared, headers, Access::Page);
+    let Some(c) = shared.last_cycle() else { return html(page::waiting()) };
+    let Some(report) = find(&c, &centre, &project, &resource, q.period_start.as_deref()) else {
+        return (StatusCode::NOT_FOUND, Html(format!("<!DOCTYPE html><p>No allocation {} on {} at {}. <a href=\"/\">All allocations</a></p>", page::esc(&project), page::esc(&resource), page::esc(&centre)))).into_response();
+    };
+    let b = match load_burndown(&shared, &c, report).await {
+        Ok(b) => b,
+        Err(e) => return server_error(e),
+    };
+    let subject = crate::alerts::rules::allocation_subject(report);
+    let alerts: Vec<_> = match alerts(&shared, true).await {
+        Ok(a) => a.into_iter().filter(|r| r.subject == subject).collect(),
+        Err(e) => return server_error(e),
+    };
+    let adjustments: Vec<(String, f64, String, String)> = c
+        .loaded
+        .grants
+        .adjustments
+        .iter()
+        .filter(|x| x.allocation == report.index)
+        .map(|x| (x.date.to_string(), x.hours, format!("{:?}", x.kind).to_lowercase(), x.reason.clone()))
+        .collect();
+    html(page::allocation(&b, &adjustments, &alerts, c.finished_at_s, now()))
+}
+
+async fn login_form() -> Response {
+    html(page::login(None))
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(shared): State<Arc<Shared>>, Form(f): Form<LoginForm>) -> Response {
+    let loaded = shared.loaded();
+    match &loaded.http_token {
+        Some(t) if token_matches(f.token.trim(), t.expose()) => {
+            let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", page::path_segment(f.token.trim()));
+            let mut r = Redirect::to("/").into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Some(_) => (StatusCode::UNAUTHORIZED, html(page::login(Some("Wrong token.")))).into_response(),
+        None => (StatusCode::FORBIDDEN, html(page::login(Some("No API token is configured ([http] token_env or token_file).")))).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_from_header_or_cookie_compared_exactly() {
+        let mut h = HeaderMap::new();
+        assert_eq!(presented(&h), None);
+        h.insert(header::COOKIE, HeaderValue::from_static("a=b; allocwatch_token=s3cr%2Ft"));
+        assert_eq!(presented(&h).as_deref(), Some("s3cr/t"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer  tok "));
+        assert_eq!(presented(&h).as_deref(), Some("tok"));
+        assert!(token_matches("abc", "abc"));
+        assert!(!token_matches("abd", "abc") && !token_matches("ab", "abc") && !token_matches("", "abc"));
+    }
+}

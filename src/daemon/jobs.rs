@@ -1,0 +1,304 @@
+//! The daemon's work: one pull job per centre (on its own schedule, never overlapping itself),
+//! the reconciler (one cycle after pulls, requests coalesced), the notifier (alert delivery
+//! from the outbox) and the quality-report job.
+//!
+//! Store work is synchronous (SQLite): it runs on blocking threads, each job with its own
+//! connection, so one centre's slow or failing pull never holds up another centre or HTTP.
+
+use super::state::{CycleSnapshot, Shared};
+use super::QualityReport;
+use crate::engine;
+use crate::ledger::Store;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Once at start, without jitter, so the first cycle does not wait for the schedule.
+    Startup,
+    /// A tick of its cron schedule.
+    Schedule,
+}
+
+/// Name of a centre's pull job (metrics label, feeds API, overlap guard).
+pub fn pull_job(centre: &str) -> String {
+    format!("pull:{centre}")
+}
+
+/// Name of the quality-report job.
+pub const QUALITY_JOB: &str = "quality_report";
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// Take the job's guard, or count the tick as skipped: a job never overlaps itself.
+fn enter(shared: &Shared, job: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    match shared.guard(job).try_lock_owned() {
+        Ok(g) => Some(g),
+        Err(_) => {
+            shared.with_job(job, |j| j.skipped_ticks += 1);
+            crate::metrics::record_tick_skipped(job);
+            tracing::warn!(job, "tick skipped: the previous run is still going");
+            None
+        }
+    }
+}
+
+/// Wait the jitter delay; `false` when the daemon started stopping meanwhile.
+async fn jitter(shared: &Shared, max: Duration) -> bool {
+    if max.is_zero() {
+        return true;
+    }
+    let d = max.mul_f64(fastrand::f64());
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = shared.stopping() => false,
+    }
+}
+
+/// One run of a centre's pull job: pull its sources, then ask for a reconciliation.
+pub async fn centre_tick(shared: Arc<Shared>, centre_id: String, trigger: Trigger) {
+    let job = pull_job(&centre_id);
+    let Some(_guard) = enter(&shared, &job) else { return };
+    if shared.is_stopping() {
+        return;
+    }
+    if trigger == Trigger::Schedule && !jitter(&shared, shared.loaded().config.daemon.jitter).await {
+        return;
+    }
+    let loaded = shared.loaded();
+    let Some(centre) = loaded.config.centres.get(&centre_id).cloned() else {
+        return; // removed by a reload since the tick was scheduled
+    };
+    let started_at = now();
+    shared.with_job(&job, |j| {
+        j.runs += 1;
+        j.last_started_at = Some(started_at);
+    });
+    let clock = Instant::now();
+    let store_path = shared.store_path.clone();
+    let result = tokio::task::spawn_blocking(move || pull_centre(&store_path, &centre, started_at))
+        .await
+        .unwrap_or_else(|e| Err(format!("the pull panicked: {e}")));
+    let secs = clock.elapsed().as_secs_f64();
+    crate::metrics::record_job_run(&job, result.is_ok(), secs);
+    shared.with_job(&job, |j| {
+        j.last_finished_at = Some(now());
+        j.last_ok = Some(result.is_ok());
+        j.last_error = result.as_ref().err().cloned();
+    });
+    match &result {
+        Ok(()) => tracing::debug!(centre = %centre_id, seconds = secs, "pull finished"),
+        Err(e) => tracing::error!(centre = %centre_id, seconds = secs, "pull failed: {e}"),
+    }
+    // A failed pull is reconciled too: the cycle's feed indicators and the stale-feed rule
+    // must see the failure.
+    shared.request_reconciliation(&centre_id);
+}
+
+/// Pull one centre's sources into the store (blocking). `Err` names what failed; files that
+/// imported are kept (each import is its own transaction).
+fn pull_centre(store_path: &std::path::Path, centre: &crate::config::Centre, now: i64) -> Result<(), String> {
+    let mut store = Store::open(store_path).map_err(|e| e.to_string())?;
+    let mut failures = Vec::new();
+    for (path, result) in engine::pull_centre_files(&mut store, centre, now) {
+        match result {
+            Ok(None) => tracing::debug!(centre = %centre.id, file = %path.display(), "unchanged since last import"),
+            Ok(Some(imp)) => log_import(&centre.id, &imp),
+            Err(e) => {
+                tracing::error!(centre = %centre.id, file = %path.display(), "import failed: {e}");
+                failures.push(e.to_string());
+            }
+        }
+    }
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0)),
+        n => Err(format!("{n} sources failed; first: {}", failures[0])),
+    }
+}
+
+fn log_import(centre: &str, imp: &engine::FileImport) {
+    let s = &imp.stats;
+    tracing::info!(
+        centre,
+        file = %imp.path.display(),
+        records = s.records,
+        inserted = s.inserted,
+        replaced = s.replaced,
+        unchanged = s.unchanged,
+        rejected = s.rejected,
+        "imported"
+    );
+    for r in &imp.rejections {
+        tracing::warn!(centre, "rejected {r}");
+    }
+}
+
+/// How long the reconciler waits after a request for others to join it.
+const COALESCE: Duration = Duration::from_millis(300);
+
+/// The reconciler: one cycle per batch of requests, on its own store connection, published to
+/// the shared state. Ends when the request channel closes or the daemon stops; a cycle in
+/// flight always finishes (it is one transaction).
+pub async fn reconciler(shared: Arc<Shared>, mut requests: tokio::sync::mpsc::UnboundedReceiver<String>, store: Store) {
+    let mut store = Some(store);
+    while let Some(first) = requests.recv().await {
+        if shared.is_stopping() {
+            break;
+        }
+        // Pulls that end together (start-up, a shared schedule) are served by one cycle.
+        tokio::time::sleep(COALESCE).await;
+        let mut reasons = vec![first];
+        while let Ok(r) = requests.try_recv() {
+            reasons.push(r);
+        }
+        reasons.sort();
+        reasons.dedup();
+        let loaded = shared.loaded();
+        let at = loaded.config.at.map(|t| t.as_second()).unwrap_or_else(now);
+        let Some(mut st) = store.take() else { break };
+        let l = loaded.clone();
+        let clock = Instant::now();
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = crate::cycle::run_cycle(&l.config, &l.grants, &mut st, at, "schedule", l.alerting.as_ref());
+            (st, r)
+        })
+        .await;
+        let secs = clock.elapsed().as_secs_f64();
+        match joined {
+            Ok((st, Ok(cycle))) => {
+                store = Some(st);
+                let rec = cycle.reconciliation;
+                let mut counts = std::collections::BTreeMap::new();
+                for a in &rec.allocations {
+                    *counts.entry(a.status.as_str()).or_insert(0) += 1;
+                }
+                tracing::info!(
+                    cycle = cycle.id,
+                    after = reasons.join(","),
+                    allocations = rec.allocations.len(),
+                    orphans = rec.orphans.len(),
+                    unmapped = rec.unmapped.len(),
+                    statuses = ?counts,
+                    seconds = secs,
+                    "reconciled"
+                );
+                if let Some(s) = &cycle.alerts {
+                    if s.fired + s.reminded + s.resolved > 0 {
+                        tracing::info!(fired = s.fired, reminders = s.reminded, resolved = s.resolved, firing = s.held, queued = s.queued, "alerts");
+                    }
+                }
+                crate::metrics::record_job_run("reconcile", true, secs);
+                super::systemd::status(&format!("cycle {} at {}: {} allocations", cycle.id, crate::alerts::rfc3339(at), rec.allocations.len()));
+                shared.publish_cycle(CycleSnapshot { id: cycle.id, reconciliation: rec, finished_at_s: now(), loaded });
+            }
+            Ok((st, Err(e))) => {
+                store = Some(st);
+                crate::metrics::record_job_run("reconcile", false, secs);
+                tracing::error!("reconciliation failed (nothing recorded; the next pull retries): {e}");
+            }
+            Err(e) => {
+                crate::metrics::record_job_run("reconcile", false, secs);
+                tracing::error!("reconciliation panicked: {e}");
+                match Store::open(&shared.store_path) {
+                    Ok(s) => store = Some(s),
+                    Err(e) => {
+                        tracing::error!("cannot reopen the store: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The notifier: delivers the notification outbox after each cycle (and every 30 s for
+/// retries that come due), with the alert settings in force.
+pub struct Notifier {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How often the notifier looks for retries that came due without a cycle.
+const NOTIFIER_POLL: Duration = Duration::from_secs(30);
+
+impl Notifier {
+    /// Start on its own store connection.
+    pub fn spawn(shared: Arc<Shared>, store: Store) -> Notifier {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(notifier_loop(shared, store, rx));
+        Notifier { stop, task }
+    }
+
+    /// Make a last delivery pass (bounded by `deadline`) and stop; what is not delivered stays
+    /// queued for the next start.
+    pub async fn stop(self, deadline: Duration) {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(deadline, &mut task).await.is_err() {
+            tracing::warn!("alert delivery did not finish its last pass in time; the rest stays queued");
+            task.abort();
+        }
+    }
+}
+
+async fn notifier_loop(shared: Arc<Shared>, mut store: Store, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let stopping = tokio::select! {
+            _ = shared.notifier_wake.notified() => false,
+            _ = tokio::time::sleep(NOTIFIER_POLL) => false,
+            _ = stop.changed() => true,
+        };
+        let loaded = shared.loaded();
+        if let Some(a) = &loaded.alerting {
+            match crate::alerts::deliver::deliver_pending(&mut store, &a.settings, false).await {
+                Ok(r) if r.sent + r.failed > 0 || stopping => {
+                    tracing::info!(sent = r.sent, failed = r.failed, queued = r.pending, "notifications")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("notification delivery: {e}"),
+            }
+        }
+        if stopping || *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// One run of the quality-report job.
+pub async fn quality_tick(shared: Arc<Shared>, report: QualityReport) {
+    let Some(_guard) = enter(&shared, QUALITY_JOB) else { return };
+    if shared.is_stopping() {
+        return;
+    }
+    let loaded = shared.loaded();
+    let started_at = now();
+    shared.with_job(QUALITY_JOB, |j| {
+        j.runs += 1;
+        j.last_started_at = Some(started_at);
+    });
+    let clock = Instant::now();
+    let store_path = shared.store_path.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut store = Store::open(&store_path).map_err(|e| e.to_string())?;
+        report(&loaded.config, &loaded.grants, &mut store, started_at)
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the quality report panicked: {e}")));
+    crate::metrics::record_job_run(QUALITY_JOB, result.is_ok(), clock.elapsed().as_secs_f64());
+    shared.with_job(QUALITY_JOB, |j| {
+        j.last_finished_at = Some(now());
+        j.last_ok = Some(result.is_ok());
+        j.last_error = result.as_ref().err().cloned();
+    });
+    match result {
+        Ok(summary) => {
+            tracing::info!("quality report: {summary}");
+            shared.wake_writer();
+        }
+        Err(e) => tracing::error!("quality report failed: {e}"),
+    }
+}
