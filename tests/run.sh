@@ -26,5 +26,12 @@ set -a
 set +a
 echo "servers up in $(( $(date +%s) - t0 )) s"
 
+echo "== chromium (status page test)"
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends chromium >/dev/null \
+    || { apt-get -o DPkg::Lock::Timeout=600 update >/dev/null && apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends chromium >/dev/null; }
+fi
+chromium --version
+
 echo "== tests"
 cargo test --locked --no-fail-fast 2>&1 | tee target/test-output.txt

@@ -262,7 +262,9 @@ async fn notifier_loop(shared: Arc<Shared>, mut store: Store, mut stop: tokio::s
                 Err(e) => tracing::error!("notification delivery: {e}"),
             }
         }
-        if stopping || *stop.borrow() {
+        // A stop that came during this pass is seen by `changed()` at once: one more pass
+        // then delivers what the last cycles queued meanwhile.
+        if stopping {
             return;
         }
     }

@@ -85,7 +85,8 @@ form.filters select,form.filters input{font:inherit;padding:5px 8px;border:1px s
 form.filters .count{margin-left:auto;color:var(--muted)}
 button{font:inherit;padding:5px 12px;border-radius:6px;border:1px solid var(--line);background:#f6f8fa;cursor:pointer}
 table{border-collapse:collapse;width:100%}
-th,td{padding:7px 10px;border-bottom:1px solid #eaeef2;text-align:left;white-space:nowrap}
+th,td{padding:7px 8px;border-bottom:1px solid #eaeef2;text-align:left;white-space:nowrap}
+table#allocations{font-size:13px}
 th{font-size:12px;text-transform:uppercase;letter-spacing:.3px;color:var(--muted);background:#fbfcfd;position:sticky;top:0}
 th a{color:inherit;text-decoration:none}
 th a:hover{color:var(--accent)}
@@ -94,13 +95,13 @@ th[aria-sort=descending] a::after{content:" \25BE"}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 tbody tr:hover{background:#f6f8fa}
 .badge{display:inline-block;padding:1px 9px;border-radius:999px;font-size:12px;font-weight:600;color:#fff;background:var(--c)}
-.bar{position:relative;width:120px;height:10px;background:#eaeef2;border-radius:5px;display:inline-block;vertical-align:middle;margin-right:8px}
+.bar{position:relative;width:80px;height:10px;background:#eaeef2;border-radius:5px;display:inline-block;vertical-align:middle;margin-right:8px}
 .bar .fill{position:absolute;left:0;top:0;bottom:0;border-radius:5px;background:var(--c)}
 .bar .exp{position:absolute;top:-3px;bottom:-3px;width:2px;background:var(--ink)}
 .muted{color:var(--muted)}
 .pos{color:var(--over_pace)}.neg{color:var(--under_pace)}
 .feeds td .dot{display:inline-block;width:9px;height:9px;border-radius:50%;margin-right:6px;background:var(--c)}
-.figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(170px,1fr));gap:1px;background:var(--line)}
+.figs{display:grid;grid-template-columns:repeat(5,1fr);gap:1px;background:var(--line)}
 .figs div{background:#fff;padding:10px 16px}
 .figs .l{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.3px}
 .figs .v{font-size:18px;font-weight:600;font-variant-numeric:tabular-nums}
@@ -120,7 +121,7 @@ svg .now{stroke:#24292f;stroke-width:1;stroke-dasharray:3 3}
 svg .exhaustion{fill:#cf222e}
 .empty{padding:40px;text-align:center;color:var(--muted)}
 footer{color:var(--muted);font-size:12px;padding:0 28px 24px;max-width:1500px;margin:0 auto}
-@media (max-width:900px){main{padding:12px}th,td{padding:6px}}
+@media (max-width:900px){main{padding:12px}th,td{padding:6px}.figs{grid-template-columns:repeat(2,1fr)}}
 "#;
 
 fn head(title: &str, meta: &str) -> String {
@@ -229,6 +230,7 @@ impl TableQuery {
 
 /// Columns of the table: (key, header, numeric).
 const COLUMNS: &[(&str, &str, bool)] = &[
+    ("status", "Status", false),
     ("project", "Project", false),
     ("centre", "Centre", false),
     ("resource", "Resource", false),
@@ -240,7 +242,6 @@ const COLUMNS: &[(&str, &str, bool)] = &[
     ("drift", "Drift", true),
     ("burn", "Burn h/day", true),
     ("exhaustion", "Exhaustion", true),
-    ("status", "Status", false),
 ];
 
 fn sort_rows(rows: &mut [&AllocationReport], key: &str, desc: bool) {
@@ -379,7 +380,9 @@ pub fn index(rec: &Reconciliation, cycle_id: i64, finished_at_s: i64, now_s: i64
     h.push_str("</tr></thead><tbody>");
     for a in &rows {
         let drift = match a.drift_pp {
-            Some(d) => format!("<span class=\"{}\">{:+.1} pp</span>", if d > 0.0 { "pos" } else if d < 0.0 { "neg" } else { "" }, d),
+            // Rounded first, so that -0.04 reads "0.0 pp", not "-0.0 pp".
+            Some(d) if (d * 10.0).round() == 0.0 => "0.0 pp".to_string(),
+            Some(d) => format!("<span class=\"{}\">{:+.1} pp</span>", if d > 0.0 { "pos" } else { "neg" }, d),
             None => "<span class=\"muted\">-</span>".into(),
         };
         let exhaustion = match &a.projected_exhaustion {
@@ -388,9 +391,8 @@ pub fn index(rec: &Reconciliation, cycle_id: i64, finished_at_s: i64, now_s: i64
         };
         let _ = write!(
             h,
-            "<tr data-centre=\"{c}\" data-committee=\"{k}\" data-status=\"{s}\"><td><a href=\"{href}\">{p}</a></td><td>{c}</td><td>{r}</td><td>{k}</td><td>{ps} → {pe}</td>\
-<td class=\"num\">{g}</td><td class=\"num\">{u}</td><td class=\"num\">{used}</td><td class=\"num\">{drift}</td><td class=\"num\">{b}</td><td class=\"num\">{exhaustion}</td>\
-<td><span class=\"badge\" style=\"--c:var(--{s})\">{sl}</span></td></tr>",
+            "<tr data-centre=\"{c}\" data-committee=\"{k}\" data-status=\"{s}\"><td><span class=\"badge\" style=\"--c:var(--{s})\">{sl}</span></td><td><a href=\"{href}\">{p}</a></td><td>{c}</td><td>{r}</td><td>{k}</td><td>{ps} → {pe}</td>\
+<td class=\"num\">{g}</td><td class=\"num\">{u}</td><td class=\"num\">{used}</td><td class=\"num\">{drift}</td><td class=\"num\">{b}</td><td class=\"num\">{exhaustion}</td></tr>",
             c = esc(&a.centre),
             k = esc(&a.committee),
             s = a.status.as_str(),

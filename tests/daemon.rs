@@ -1,0 +1,507 @@
+//! `allocwatch run` end to end: the real binary on the demo data with a schedule of every
+//! second, its HTTP endpoints, systemd notifications on a real datagram socket, SIGHUP with a
+//! broken then a fixed configuration, SIGTERM, and the status page in a real headless Chromium.
+//! Indicators go to the real VictoriaMetrics and alerts to the real SMTP server that
+//! `tests/run.sh` starts.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The demo configuration with absolute paths, its store in `dir`, and `extra` appended.
+fn demo_config(dir: &Path, allocations: Option<&Path>, extra: &str) -> PathBuf {
+    let root = root();
+    let demo = std::fs::read_to_string(root.join("config/demo.toml")).unwrap();
+    let mut text = demo
+        .replace("path = \"../target/demo/allocwatch.sqlite\"", &format!("path = \"{}\"", dir.join("store.sqlite").display()))
+        .replace("\"demo/", &format!("\"{}/config/demo/", root.display()));
+    if let Some(a) = allocations {
+        text = text.replace(&format!("\"{}/config/demo/allocations.csv\"", root.display()), &format!("\"{}\"", a.display()));
+    }
+    assert!(text.contains(&dir.join("store.sqlite").display().to_string()), "demo.toml changed shape");
+    let p = dir.join("allocwatch.toml");
+    std::fs::write(&p, format!("{text}\n{extra}")).unwrap();
+    p
+}
+
+/// A running daemon; killed on drop if still running.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(config: &Path, port: u16, env: &[(&str, &str)]) -> Daemon {
+        let log = config.with_file_name(format!("daemon-{}.log", std::process::id()));
+        // As systemd does, WATCHDOG_PID names the daemon's own PID: `exec` keeps the shell's.
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "export WATCHDOG_PID=$$; exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_allocwatch")])
+            .args(["--config", config.to_str().unwrap(), "run"])
+            .env("ALLOCWATCH_LOG", "info")
+            .env_remove("ALLOCWATCH_CONFIG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let d = Daemon { child: cmd.spawn().expect("start allocwatch run"), log, port };
+        wait_for(60, "the daemon's listener", || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        assert!(Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap().success());
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        request(self.port, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"))
+    }
+
+    fn json(&self, path: &str, token: Option<&str>) -> Value {
+        let r = self.get(path, token);
+        assert_eq!(r.status, 200, "GET {path}: {}\n{}", r.body, self.log());
+        serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {}", r.body))
+    }
+
+    /// A sample of `/metrics` (0 when absent).
+    fn metric(&self, series: &str) -> f64 {
+        let m = self.get("/metrics", None);
+        m.body
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse::<f64>().unwrap()))
+            .unwrap_or(0.0)
+    }
+
+    fn wait_cycles(&self, at_least: f64) -> f64 {
+        wait_for(90, &format!("{at_least} cycles"), || Some(self.metric("allocwatch_cycles_total")).filter(|n| *n >= at_least))
+    }
+
+    fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        wait_for(secs, "the daemon to exit", || self.child.try_wait().unwrap())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 exchange over a fresh connection (the server closes it).
+fn request(port: u16, raw: &str) -> Response {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Response { status, headers, body }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// systemd's side of `Type=notify`: a datagram socket collecting what the daemon sends.
+struct NotifySocket {
+    path: PathBuf,
+    messages: Arc<Mutex<Vec<String>>>,
+}
+
+impl NotifySocket {
+    fn bind(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let m = messages.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => m.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        if Arc::strong_count(&m) == 1 {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        NotifySocket { path, messages }
+    }
+
+    fn count(&self, line: &str) -> usize {
+        self.messages.lock().unwrap().iter().filter(|m| m.lines().any(|l| l == line)).count()
+    }
+}
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+fn check_json_of(config: &Path) -> Value {
+    let out = ok(&["--config", config.to_str().unwrap(), "check", "--format", "json"]);
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn run_serves_every_endpoint_reloads_on_sighup_and_stops_cleanly_on_sigterm() {
+    let Some(env) = server_env("daemon_life_cycle", &["AW_VM_URL", "AW_SMTP_PORT", "AW_SMTP_MAILDIR"]) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // What `check --format json` prints on the same data, from a scratch store.
+    let reference_dir = tempfile::tempdir().unwrap();
+    let expected = check_json_of(&demo_config(reference_dir.path(), None, ""));
+    assert_eq!(expected.as_array().unwrap().len(), 31);
+
+    let tag = format!("daemon-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000);
+    let token_file = dir.path().join("http.token");
+    std::fs::write(&token_file, "token-A-0123456789\n").unwrap();
+    let port = free_port();
+    let sections = |schedule: &str| {
+        format!(
+            r#"
+[daemon]
+schedule = "{schedule}"
+jitter_seconds = 0
+shutdown_grace_seconds = 20
+ready_max_cycle_age_seconds = 60
+
+[http]
+listen = "127.0.0.1:{port}"
+token_file = "{token}"
+
+[influxdb]
+url = "{vm}"
+org = "allocwatch"
+bucket = "daemon"
+token_env = "AW_TEST_INFLUX_TOKEN"
+timeout_seconds = 5
+
+[alerts.email]
+host = "127.0.0.1"
+port = {smtp}
+tls = "none"
+from = "allocwatch@ops.example"
+[alerts.operations]
+emails = ["ops@{tag}.example"]
+digest = true
+[alerts.delivery]
+retry_initial_seconds = 1
+retry_max_seconds = 5
+timeout_seconds = 5
+"#,
+            token = token_file.display(),
+            vm = env["AW_VM_URL"],
+            smtp = env["AW_SMTP_PORT"],
+        )
+    };
+    let config = demo_config(dir.path(), None, &sections("* * * * * *"));
+    let notify = NotifySocket::bind(dir.path());
+    let mut d = Daemon::start(
+        &config,
+        port,
+        &[("AW_TEST_INFLUX_TOKEN", "x"), ("NOTIFY_SOCKET", notify.path.to_str().unwrap()), ("WATCHDOG_USEC", "1000000")],
+    );
+
+    // Two cycles on the every-second schedule.
+    d.wait_cycles(2.0);
+    wait_for(10, "READY=1 and watchdog pings", || (notify.count("READY=1") >= 1 && notify.count("WATCHDOG=1") >= 2).then_some(()));
+    let token = Some("token-A-0123456789");
+
+    // Health and metrics are open by default; readiness has a recent cycle.
+    let h = d.get("/healthz", None);
+    assert_eq!((h.status, h.body.contains("\"ok\"")), (200, true), "{h:?}");
+    let r = d.json("/readyz", None);
+    assert_eq!(r["ready"], true, "{r}");
+    let m = d.get("/metrics", None);
+    assert_eq!(m.status, 200);
+    assert_eq!(m.header("content-type"), Some(allocwatch::metrics::CONTENT_TYPE));
+    assert!(m.body.contains("allocwatch_job_runs_total{job=\"pull:idris\",outcome=\"ok\"}"), "{}", m.body);
+    assert!(m.body.contains("allocwatch_allocation_consumed_hours{centre=\"idris\",project=\"A0170978492\""), "{}", m.body);
+
+    // The API needs the token: none, wrong, right.
+    let none = d.get("/api/v1/allocations", None);
+    assert_eq!(none.status, 401, "{none:?}");
+    assert_eq!(none.header("www-authenticate"), Some("Bearer realm=\"allocwatch\""));
+    assert!(!none.body.contains("token-A"), "{none:?}");
+    assert_eq!(d.get("/api/v1/allocations", Some("token-A-0123456788")).status, 401);
+    assert_eq!(d.get("/api/v1/allocations", Some("token-A")).status, 401);
+    // Exactly the `check --format json` objects.
+    let got = d.json("/api/v1/allocations", token);
+    assert_eq!(got, expected);
+
+    // One allocation: its daily series adds up to what the cycle reconciled.
+    let one = d.json("/api/v1/allocations/idris/A0170978492/gpu-v100", token);
+    let want = expected.as_array().unwrap().iter().find(|a| a["project"] == "A0170978492").unwrap();
+    assert_eq!(&one["allocation"], want);
+    let daily = one["daily"].as_array().unwrap();
+    let sum: f64 = daily.iter().map(|x| f(x, "hours")).sum();
+    let consumed = f(want, "consumed_hours");
+    assert!((sum - consumed).abs() < 1e-6 * consumed.max(1.0), "daily sum {sum} vs consumed {consumed}");
+    assert!((f(daily.last().unwrap(), "cumulative_hours") - consumed).abs() < 1e-6 * consumed.max(1.0));
+    assert_eq!(daily.first().unwrap()["date"], "2026-05-01");
+    assert_eq!(daily.last().unwrap()["date"], "2026-11-15");
+    assert_eq!(one["curve"].as_array().unwrap().len(), 366, "a local midnight per day of 2026-05-01..2027-05-01, end included");
+    let proj = one["projection"].as_array().unwrap();
+    assert_eq!(proj.len(), 2);
+    assert_eq!(f(&proj[0], "hours"), consumed);
+    assert_eq!(proj[1]["at"], "2027-04-30T22:00:00Z");
+    assert_eq!(d.get("/api/v1/allocations/idris/NOPE/gpu-v100", token).status, 404);
+    assert_eq!(d.get("/api/v1/allocations/idris/A0170978492/gpu-v100", None).status, 401);
+
+    // Alerts (the demo has exhausted allocations) and feeds.
+    let alerts = wait_for(30, "exhausted alerts in the API", || {
+        let a = d.json("/api/v1/alerts", token);
+        a.as_array().unwrap().iter().any(|x| x["rule"] == "exhausted").then_some(a)
+    });
+    assert!(alerts.as_array().unwrap().iter().all(|x| x["state"] == "firing"), "{alerts}");
+    let feeds = d.json("/api/v1/feeds", token);
+    let feeds = feeds.as_array().unwrap();
+    assert_eq!(feeds.iter().map(|f| f["centre"].as_str().unwrap()).collect::<Vec<_>>(), ["cines", "idris", "tgcc"]);
+    for fd in feeds {
+        assert_eq!(fd["schedule"], "* * * * * *", "{fd}");
+        assert_eq!(fd["consecutive_failures"], 0, "{fd}");
+        assert!(fd["job"]["runs"].as_u64() >= Some(1) && fd["job"]["last_ok"] == true, "{fd}");
+        assert_eq!(fd["sources"].as_array().unwrap().len(), 1, "{fd}");
+    }
+    assert_eq!(d.get("/api/v1/alerts", None).status, 401);
+    assert_eq!(d.get("/api/v1/feeds", None).status, 401);
+
+    // The page: closed without the token (sign-in), open with it or its cookie.
+    let page = d.get("/", None);
+    assert_eq!((page.status, page.header("location")), (303, Some("/login")), "{page:?}");
+    let page = d.get("/", token);
+    assert_eq!(page.status, 200);
+    assert_eq!(page.body.matches("<tr data-centre=").count(), 31);
+    let bad = request(port, "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\nConnection: close\r\n\r\ntoken=wrong");
+    assert_eq!(bad.status, 401);
+    let body = "token=token-A-0123456789";
+    let login = request(
+        port,
+        &format!("POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
+    );
+    assert_eq!(login.status, 303, "{login:?}");
+    let cookie = login.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    assert!(login.header("set-cookie").unwrap().contains("HttpOnly"));
+    let with_cookie = request(port, &format!("GET /allocations/idris/A0170978492/gpu-v100 HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"));
+    assert_eq!(with_cookie.status, 200);
+    assert!(with_cookie.body.contains("<path class=\"consumed\" d=\"M"), "{}", with_cookie.body);
+
+    // SIGHUP with a broken configuration: refused, named, and the old one keeps running.
+    let good_text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, good_text.replace("schedule = \"* * * * * *\"", "schedule = \"every second\"")).unwrap();
+    d.signal("HUP");
+    wait_for(30, "the rejected reload", || (d.metric("allocwatch_config_reloads_total{outcome=\"rejected\"}") == 1.0).then_some(()));
+    let log = d.log();
+    assert!(log.contains("configuration reload REJECTED") && log.contains("daemon.schedule: \"every second\""), "{log}");
+    let before = d.metric("allocwatch_cycles_total");
+    d.wait_cycles(before + 2.0);
+    assert_eq!(d.json("/api/v1/allocations", token).as_array().unwrap().len(), 31);
+    assert_eq!(d.get("/readyz", None).status, 200);
+
+    // SIGHUP with a fixed configuration: fewer allocations and a new token take effect.
+    let csv = std::fs::read_to_string(root().join("config/demo/allocations.csv")).unwrap();
+    let kept: Vec<&str> = csv.lines().take(csv.lines().count() - 3).collect();
+    let fewer = dir.path().join("allocations.csv");
+    std::fs::write(&fewer, kept.join("\n") + "\n").unwrap();
+    std::fs::write(&token_file, "token-B-9876543210\n").unwrap();
+    let fixed = demo_config(dir.path(), Some(&fewer), &sections("* * * * * *"));
+    assert_eq!(fixed, config);
+    d.signal("HUP");
+    wait_for(30, "the applied reload", || (d.metric("allocwatch_config_reloads_total{outcome=\"applied\"}") == 1.0).then_some(()));
+    let new_token = Some("token-B-9876543210");
+    wait_for(30, "28 allocations after the reload", || {
+        let r = d.get("/api/v1/allocations", new_token);
+        (r.status == 200 && serde_json::from_str::<Value>(&r.body).ok()?.as_array()?.len() == 28).then_some(())
+    });
+    assert_eq!(d.get("/api/v1/allocations", token).status, 401, "the old token must no longer work");
+    assert!(notify.count("RELOADING=1") >= 2, "{:?}", notify.messages.lock().unwrap());
+    let cycles_before_stop = d.wait_cycles(d.metric("allocwatch_cycles_total") + 1.0);
+
+    // SIGTERM: exit 0, both outboxes flushed.
+    d.signal("TERM");
+    let status = d.wait_exit(60);
+    let log = d.log();
+    assert!(status.success(), "exit {status}:\n{log}");
+    assert!(log.contains("SIGTERM: stopping") && log.contains("allocwatch stopped"), "{log}");
+    assert!(notify.count("STOPPING=1") >= 1);
+    let st: Value = serde_json::from_str(&ok(&["--config", config.to_str().unwrap(), "outbox", "status", "--format", "json"])).unwrap();
+    assert_eq!(st["depth"], 0, "indicator outbox not flushed: {st}\n{log}");
+    assert!(st["sent_total"].as_i64().unwrap() >= 30 * cycles_before_stop as i64, "{st}");
+    let conn = rusqlite::Connection::open(dir.path().join("store.sqlite")).unwrap();
+    let pending: i64 = conn.query_row("SELECT COUNT(*) FROM notifications WHERE state = 'pending'", [], |r| r.get(0)).unwrap();
+    let sent: i64 = conn.query_row("SELECT COUNT(*) FROM notifications WHERE state = 'sent'", [], |r| r.get(0)).unwrap();
+    assert_eq!(pending, 0, "notification outbox not flushed\n{log}");
+    assert!(sent > 0);
+    // The operations digest really reached the SMTP server.
+    let maildir = PathBuf::from(&env["AW_SMTP_MAILDIR"]).join("new");
+    let ours = std::fs::read_dir(&maildir).unwrap().flatten().filter(|e| std::fs::read_to_string(e.path()).unwrap_or_default().contains(&format!("ops@{tag}.example"))).count();
+    assert!(ours >= 1, "no mail to ops@{tag}.example in {}", maildir.display());
+}
+
+/// The Chromium binary, if installed.
+fn chromium() -> Option<PathBuf> {
+    for c in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Ok(out) = Command::new("which").arg(c).output() {
+            if out.status.success() {
+                return Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+            }
+        }
+    }
+    None
+}
+
+/// Run headless Chromium on a URL with extra arguments; returns stdout.
+fn chromium_run(bin: &Path, profile: &Path, args: &[&str], url: &str) -> String {
+    let out = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            &format!("--user-data-dir={}", profile.display()),
+        ])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    assert!(out.status.success(), "chromium {args:?} {url}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+    (u32::from_be_bytes(b[16..20].try_into().unwrap()), u32::from_be_bytes(b[20..24].try_into().unwrap()))
+}
+
+#[test]
+fn status_page_renders_in_headless_chromium() {
+    let Some(bin) = chromium() else {
+        if ci() {
+            panic!("CI=true but chromium is not installed (tests/run.sh installs it)");
+        }
+        eprintln!("SKIPPED status_page_renders_in_headless_chromium: chromium not installed (tests/run.sh installs it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A committee name that would run a script if the page interpolated it raw.
+    let csv = std::fs::read_to_string(root().join("config/demo/allocations.csv")).unwrap();
+    let hostile = "CT9-<img src=x onerror=alert(1)>";
+    let csv = csv.replacen("CT4-astrophysics", hostile, 1);
+    let allocations = dir.path().join("allocations.csv");
+    std::fs::write(&allocations, csv).unwrap();
+    let port = free_port();
+    let config = demo_config(
+        dir.path(),
+        Some(&allocations),
+        &format!("[daemon]\nschedule = \"*/5 * * * * *\"\njitter_seconds = 0\n[http]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"AW_TEST_HTTP_TOKEN\"\nopen_status_page = true\n"),
+    );
+    let expected = check_json_of(&config);
+    let rows = expected.as_array().unwrap();
+    let d = Daemon::start(&config, port, &[("AW_TEST_HTTP_TOKEN", "page-token-0123")]);
+    d.wait_cycles(1.0);
+    let base = format!("http://127.0.0.1:{port}");
+    let profile = tempfile::tempdir().unwrap();
+
+    // The table, as the browser built it.
+    let dom = chromium_run(&bin, profile.path(), &["--dump-dom"], &format!("{base}/"));
+    assert_eq!(dom.matches("<tr data-centre=").count(), rows.len(), "{dom}");
+    for (status, _) in allocwatch::daemon::page::STATUSES {
+        let n = rows.iter().filter(|r| r["status"] == *status).count();
+        assert!(dom.contains(&format!("id=\"count-{status}\">{n}</div>")), "count of {status} should be {n}");
+    }
+    for r in rows {
+        assert!(dom.contains(&format!(">{}</a></td>", r["project"].as_str().unwrap())), "row {} missing", r["project"]);
+    }
+    assert!(!dom.contains("<img"), "the hostile committee name became markup");
+    assert!(dom.contains("CT9-&lt;img src=x onerror=alert(1)&gt;"), "the hostile committee name is not shown escaped");
+
+    // Filtered by centre and status: only those rows.
+    let over_cines = rows.iter().filter(|r| r["centre"] == "cines" && r["status"] == "over_pace").count();
+    assert!(over_cines > 0);
+    let dom_f = chromium_run(&bin, profile.path(), &["--dump-dom"], &format!("{base}/?centre=cines&status=over_pace&sort=drift&dir=desc"));
+    assert_eq!(dom_f.matches("<tr data-centre=\"cines\"").count(), over_cines);
+    assert_eq!(dom_f.matches("<tr data-centre=").count(), over_cines);
+    assert_eq!(dom_f.matches("data-status=\"over_pace\"").count(), over_cines);
+    assert!(dom_f.contains("aria-sort=\"descending\""));
+
+    // One allocation's chart: every series drawn.
+    let detail = format!("{base}/allocations/cines/A0190632744/gpu-mi250");
+    let dom_a = chromium_run(&bin, profile.path(), &["--dump-dom"], &detail);
+    for class in ["granted", "expected", "consumed", "consumed-area", "projection"] {
+        let marker = format!("<path class=\"{class}\" d=\"M");
+        let at = dom_a.find(&marker).unwrap_or_else(|| panic!("no {class} path in\n{dom_a}"));
+        let d_attr = &dom_a[at + marker.len() - 1..];
+        let d_attr = &d_attr[..d_attr.find('"').unwrap()];
+        assert!(d_attr.matches(['L', 'H', 'V']).count() >= 1, "{class} path is empty: {d_attr}");
+    }
+    assert!(dom_a.matches("<path class=\"consumed\"").count() == 1 && dom_a.contains("now · 2026-11-15"));
+
+    // Screenshots for people to look at.
+    let out = root().join("target/test-artifacts");
+    std::fs::create_dir_all(&out).unwrap();
+    let page_png = out.join("status-page.png");
+    let alloc_png = out.join("allocation-page.png");
+    chromium_run(&bin, profile.path(), &["--window-size=1440,1500", &format!("--screenshot={}", page_png.display())], &format!("{base}/"));
+    chromium_run(&bin, profile.path(), &["--window-size=1440,1100", &format!("--screenshot={}", alloc_png.display())], &detail);
+    assert_eq!(png_size(&page_png), (1440, 1500));
+    assert_eq!(png_size(&alloc_png), (1440, 1100));
+    assert!(std::fs::metadata(&page_png).unwrap().len() > 50_000, "the screenshot looks blank");
+    eprintln!("screenshots: {} {}", page_png.display(), alloc_png.display());
+}
