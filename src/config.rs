@@ -107,6 +107,21 @@ pub enum SourceConfig {
         /// Column list of header-less sacct dumps.
         fields: Option<String>,
     },
+    /// The `sacct` command, pulled over a window (`kind = "sacct"`).
+    Sacct(crate::sources::sacct_cmd::SacctSource),
+    /// slurmrestd's accounting API, pulled over a window (`kind = "slurmrestd"`).
+    Slurmrestd(crate::sources::slurmrestd::RestSource),
+}
+
+impl SourceConfig {
+    /// Shared settings of a live (windowed) source; `None` for file drops.
+    pub fn live(&self) -> Option<&crate::sources::PullSettings> {
+        match self {
+            SourceConfig::Files { .. } => None,
+            SourceConfig::Sacct(s) => Some(&s.settings),
+            SourceConfig::Slurmrestd(s) => Some(&s.settings),
+        }
+    }
 }
 
 /// File format names used in configuration and on the command line.
@@ -222,6 +237,8 @@ enum RawSource {
         #[serde(default)]
         fields: Option<String>,
     },
+    Sacct(crate::sources::sacct_cmd::RawSacctSource),
+    Slurmrestd(crate::sources::slurmrestd::RawRestSource),
 }
 
 impl Config {
@@ -327,17 +344,26 @@ impl Config {
                     cores_per_node,
                 });
             }
-            let sources = c
-                .sources
-                .into_iter()
-                .map(|s| match s {
+            let mut sources = Vec::new();
+            let mut names = HashSet::new();
+            for (j, s) in c.sources.into_iter().enumerate() {
+                let at = format!("{here}.source[{j}]");
+                let source = match s {
                     RawSource::Files { paths, format, fields } => SourceConfig::Files {
                         paths: paths.iter().map(|p| resolve(p)).collect(),
                         format,
                         fields,
                     },
-                })
-                .collect();
+                    RawSource::Sacct(raw) => SourceConfig::Sacct(raw.validate(&at).map_err(&fail)?),
+                    RawSource::Slurmrestd(raw) => SourceConfig::Slurmrestd(raw.validate(&at, &resolve).map_err(&fail)?),
+                };
+                if let Some(live) = source.live() {
+                    if !names.insert(live.name.clone()) {
+                        return Err(fail(format!("{at}.name: two live sources of this centre are named {:?}; give each a distinct name", live.name)));
+                    }
+                }
+                sources.push(source);
+            }
             if centres.contains_key(&c.id) {
                 return Err(fail(format!("{here}.id: duplicate centre id")));
             }

@@ -10,6 +10,7 @@ pub mod cycle;
 pub mod engine;
 pub mod ledger;
 pub mod model;
+pub mod pull;
 pub mod reconcile;
 pub mod report;
 pub mod sources;
