@@ -4,7 +4,7 @@
 use crate::allocations::Grants;
 use crate::cli_time::rfc3339_in;
 use crate::config::{Centre, Config, FileKind, SourceConfig};
-use crate::ledger::{IngestStats, PullRecord, Store, StoreError};
+use crate::ledger::{DailyRow, IngestStats, PullRecord, Store, StoreError};
 use crate::model::{day_date, day_start, local_day, prorate_daily, prorate_window, UnitSeconds};
 use crate::reconcile::{reconcile, AllocationWindow, Bucket, Indicators, Profile, Status};
 use crate::sources::{read_file, FileFormat, InputError, LineError, Parsed, SourceContext};
@@ -243,25 +243,96 @@ pub struct Reconciliation {
     pub orphan_window_days: u32,
 }
 
+/// Daily ledger rows of every centre over a range of days, loaded once: `reconcile_all` loads
+/// one per instant; a replay loads one for its whole range and reuses it at every step.
+pub struct LedgerView {
+    rows: HashMap<String, Vec<DailyRow>>,
+}
+
+impl LedgerView {
+    /// Load the rows needed to reconcile at any instant in `[from_at, until_at]`: from the
+    /// earliest allocation period start (or the orphan window before `from_at`) to the day
+    /// before `until_at`'s day (that day itself is partial and comes from the jobs).
+    pub fn load(config: &Config, grants: &Grants, store: &mut Store, from_at: i64, until_at: i64) -> Result<LedgerView, StoreError> {
+        let mut rows = HashMap::new();
+        for centre in config.centres.values() {
+            let tz = &centre.tz;
+            let orphan_from = local_day(from_at, tz) - config.thresholds.orphan_window_days as i32;
+            let earliest = grants
+                .allocations
+                .iter()
+                .filter(|a| a.centre == centre.id)
+                .map(|a| crate::model::day_number(a.period_start))
+                .min()
+                .unwrap_or(orphan_from)
+                .min(orphan_from);
+            let mut r = store.daily_usage(&centre.id, earliest, local_day(until_at, tz))?;
+            r.sort_by_key(|row| row.day);
+            rows.insert(centre.id.clone(), r);
+        }
+        Ok(LedgerView { rows })
+    }
+}
+
+/// Unit-seconds of the current (partial) day per centre and (cluster, account, partition).
+pub type PartialDay = HashMap<String, HashMap<(String, String, String), UnitSeconds>>;
+
+/// The exact usage of each centre's current local day up to `at`, from the jobs themselves.
+pub fn partial_day(config: &Config, store: &mut Store, at: i64) -> Result<PartialDay, StoreError> {
+    let mut out = PartialDay::new();
+    for centre in config.centres.values() {
+        let today_start = day_start(local_day(at, &centre.tz), &centre.tz);
+        if today_start == at {
+            continue;
+        }
+        let mut partial: HashMap<(String, String, String), UnitSeconds> = HashMap::new();
+        for job in store.jobs_overlapping(&centre.id, today_start, at)? {
+            let us = prorate_window(&job, today_start, at);
+            partial.entry((job.cluster.clone(), job.account.clone(), job.partition.clone())).or_default().add(&us);
+        }
+        out.insert(centre.id.clone(), partial);
+    }
+    Ok(out)
+}
+
 /// Reconcile every allocation at `at` (epoch seconds).
 pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i64) -> Result<Reconciliation, StoreError> {
+    let view = LedgerView::load(config, grants, store, at, at)?;
+    let partial = partial_day(config, store, at)?;
+    let mut rec = reconcile_view(config, grants, &view, &partial, at);
+    // Exact job counts for the (rare) orphan and unmapped rows.
+    for centre in config.centres.values() {
+        let strays: Vec<&mut OrphanUsage> =
+            rec.orphans.iter_mut().chain(rec.unmapped.iter_mut()).filter(|o| o.centre == centre.id).collect();
+        if strays.is_empty() {
+            continue;
+        }
+        let from = day_start(local_day(at, &centre.tz) - config.thresholds.orphan_window_days as i32, &centre.tz);
+        let counts = store.job_counts(&centre.id, from, at)?;
+        for o in strays {
+            o.jobs = counts.get(&(o.cluster.clone(), o.account.clone(), o.partition.clone())).copied().unwrap_or(0);
+        }
+    }
+    Ok(rec)
+}
+
+/// Reconcile every allocation at `at` from a loaded view (rows of days before `at`'s local day)
+/// and the partial current day. Pure apart from reading its arguments. Orphan and unmapped rows
+/// come with `jobs = 0` (the view has no job identities; `reconcile_all` fills them in).
+pub fn reconcile_view(config: &Config, grants: &Grants, view: &LedgerView, partial: &PartialDay, at: i64) -> Reconciliation {
     let linear = Profile::linear();
     let th = &config.thresholds;
     let mut reports: Vec<Option<AllocationReport>> = vec![None; grants.allocations.len()];
     let mut orphans = Vec::new();
     let mut unmapped = Vec::new();
+    let no_rows = Vec::new();
+    let no_partial = HashMap::new();
     for centre in config.centres.values() {
         let tz = &centre.tz;
         let today = local_day(at, tz);
         let today_start = day_start(today, tz);
         let orphan_from_day = today - th.orphan_window_days as i32;
         let mine: Vec<usize> = (0..grants.allocations.len()).filter(|&i| grants.allocations[i].centre == centre.id).collect();
-        let earliest = mine
-            .iter()
-            .map(|&i| crate::model::day_number(grants.allocations[i].period_start))
-            .min()
-            .unwrap_or(orphan_from_day)
-            .min(orphan_from_day);
         // Which allocations an (account, resource) pair may charge.
         let mut by_account: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
         for &i in &mine {
@@ -299,31 +370,24 @@ pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i6
                 None => {}
             }
         };
-        for row in store.daily_usage(&centre.id, earliest, today)? {
+        let rows = view.rows.get(&centre.id).unwrap_or(&no_rows);
+        // Rows are sorted by day: stop at the current day (it is partial and comes from jobs).
+        let upto = rows.partition_point(|r| r.day < today);
+        for row in &rows[..upto] {
             let b = Bucket { start_s: day_start(row.day, tz), end_s: day_start(row.day + 1, tz), hours: 0.0 };
             place(&row.cluster, &row.account, &row.partition, row.day, b, &row.usage);
         }
-        // Today up to `at`, exactly, from the jobs themselves.
-        let mut partial: HashMap<(String, String, String), UnitSeconds> = HashMap::new();
-        for job in store.jobs_overlapping(&centre.id, today_start, at)? {
-            let us = prorate_window(&job, today_start, at);
-            partial.entry((job.cluster.clone(), job.account.clone(), job.partition.clone())).or_default().add(&us);
-        }
-        for ((cl, acc, part), us) in &partial {
+        for ((cl, acc, part), us) in partial.get(&centre.id).unwrap_or(&no_partial) {
             let b = Bucket { start_s: today_start, end_s: at.max(today_start + 1), hours: 0.0 };
             place(cl, acc, part, today, b, us);
         }
         drop(place);
-        if !stray.is_empty() {
-            let counts = store.job_counts(&centre.id, day_start(orphan_from_day, tz), at)?;
-            for ((cluster, account, partition), (resource, hours)) in stray {
-                let jobs = counts.get(&(cluster.clone(), account.clone(), partition.clone())).copied().unwrap_or(0);
-                let o = OrphanUsage { centre: centre.id.clone(), cluster, account, partition, resource: resource.clone(), jobs, hours };
-                if resource.is_some() {
-                    orphans.push(o);
-                } else {
-                    unmapped.push(o);
-                }
+        for ((cluster, account, partition), (resource, hours)) in stray {
+            let o = OrphanUsage { centre: centre.id.clone(), cluster, account, partition, resource: resource.clone(), jobs: 0, hours };
+            if resource.is_some() {
+                orphans.push(o);
+            } else {
+                unmapped.push(o);
             }
         }
         let at_date = jiff::Timestamp::from_second(at).expect("valid instant").to_zoned(tz.clone()).date();
@@ -365,13 +429,13 @@ pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i6
             });
         }
     }
-    Ok(Reconciliation {
+    Reconciliation {
         at,
         allocations: reports.into_iter().flatten().collect(),
         orphans,
         unmapped,
         orphan_window_days: th.orphan_window_days,
-    })
+    }
 }
 
 /// Grouping of `usage` rows beyond centre, cluster, account and partition.

@@ -10,7 +10,8 @@
 #   array ACCOUNT SPEC SECONDS [USER]   cpu_p1, --array=SPEC (e.g. 0-3 or 1-5%2), 1 CPU per task
 #   requeue ACCOUNT SECONDS [USER]      runs ~1 s, is requeued (scontrol requeue), then runs SECONDS
 #                                       again: sacct -D shows a REQUEUED row and a COMPLETED row.
-#                                       Returns once the second run has been scheduled.
+#                                       Returns once the second run has started (~12 s: a
+#                                       requeued job may only restart after cred_expire=10 s).
 #   fail ACCOUNT [USER]                 cpu_p1, 1 CPU, exits 3 -> FAILED, ExitCode 3:0
 #   pending-cancel ACCOUNT [USER]       submitted held, cancelled before it ever starts (never
 #                                       eligible: absent from sacct -S/-E windows, see README)
@@ -29,6 +30,7 @@ exec </dev/null
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [[ -n ${1:-} && -n ${2:-} ]] || { sed -n '2,29p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 lab_init "$1"; shift
+cd "$LAB"
 [[ -s $LAB/env.sh ]] || die "$LAB/env.sh missing: run start.sh $LAB first"
 source "$LAB/env.sh"
 JOBDIR=$VAR/jobs
@@ -78,11 +80,14 @@ case $cmd in
     wait_state "$id" '^RUNNING$' 120
     sleep 1.2                       # first run lasts ~1 s
     scontrol requeue "$id" || die "scontrol requeue $id failed" "$LOG/slurmctld.log"
-    # A requeued job gets a BeginTime ~2 min ahead.  Once the first run has finished
-    # (CG -> PD), make it eligible now; an update made while still CG is overwritten.
-    wait_state "$id" '^PENDING$' 60
-    scontrol update jobid="$id" StartTime=now || die "could not release requeued job $id" "$LOG/slurmctld.log"
-    wait_state "$id" '^(RUNNING|COMPLETING|COMPLETED|)$' 60
+    # The requeued job gets BeginTime = now + cred_expire (10 s here, AuthInfo in slurm.conf):
+    # slurmd refuses to relaunch it earlier ("Job credential revoked"), so do not force it.
+    wait_state "$id" '^PENDING$' 60       # first run over (RUNNING -> COMPLETING -> PENDING)
+    end=$(( $(date +%s) + 180 ))          # 180: a lab started by an older start.sh has cred_expire=120
+    until [[ $(scontrol -o show job "$id" 2>/dev/null) =~ JobState=(RUNNING|COMPLETING|COMPLETED)\ .*Restarts=1\  ]]; do
+      (( $(date +%s) < end )) || die "requeued job $id did not run again within 180 s" "$LOG/slurmctld.log"
+      sleep 0.3
+    done
     echo "$id" ;;
   pending-cancel)
     # held => never eligible: slurmdbd stores time_eligible=0 and Start=End=cancel time, and
@@ -115,17 +120,26 @@ case $cmd in
   wait-idle)
     timeout_s=${1:-300}; end=$(( $(date +%s) + timeout_s ))
     idle() {
-      [[ -z $(squeue -h -o %A 2>/dev/null) ]] || return 1
-      sdiag 2>/dev/null | grep -q 'DBD Agent queue size: 0$' || return 1
-      local ctld db id
-      # every job slurmctld still knows (finished ones stay MinJobAge=300 s) must have an End
-      # in accounting; query by id: a never-eligible (held) job is outside any -S/-E window
-      ctld=$(squeue -h -t all -o %A 2>/dev/null | sort -un | paste -sd,) || return 1
-      [[ -n $ctld ]] || return 0
-      db=$(sacct -a -X -D -n -P --noconvert -j "$ctld" -o JobIDRaw,End,State 2>/dev/null) || return 1
-      ! grep -qE '^[^|]*\|(Unknown|None)?\|' <<<"$db" || return 1
-      ! grep -qE '\|(PENDING|RUNNING|SUSPENDED|REQUEUED_HOLD|REQUEUE_FED|RESIZING)' <<<"$db" || return 1
-      for id in ${ctld//,/ }; do grep -q "^$id|" <<<"$db" || return 1; done
+      local q jobs ids db id el rows
+      q=$(squeue -h -o %A 2>/dev/null) || return 1; [[ -z $q ]] || return 1   # a failing squeue is not "empty"
+      q=$(sdiag 2>/dev/null) || return 1; grep -q 'DBD Agent queue size: 0$' <<<"$q" || return 1
+      # every job slurmctld still knows (finished ones stay MinJobAge=300 s): "ID ELIGIBLE"
+      jobs=$(scontrol -o show job 2>/dev/null | awk '{ id = ""; el = ""
+               for (i = 1; i <= NF; i++) { if ($i ~ /^JobId=/) id = substr($i, 7)
+                                           if ($i ~ /^EligibleTime=/) el = substr($i, 14) }
+               if (id != "") print id, el }') || return 1
+      [[ -n $jobs ]] || return 0
+      ids=$(awk '{print $1}' <<<"$jobs" | paste -sd,)
+      # query by id: a never-eligible (held) job is outside any -S/-E window
+      db=$(sacct -a -X -D -n -P --noconvert -j "$ids" -o JobIDRaw,Eligible,End,State 2>/dev/null) || return 1
+      while read -r id el; do
+        rows=$(grep "^$id|" <<<"$db") || return 1                                 # not in accounting yet
+        ! grep -qE '^[^|]*\|[^|]*\|(Unknown|None)?\|' <<<"$rows" || return 1        # no End yet
+        ! grep -qE '\|(PENDING|RUNNING|SUSPENDED|REQUEUED_HOLD|REQUEUE_FED|RESIZING)$' <<<"$rows" || return 1
+        # slurmdbd first stores time_eligible=0 and fills it in a few seconds later; until
+        # then sacct -S/-E windows (and REST start_time) do not return the job
+        [[ $el == Unknown ]] || ! grep -q "^$id|Unknown|" <<<"$rows" || return 1
+      done <<<"$jobs"
     }
     until idle; do
       (( $(date +%s) < end )) || { squeue >&2; die "lab not idle after ${timeout_s}s" "$LOG/slurmctld.log"; }

@@ -15,6 +15,7 @@ set -euo pipefail
 exec </dev/null
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lab_init "${1:-}"
+cd "$LAB"   # daemons inherit the cwd: never pin the caller's directory
 
 CPUS=${SLURM_LAB_CPUS:-16}
 NGPUS=${SLURM_LAB_GPUS:-4}
@@ -156,7 +157,8 @@ SlurmdUser=root
 SlurmctldPort=$PORT_CTLD
 SlurmdPort=$PORT_SLURMD
 AuthType=auth/munge
-AuthInfo=socket=$RUN/munge.socket
+# cred_expire (default 120 s) is also how long a requeued job must wait before it may start again
+AuthInfo=socket=$RUN/munge.socket,cred_expire=10
 CredType=cred/munge
 AuthAltTypes=auth/jwt
 AuthAltParameters=jwt_key=$ETC/jwt_hs256.key
@@ -314,7 +316,9 @@ mark slurmrestd
 
 # ---------------------------------------------------------------- watchdog
 if [[ -n ${SLURM_LAB_WATCH_PID:-} ]]; then
-  start_bg watchdog bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 2; done; exec bash "$2/stop.sh" "$3"' \
+  # (env -u: stop.sh must not carry the lab marker itself, see its step 3)
+  start_bg watchdog bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 2; done
+    exec env -u SLURM_LAB_OWNER bash "$2/stop.sh" "$3"' \
     watchdog "$SLURM_LAB_WATCH_PID" "$SLURM_LAB_SCRIPTS" "$LAB"
 fi
 

@@ -3,8 +3,9 @@
 #  1. cancels the lab's jobs (while slurmctld still runs) and waits for them to end;
 #  2. sends TERM (KILL after a grace period) to the PIDs recorded in DIR/pids/*.pid,
 #     each checked against its recorded start time so a recycled PID is never hit;
-#  3. sweeps leftovers carrying this lab's marker SLURM_LAB_OWNER=DIR in their
-#     environment (slurmstepd and job processes; start.sh and jobs.sh set it).
+#  3. sweeps leftovers of this lab only: processes carrying its marker SLURM_LAB_OWNER=DIR
+#     in their environment (job processes; jobs.sh and start.sh set it), and slurmstepd
+#     processes holding DIR/var/log/slurmd.log open (left behind if slurmd died first).
 # Idempotent: a second call finds nothing to do.  --purge also deletes DIR.
 set -uo pipefail
 exec </dev/null
@@ -42,12 +43,28 @@ protected=" $$ "; p=$$
 while [[ $p =~ ^[0-9]+$ ]] && ((p > 1)); do
   p=$(awk '/^PPid:/ {print $2}' "/proc/$p/status" 2>/dev/null); protected+="$p "
 done
+is_ours() {  # pid -> 0 if it descends from this very script (our own subshells)
+  local q=$1 i
+  for ((i = 0; i < 64 && q > 1; i++)); do
+    q=$(awk '/^PPid:/ {print $2}' "/proc/$q/status" 2>/dev/null) || return 1
+    [[ -n $q ]] || return 1
+    [[ $q == "$$" ]] && return 0
+  done
+  return 1
+}
 leftovers() {
-  local d pid
-  for d in /proc/[0-9]*; do
-    pid=${d#/proc/}
+  local f pid
+  {
+    # processes that inherited the marker (job scripts and their children) ...
+    grep -lzxF "SLURM_LAB_OWNER=$LAB" /proc/[0-9]*/environ 2>/dev/null | sed 's|^/proc/||; s|/environ$||'
+    # ... and slurmstepd, which clears its environment but keeps this lab's slurmd.log open
+    for f in $(grep -lx slurmstepd /proc/[0-9]*/comm 2>/dev/null); do
+      pid=${f#/proc/}; pid=${pid%/comm}
+      ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF -- "-> $LOG/slurmd.log" && echo "$pid"
+    done
+  } | sort -un | while read -r pid; do
     [[ $protected == *" $pid "* ]] && continue
-    tr '\0' '\n' 2>/dev/null < "$d/environ" | grep -qxF "SLURM_LAB_OWNER=$LAB" || continue
+    is_ours "$pid" && continue
     [[ $(proc_state "$pid") == Z ]] && continue
     echo "$pid"
   done
