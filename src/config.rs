@@ -445,4 +445,21 @@ multiplier = 0.5
         let e = Config::parse(&bad, Path::new("c.toml")).unwrap_err().to_string();
         assert!(e.contains("typo"), "{e}");
     }
+
+    #[test]
+    fn live_sources_are_validated_with_the_key_named() {
+        let with = |src: &str| format!("{MINIMAL}[[centre.source]]\n{src}\n");
+        let c = Config::parse(&with("kind = \"sacct\"\ncommand_prefix = [\"ssh\", \"ops@login\"]"), Path::new("/etc/aw/c.toml")).unwrap();
+        let SourceConfig::Sacct(s) = &c.centres["idris"].sources[0] else { panic!() };
+        assert_eq!((s.settings.name.as_str(), s.settings.overlap_s, s.command_prefix.len()), ("sacct", 48 * 3600, 2));
+        let c = Config::parse(&with("kind = \"slurmrestd\"\nsocket = \"rest.sock\""), Path::new("/etc/aw/c.toml")).unwrap();
+        assert!(matches!(&c.centres["idris"].sources[0], SourceConfig::Slurmrestd(r) if r.describe() == "unix:/etc/aw/rest.sock"));
+        let e = Config::parse(&with("kind = \"sacct\"\ntimeout_seconds = 0"), Path::new("c.toml")).unwrap_err().to_string();
+        assert_eq!(e, "c.toml: centre[0] (id = \"idris\").source[0].timeout_seconds: must be at least 1");
+        let e = Config::parse(&with("kind = \"slurmrestd\"\nurl = \"http://x\"\ntoken = \"s3cret\""), Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("unknown field `token`") && !e.contains("s3cret"), "{e}");
+        let two = format!("{}[[centre.source]]\nkind = \"sacct\"\n", with("kind = \"sacct\""));
+        let e = Config::parse(&two, Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("source[1].name: two live sources of this centre are named \"sacct\""), "{e}");
+    }
 }

@@ -283,6 +283,33 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 grants.adjustments.len(),
                 config.store_path.display()
             );
+            // Live sources, as they will be run (tokens are named by origin, never shown).
+            for c in config.centres.values() {
+                for src in &c.sources {
+                    let line = match src {
+                        allocwatch::config::SourceConfig::Files { .. } => continue,
+                        allocwatch::config::SourceConfig::Sacct(s) => {
+                            let t = now();
+                            format!("runs `{}`", s.command_line(t - s.settings.overlap_s, t, &c.tz))
+                        }
+                        allocwatch::config::SourceConfig::Slurmrestd(r) => format!(
+                            "GET {} /slurmdb/{}/jobs, {}",
+                            r.describe(),
+                            r.api_version.as_deref().unwrap_or("(version from /openapi)"),
+                            r.token_origin()
+                        ),
+                    };
+                    let l = src.live().expect("live source");
+                    println!(
+                        "  {}/{}: {line}; overlap {} h, first pull {} days back, timeout {} s",
+                        c.id,
+                        l.name,
+                        l.overlap_s / 3600,
+                        l.first_pull_s / 86_400,
+                        l.timeout.as_secs()
+                    );
+                }
+            }
             Ok(())
         }
         Command::Import { centre, format, fields, files } => {

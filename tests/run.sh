@@ -9,5 +9,22 @@ export CARGO_TERM_COLOR=never
 echo "== build"
 cargo build --locked --all-targets
 
+# A real single-node Slurm 22.05 (slurmdbd, slurmrestd) for tests/slurm_live.rs; it stops
+# itself if this script dies (watchdog on our PID), and is stopped and purged on exit.
+echo "== slurm lab"
+SLURM_LAB_STATE=$(mktemp -d /tmp/aw-slurm.XXXXXX)
+stop_slurm_lab() { bash tests/infra/slurm/stop.sh "$SLURM_LAB_STATE" --purge >/dev/null 2>&1 || true; }
+trap stop_slurm_lab EXIT
+lab_t0=$(date +%s%N)
+if SLURM_LAB_WATCH_PID=$$ bash tests/infra/slurm/start.sh "$SLURM_LAB_STATE" 2>"$SLURM_LAB_STATE.log"; then
+  source "$SLURM_LAB_STATE/env.sh"   # exports SLURM_LAB_DIR, SLURM_CONF, SLURMRESTD_URL, …
+  echo "slurm lab up in $(awk -v a="$lab_t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }') s ($SLURM_LAB_STATE)"
+  rm -f "$SLURM_LAB_STATE.log"
+else
+  cat "$SLURM_LAB_STATE.log" >&2; rm -f "$SLURM_LAB_STATE.log"
+  if [[ ${CI:-} == true ]]; then echo "the Slurm lab did not start" >&2; exit 1; fi
+  echo "WARNING: the Slurm lab did not start; live Slurm tests will be skipped" >&2
+fi
+
 echo "== tests"
 cargo test --locked --no-fail-fast 2>&1 | tee target/test-output.txt

@@ -82,6 +82,19 @@ pub fn decode_jobs(doc: &Value, source: &str, default_cluster: &str, observed_at
     Ok(JobsDocument { items, release, warnings })
 }
 
+/// Slurm's `SLURM_PROTOCOL_AUTHENTICATION_ERROR`: slurmdbd refused the credentials
+/// slurmrestd passed on (a wrong or expired JWT yields HTTP 200 with this error).
+pub const AUTHENTICATION_ERROR: i64 = 1007;
+
+/// The first error of a document with this Slurm error number, as text.
+pub fn find_error(doc: &Value, number: i64) -> Option<String> {
+    doc.get("errors")?
+        .as_array()?
+        .iter()
+        .find(|e| e.get("error_number").and_then(Value::as_i64) == Some(number))
+        .map(describe)
+}
+
 /// One Slurm error or warning object as text.
 fn describe(e: &Value) -> String {
     let s = |k: &str| e.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
@@ -381,6 +394,9 @@ mod tests {
         let e = decode_jobs(&json!({"errors": [{"description": "Unable to parse time format", "error": "Query empty or not RFC7320 compliant", "source": "start_time"}]}), "rest", "c", 0).unwrap_err();
         assert!(e.contains("Unable to parse time format") && e.contains("start_time"), "{e}");
         assert!(decode_jobs(&json!([1]), "rest", "c", 0).unwrap_err().contains("expected a JSON object"));
+        let auth = json!({"errors": [{"error_number": 1007, "error": "Protocol authentication error", "description": "", "source": "slurmdb_jobs_get"}], "jobs": []});
+        assert_eq!(find_error(&auth, AUTHENTICATION_ERROR).as_deref(), Some("Protocol authentication error"));
+        assert!(decode_jobs(&auth, "rest", "c", 0).is_err());
         assert!(decode_jobs(&json!({"errors": []}), "rest", "c", 0).unwrap_err().contains("no `jobs`"));
         assert!(decode_jobs(&json!({"jobs": {}}), "rest", "c", 0).unwrap_err().contains("expected an array"));
         let d = decode_jobs(&json!({"jobs": [], "warnings": [{"description": "slurmdb_jobs_get() found nothing", "source": "_dump_jobs"}]}), "rest", "c", 0).unwrap();

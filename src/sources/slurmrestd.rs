@@ -178,7 +178,8 @@ impl RestSource {
         b.build().map_err(|e| format!("cannot build the HTTP client: {}", chain(&e)))
     }
 
-    fn token_origin(&self) -> String {
+    /// Where the token comes from (for messages; never the token).
+    pub fn token_origin(&self) -> String {
         match &self.token {
             TokenSource::None => "no token configured".into(),
             TokenSource::Env(v) => format!("token from environment variable {v}"),
@@ -242,25 +243,27 @@ impl RestSource {
         Ok((status, body.to_vec()))
     }
 
+    /// Authentication refused: say which credentials were sent and where they came from
+    /// (never the token itself).
+    fn auth_refused(&self, how: &str, what: &str, said: &str) -> String {
+        let why = match (&self.token, &self.endpoint) {
+            (TokenSource::None, Endpoint::Http(_)) => "no token is configured (set user and token_env, token_file or token_command)".to_string(),
+            (TokenSource::None, Endpoint::Socket(_)) => {
+                "slurmrestd refused this process's local credentials (rest_auth/local accepts root and its own user)".to_string()
+            }
+            _ => format!(
+                "the token for user {:?} was refused: missing, expired or wrong ({})",
+                self.user.as_deref().unwrap_or(""),
+                self.token_origin()
+            ),
+        };
+        format!("slurmrestd {} refused authentication ({how}) to {what}: {why}; server said: {said}", self.describe())
+    }
+
     fn refusal(&self, status: StatusCode, body: &[u8], what: &str) -> String {
         let snippet = body_snippet(body);
         match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                let why = match (&self.token, &self.endpoint) {
-                    (TokenSource::None, Endpoint::Http(_)) => {
-                        "no token is configured (set user and token_env, token_file or token_command)".to_string()
-                    }
-                    (TokenSource::None, Endpoint::Socket(_)) => {
-                        "slurmrestd refused this process's local credentials (rest_auth/local accepts root and its own user)".to_string()
-                    }
-                    _ => format!(
-                        "the token for user {:?} was refused: missing, expired or wrong ({})",
-                        self.user.as_deref().unwrap_or(""),
-                        self.token_origin()
-                    ),
-                };
-                format!("slurmrestd {} answered {status} to {what}: {why}; server said: {snippet}", self.describe())
-            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => self.auth_refused(&format!("{status}"), what, &snippet),
             StatusCode::NOT_FOUND => format!(
                 "slurmrestd {} has no {what} (HTTP 404): that API version is not served there (set api_version = \"auto\", \
                  or load its openapi/dbv0.0.NN plugin); server said: {snippet}",
@@ -359,6 +362,15 @@ impl RestSource {
         let name = format!("slurmrestd {} {path}", self.describe());
         let doc: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| format!("{name}: invalid JSON: {e}; answer starts with: {}", body_snippet(&body)))?;
+        // A wrong or expired JWT is not refused by slurmrestd itself (HTTP 200) but by
+        // slurmdbd, which it asks on the token's behalf.
+        if let Some(e) = slurm_json::find_error(&doc, slurm_json::AUTHENTICATION_ERROR) {
+            return Err(self.auth_refused(
+                &format!("401 Unauthorized, reported as Slurm error {}", slurm_json::AUTHENTICATION_ERROR),
+                &format!("GET {path}"),
+                &e,
+            ));
+        }
         let decoded = slurm_json::decode_jobs(&doc, &name, &ctx.default_cluster, ctx.observed_at)?;
         Ok(RestFetch { items: decoded.items, api_version: version, release: decoded.release })
     }
