@@ -115,7 +115,7 @@ fn now() -> i64 {
 
 /// A configuration for centre `lab` (zone Europe/Paris, so local days differ from UTC) with
 /// one allocation per kind of charge, a project whose centre-side account (`abc`) differs
-/// from its id, and `sources` appended.
+/// from its id, and `sources` appended. Grants are tiny so that seconds-long jobs show.
 fn write_lab_config(dir: &Path, sources: &str) -> PathBuf {
     let today = jiff::Zoned::now().date();
     let start = today.checked_sub(jiff::Span::new().days(30)).unwrap();
@@ -124,10 +124,10 @@ fn write_lab_config(dir: &Path, sources: &str) -> PathBuf {
         dir.join("alloc.csv"),
         format!(
             "project,centre,resource,period_start,period_end,granted_hours,accounts\n\
-             A0150612345,lab,cpu,{start},{end},1000,a0150612345\n\
-             A0150612345,lab,gpu,{start},{end},100,A0150612345\n\
-             A0160701234,lab,bill,{start},{end},50,a0160701234\n\
-             A0999000001,lab,cpu,{start},{end},10,abc\n"
+             A0150612345,lab,cpu,{start},{end},0.01,a0150612345\n\
+             A0150612345,lab,gpu,{start},{end},0.005,A0150612345\n\
+             A0160701234,lab,bill,{start},{end},0.002,a0160701234\n\
+             A0999000001,lab,cpu,{start},{end},1,abc\n"
         ),
     )
     .unwrap();

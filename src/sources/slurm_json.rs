@@ -288,7 +288,7 @@ pub fn jobs_endpoints(openapi: &Value) -> Vec<(String, String, Vec<String>)> {
             .unwrap_or_default();
         out.push((version.to_string(), path.clone(), params));
     }
-    out.sort_by(|a, b| version_key(&a.0).cmp(&version_key(&b.0)));
+    out.sort_by_key(|e| version_key(&e.0));
     out
 }
 
