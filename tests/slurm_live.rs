@@ -509,6 +509,32 @@ token_file = "good.jwt"
 }
 
 #[test]
+fn an_api_version_or_path_the_server_does_not_serve_is_named() {
+    let Some(lab) = lab("an_api_version_or_path_the_server_does_not_serve_is_named") else { return };
+    let _guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("good.jwt"), lab.token("root")).unwrap();
+    let source = |name: &str, url: &str, version: &str| {
+        format!("[[centre.source]]\nkind = \"slurmrestd\"\nname = \"{name}\"\nurl = \"{url}\"\napi_version = \"{version}\"\nuser = \"root\"\ntoken_file = \"good.jwt\"\n")
+    };
+    let bad_prefix = format!("{}/not-slurm", lab.url);
+    let cfg = write_lab_config(
+        dir.path(),
+        &[source("newer", &lab.url, "v0.0.44"), source("no-openapi", &bad_prefix, "auto"), source("no-jobs", &bad_prefix, "v0.0.38")].concat(),
+    );
+    for (name, want) in [
+        ("newer", "does not serve api_version v0.0.44 (it serves v0.0.38)"),
+        ("no-openapi", "no OpenAPI document at /openapi/v3 or /openapi"),
+        ("no-jobs", "has no GET /slurmdb/v0.0.38/jobs (HTTP 404)"),
+    ] {
+        let out = aw(&["--config", cfg.to_str().unwrap(), "pull", "--source", name]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&format!("centre lab, source {name}: ")) && err.contains(want), "{name}: {err}");
+    }
+}
+
+#[test]
 fn a_sacct_that_hangs_is_killed_at_its_timeout_and_the_failure_recorded() {
     // No cluster needed: the prefix never gets as far as running sacct.
     let dir = tempfile::tempdir().unwrap();

@@ -98,12 +98,12 @@ pub fn find_error(doc: &Value, number: i64) -> Option<String> {
 /// One Slurm error or warning object as text.
 fn describe(e: &Value) -> String {
     let s = |k: &str| e.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
-    match (s("description"), s("error"), s("source")) {
-        (Some(d), Some(err), Some(src)) if d != err => format!("{d} ({err}, {src})"),
-        (Some(d), _, Some(src)) => format!("{d} ({src})"),
-        (Some(d), _, None) => d.to_string(),
-        (None, Some(err), _) => err.to_string(),
-        _ => e.to_string(),
+    let Some(main) = s("description").or(s("error")) else { return e.to_string() };
+    let extra: Vec<&str> = [s("error").filter(|&x| x != main), s("source")].into_iter().flatten().collect();
+    if extra.is_empty() {
+        main.to_string()
+    } else {
+        format!("{main} ({})", extra.join(", "))
     }
 }
 
@@ -395,7 +395,7 @@ mod tests {
         assert!(e.contains("Unable to parse time format") && e.contains("start_time"), "{e}");
         assert!(decode_jobs(&json!([1]), "rest", "c", 0).unwrap_err().contains("expected a JSON object"));
         let auth = json!({"errors": [{"error_number": 1007, "error": "Protocol authentication error", "description": "", "source": "slurmdb_jobs_get"}], "jobs": []});
-        assert_eq!(find_error(&auth, AUTHENTICATION_ERROR).as_deref(), Some("Protocol authentication error"));
+        assert_eq!(find_error(&auth, AUTHENTICATION_ERROR).as_deref(), Some("Protocol authentication error (slurmdb_jobs_get)"));
         assert!(decode_jobs(&auth, "rest", "c", 0).is_err());
         assert!(decode_jobs(&json!({"errors": []}), "rest", "c", 0).unwrap_err().contains("no `jobs`"));
         assert!(decode_jobs(&json!({"jobs": {}}), "rest", "c", 0).unwrap_err().contains("expected an array"));

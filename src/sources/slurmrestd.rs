@@ -306,10 +306,14 @@ impl RestSource {
             break;
         }
         match (&self.api_version, listed) {
-            (Some(v), Some(list)) => Ok(list
-                .into_iter()
-                .find(|(lv, _, _)| lv == v)
-                .unwrap_or_else(|| (v.clone(), format!("/slurmdb/{v}/jobs"), Vec::new()))),
+            (Some(v), Some(list)) if !list.is_empty() => list.iter().find(|(lv, _, _)| lv == v).cloned().ok_or_else(|| {
+                format!(
+                    "slurmrestd {} does not serve api_version {v} (it serves {}); set api_version = \"auto\" or one of those",
+                    self.describe(),
+                    list.iter().map(|(lv, _, _)| lv.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            }),
+            (Some(v), Some(_)) => Ok((v.clone(), format!("/slurmdb/{v}/jobs"), Vec::new())),
             // The configured version is tried even when /openapi is not served.
             (Some(v), None) => Ok((v.clone(), format!("/slurmdb/{v}/jobs"), Vec::new())),
             (None, Some(list)) => {
@@ -359,9 +363,15 @@ impl RestSource {
         if !status.is_success() {
             return Err(self.refusal(status, &body, &format!("GET {path}")));
         }
+        let decoded = self.read_jobs(&body, &path, ctx)?;
+        Ok(RestFetch { items: decoded.items, api_version: version, release: decoded.release })
+    }
+
+    /// Read the body of a 2xx answer to the jobs query.
+    fn read_jobs(&self, body: &[u8], path: &str, ctx: &SourceContext) -> Result<slurm_json::JobsDocument, String> {
         let name = format!("slurmrestd {} {path}", self.describe());
         let doc: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| format!("{name}: invalid JSON: {e}; answer starts with: {}", body_snippet(&body)))?;
+            serde_json::from_slice(body).map_err(|e| format!("{name}: invalid JSON: {e}; answer starts with: {}", body_snippet(body)))?;
         // A wrong or expired JWT is not refused by slurmrestd itself (HTTP 200) but by
         // slurmdbd, which it asks on the token's behalf.
         if let Some(e) = slurm_json::find_error(&doc, slurm_json::AUTHENTICATION_ERROR) {
@@ -371,8 +381,7 @@ impl RestSource {
                 &e,
             ));
         }
-        let decoded = slurm_json::decode_jobs(&doc, &name, &ctx.default_cluster, ctx.observed_at)?;
-        Ok(RestFetch { items: decoded.items, api_version: version, release: decoded.release })
+        slurm_json::decode_jobs(&doc, &name, &ctx.default_cluster, ctx.observed_at)
     }
 }
 
@@ -446,6 +455,24 @@ mod tests {
         assert!(parse("url = \"http://x\"\nsocket = \"s\"").unwrap_err().contains("either url or socket"));
         assert!(parse("url = \"http://x\"\ntimeout_seconds = 0").unwrap_err().contains("timeout_seconds"));
         assert!(parse("url = \"http://x\"\ntoken = \"secret\"").unwrap_err().contains("unknown field `token`"));
+    }
+
+    #[test]
+    fn answers_that_are_not_job_json_or_refuse_the_token_are_explained() {
+        let s = parse("url = \"http://127.0.0.1:6820\"\nuser = \"root\"\ntoken_env = \"T\"").unwrap();
+        let ctx = SourceContext { tz: jiff::tz::TimeZone::UTC, default_cluster: "c".into(), observed_at: 0 };
+        let e = s.read_jobs(b"<html>502 Bad Gateway</html>", "/slurmdb/v0.0.38/jobs", &ctx).unwrap_err();
+        assert!(e.starts_with("slurmrestd http://127.0.0.1:6820 /slurmdb/v0.0.38/jobs: invalid JSON: expected value"), "{e}");
+        assert!(e.contains("answer starts with: <html>502 Bad Gateway</html>"), "{e}");
+        let refused = br#"{"errors": [{"error_number": 1007, "error": "Protocol authentication error"}], "jobs": []}"#;
+        let e = s.read_jobs(refused, "/slurmdb/v0.0.38/jobs", &ctx).unwrap_err();
+        assert!(e.contains("refused authentication (401 Unauthorized, reported as Slurm error 1007)"), "{e}");
+        assert!(e.contains("token for user \"root\" was refused") && e.contains("environment variable T"), "{e}");
+        let down = br#"{"errors": [{"error_number": 7000, "error": "Unable to connect to database", "description": "Failed connecting to slurmdbd"}], "jobs": []}"#;
+        let e = s.read_jobs(down, "/slurmdb/v0.0.38/jobs", &ctx).unwrap_err();
+        assert!(e.contains("Failed connecting to slurmdbd (Unable to connect to database)"), "{e}");
+        let e = s.refusal(StatusCode::NOT_FOUND, b"Unable find requested URL.", "GET /slurmdb/v0.0.44/jobs");
+        assert!(e.contains("has no GET /slurmdb/v0.0.44/jobs (HTTP 404): that API version is not served there"), "{e}");
     }
 
     #[test]
