@@ -11,6 +11,7 @@ use super::sacct_cmd::run_command;
 use super::slurm_json::{self, jobs_endpoints, version_key, SUPPORTED_VERSIONS};
 use super::{LineError, Parsed, PullSettings, SourceContext};
 use base64::Engine;
+use reqwest_unix as reqwest;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
