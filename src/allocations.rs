@@ -168,36 +168,34 @@ fn list(s: &str) -> Vec<String> {
     s.split(';').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()
 }
 
-/// Read a CSV with a header row, checking the columns; yields (line, record).
-fn read_csv(path: &Path, required: &[&str], optional: &[&str]) -> Result<(Vec<String>, Vec<(u64, csv::StringRecord)>), GrantError> {
-    let file = path.display().to_string();
+/// Read CSV text with a header row, checking the columns; yields (line, record).
+fn read_csv(text: &str, file: &str, required: &[&str], optional: &[&str]) -> Result<(Vec<String>, Vec<(u64, csv::StringRecord)>), GrantError> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(false)
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
-        .from_path(path)
-        .map_err(|e| gerr(&file, 0, "", format!("cannot read: {e}")))?;
+        .from_reader(text.as_bytes());
     let headers: Vec<String> = rdr
         .headers()
-        .map_err(|e| gerr(&file, 1, "", e.to_string()))?
+        .map_err(|e| gerr(file, 1, "", e.to_string()))?
         .iter()
         .map(|h| h.to_ascii_lowercase())
         .collect();
     for r in required {
         if !headers.iter().any(|h| h == r) {
-            return Err(gerr(&file, 1, "", format!("missing column `{r}` (columns: {})", required.join(","))));
+            return Err(gerr(file, 1, "", format!("missing column `{r}` (columns: {})", required.join(","))));
         }
     }
     for h in &headers {
         if !required.contains(&h.as_str()) && !optional.contains(&h.as_str()) {
-            return Err(gerr(&file, 1, "", format!("unknown column `{h}`")));
+            return Err(gerr(file, 1, "", format!("unknown column `{h}`")));
         }
     }
     let mut rows = Vec::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| {
             let line = e.position().map(|p| p.line()).unwrap_or(0);
-            gerr(&file, line, "", e.to_string())
+            gerr(file, line, "", e.to_string())
         })?;
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
         rows.push((line, rec));
@@ -205,26 +203,43 @@ fn read_csv(path: &Path, required: &[&str], optional: &[&str]) -> Result<(Vec<St
     Ok((headers, rows))
 }
 
+fn read_text(path: &Path) -> Result<String, GrantError> {
+    std::fs::read_to_string(path).map_err(|e| gerr(&path.display().to_string(), 0, "", format!("cannot read: {e}")))
+}
+
 impl Grants {
     /// Load and validate every allocation and adjustment file named by the configuration.
     pub fn load(config: &Config) -> Result<Grants, GrantError> {
-        let mut g = Grants::default();
+        let mut allocations = Vec::new();
         for path in &config.allocation_files {
-            g.load_allocations(path, config)?;
+            allocations.push((path.display().to_string(), read_text(path)?));
+        }
+        let mut adjustments = Vec::new();
+        for path in &config.adjustment_files {
+            adjustments.push((path.display().to_string(), read_text(path)?));
+        }
+        Grants::parse(config, &allocations, &adjustments)
+    }
+
+    /// Validate allocation and adjustment texts, each given as (file name, content); a file
+    /// name ending in `.toml` is read as TOML, anything else as CSV.
+    pub fn parse(config: &Config, allocations: &[(String, String)], adjustments: &[(String, String)]) -> Result<Grants, GrantError> {
+        let mut g = Grants::default();
+        for (name, text) in allocations {
+            g.load_allocations(name, text, config)?;
         }
         g.check_overlaps()?;
-        for path in &config.adjustment_files {
-            g.load_adjustments(path)?;
+        for (name, text) in adjustments {
+            g.load_adjustments(name, text)?;
         }
         Ok(g)
     }
 
-    fn load_allocations(&mut self, path: &Path, config: &Config) -> Result<(), GrantError> {
-        let file = path.display().to_string();
-        let is_toml = path.extension().is_some_and(|e| e == "toml");
+    fn load_allocations(&mut self, file: &str, text: &str, config: &Config) -> Result<(), GrantError> {
+        let file = file.to_string();
+        let is_toml = file.ends_with(".toml");
         let mut raw: Vec<(u64, TomlAllocation)> = Vec::new();
         if is_toml {
-            let text = std::fs::read_to_string(path).map_err(|e| gerr(&file, 0, "", format!("cannot read: {e}")))?;
             let parsed: TomlFile = toml::from_str(&text).map_err(|e| {
                 let line = e.span().map(|s| text[..s.start].lines().count() as u64).unwrap_or(0);
                 gerr(&file, line.max(1), "", e.message().to_string())
@@ -232,7 +247,7 @@ impl Grants {
             // TOML tables have no single line; report the table's ordinal instead.
             raw.extend(parsed.allocation.into_iter().enumerate().map(|(i, a)| (i as u64 + 1, a)));
         } else {
-            let (headers, rows) = read_csv(path, &ALLOCATION_COLUMNS[..7], &ALLOCATION_COLUMNS[7..])?;
+            let (headers, rows) = read_csv(text, &file, &ALLOCATION_COLUMNS[..7], &ALLOCATION_COLUMNS[7..])?;
             let col = |name: &str| headers.iter().position(|h| h == name);
             for (line, rec) in rows {
                 let get = |name: &str| col(name).and_then(|i| rec.get(i)).unwrap_or("").to_string();
@@ -343,9 +358,9 @@ impl Grants {
         Ok(())
     }
 
-    fn load_adjustments(&mut self, path: &Path) -> Result<(), GrantError> {
-        let file = path.display().to_string();
-        let (headers, rows) = read_csv(path, &ADJUSTMENT_COLUMNS[..6], &ADJUSTMENT_COLUMNS[6..])?;
+    fn load_adjustments(&mut self, file: &str, text: &str) -> Result<(), GrantError> {
+        let file = file.to_string();
+        let (headers, rows) = read_csv(text, &file, &ADJUSTMENT_COLUMNS[..6], &ADJUSTMENT_COLUMNS[6..])?;
         let col = |name: &str| headers.iter().position(|h| h == name);
         for (line, rec) in rows {
             let get = |name: &str| col(name).and_then(|i| rec.get(i)).unwrap_or("").to_string();

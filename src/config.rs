@@ -117,6 +117,21 @@ pub enum SourceConfig {
         /// Column list of header-less sacct dumps.
         fields: Option<String>,
     },
+    /// The `sacct` command, pulled over a window (`kind = "sacct"`).
+    Sacct(crate::sources::sacct_cmd::SacctSource),
+    /// slurmrestd's accounting API, pulled over a window (`kind = "slurmrestd"`).
+    Slurmrestd(crate::sources::slurmrestd::RestSource),
+}
+
+impl SourceConfig {
+    /// Shared settings of a live (windowed) source; `None` for file drops.
+    pub fn live(&self) -> Option<&crate::sources::PullSettings> {
+        match self {
+            SourceConfig::Files { .. } => None,
+            SourceConfig::Sacct(s) => Some(&s.settings),
+            SourceConfig::Slurmrestd(s) => Some(&s.settings),
+        }
+    }
 }
 
 /// File format names used in configuration and on the command line.
@@ -241,6 +256,8 @@ enum RawSource {
         #[serde(default)]
         fields: Option<String>,
     },
+    Sacct(crate::sources::sacct_cmd::RawSacctSource),
+    Slurmrestd(crate::sources::slurmrestd::RawRestSource),
 }
 
 impl Config {
@@ -346,17 +363,26 @@ impl Config {
                     cores_per_node,
                 });
             }
-            let sources = c
-                .sources
-                .into_iter()
-                .map(|s| match s {
+            let mut sources = Vec::new();
+            let mut names = HashSet::new();
+            for (j, s) in c.sources.into_iter().enumerate() {
+                let at = format!("{here}.source[{j}]");
+                let source = match s {
                     RawSource::Files { paths, format, fields } => SourceConfig::Files {
                         paths: paths.iter().map(|p| resolve(p)).collect(),
                         format,
                         fields,
                     },
-                })
-                .collect();
+                    RawSource::Sacct(raw) => SourceConfig::Sacct(raw.validate(&at).map_err(&fail)?),
+                    RawSource::Slurmrestd(raw) => SourceConfig::Slurmrestd(raw.validate(&at, &resolve).map_err(&fail)?),
+                };
+                if let Some(live) = source.live() {
+                    if !names.insert(live.name.clone()) {
+                        return Err(fail(format!("{at}.name: two live sources of this centre are named {:?}; give each a distinct name", live.name)));
+                    }
+                }
+                sources.push(source);
+            }
             if centres.contains_key(&c.id) {
                 return Err(fail(format!("{here}.id: duplicate centre id")));
             }
@@ -454,5 +480,22 @@ multiplier = 0.5
         let bad = MINIMAL.replace("[store]", "[store]\ntypo = 1");
         let e = Config::parse(&bad, Path::new("c.toml")).unwrap_err().to_string();
         assert!(e.contains("typo"), "{e}");
+    }
+
+    #[test]
+    fn live_sources_are_validated_with_the_key_named() {
+        let with = |src: &str| format!("{MINIMAL}[[centre.source]]\n{src}\n");
+        let c = Config::parse(&with("kind = \"sacct\"\ncommand_prefix = [\"ssh\", \"ops@login\"]"), Path::new("/etc/aw/c.toml")).unwrap();
+        let SourceConfig::Sacct(s) = &c.centres["idris"].sources[0] else { panic!() };
+        assert_eq!((s.settings.name.as_str(), s.settings.overlap_s, s.command_prefix.len()), ("sacct", 48 * 3600, 2));
+        let c = Config::parse(&with("kind = \"slurmrestd\"\nsocket = \"rest.sock\""), Path::new("/etc/aw/c.toml")).unwrap();
+        assert!(matches!(&c.centres["idris"].sources[0], SourceConfig::Slurmrestd(r) if r.describe() == "unix:/etc/aw/rest.sock"));
+        let e = Config::parse(&with("kind = \"sacct\"\ntimeout_seconds = 0"), Path::new("c.toml")).unwrap_err().to_string();
+        assert_eq!(e, "c.toml: centre[0] (id = \"idris\").source[0].timeout_seconds: must be at least 1");
+        let e = Config::parse(&with("kind = \"slurmrestd\"\nurl = \"http://x\"\ntoken = \"s3cret\""), Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("unknown field `token`") && !e.contains("s3cret"), "{e}");
+        let two = format!("{}[[centre.source]]\nkind = \"sacct\"\n", with("kind = \"sacct\""));
+        let e = Config::parse(&two, Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("source[1].name: two live sources of this centre are named \"sacct\""), "{e}");
     }
 }

@@ -122,7 +122,7 @@ pub fn pull_centre_files(
     let mut out = Vec::new();
     {
         for source in &centre.sources {
-            let SourceConfig::Files { paths, format, fields } = source;
+            let SourceConfig::Files { paths, format, fields } = source else { continue };
             for path in expand(paths) {
                 let result = (|| {
                     let meta = std::fs::metadata(&path)
@@ -551,13 +551,34 @@ pub struct UsageRow {
     pub charged_hours: Option<f64>,
 }
 
-/// Raw ledger usage apportioned to `[from, to)` (local dates of each centre; open ends allowed).
+/// A bound of a `usage` window: a centre-local day (its midnight in each centre's zone) or an
+/// exact instant (e.g. an hour that `sreport` rolled up).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UsageBound {
+    /// Midnight starting this local day.
+    Day(jiff::civil::Date),
+    /// This instant, epoch seconds.
+    Instant(i64),
+}
+
+impl UsageBound {
+    /// The bound in epoch seconds for a centre in zone `tz`.
+    pub fn epoch_seconds(&self, tz: &jiff::tz::TimeZone) -> i64 {
+        match self {
+            UsageBound::Day(d) => day_start(crate::model::day_number(*d), tz),
+            UsageBound::Instant(s) => *s,
+        }
+    }
+}
+
+/// Raw ledger usage apportioned to `[from, to)` (local dates of each centre or instants; open
+/// ends allowed).
 pub fn usage(
     config: &Config,
     store: &mut Store,
     centre_filter: Option<&str>,
-    from: Option<jiff::civil::Date>,
-    to: Option<jiff::civil::Date>,
+    from: Option<UsageBound>,
+    to: Option<UsageBound>,
     grouping: UsageGrouping,
 ) -> Result<Vec<UsageRow>, StoreError> {
     type Key = (String, String, String, String, Option<String>, Option<i32>);
@@ -567,18 +588,20 @@ pub fn usage(
             continue;
         }
         let tz = &centre.tz;
-        let from_s = from.map(|d| day_start(crate::model::day_number(d), tz)).unwrap_or(i64::MIN / 4);
-        let to_s = to.map(|d| day_start(crate::model::day_number(d), tz)).unwrap_or(i64::MAX / 4);
+        let from_s = from.map(|b| b.epoch_seconds(tz)).unwrap_or(i64::MIN / 4);
+        let to_s = to.map(|b| b.epoch_seconds(tz)).unwrap_or(i64::MAX / 4);
         let mut groups: BTreeMap<Key, (i64, UnitSeconds)> = BTreeMap::new();
         for job in store.jobs_overlapping(&centre.id, from_s, to_s)? {
             let user = grouping.user.then(|| job.user.clone());
             let base = (centre.id.clone(), job.cluster.clone(), job.account.clone(), job.partition.clone(), user);
             if grouping.day {
                 for (day, us) in prorate_daily(&job, tz) {
-                    let ds = day_start(day, tz);
-                    if ds < from_s || ds >= to_s {
+                    let (ds, de) = (day_start(day, tz), day_start(day + 1, tz));
+                    if de <= from_s || ds >= to_s {
                         continue;
                     }
+                    // A day cut by an instant bound keeps only its part inside the window.
+                    let us = if ds >= from_s && de <= to_s { us } else { prorate_window(&job, ds.max(from_s), de.min(to_s)) };
                     let e = groups.entry((base.0.clone(), base.1.clone(), base.2.clone(), base.3.clone(), base.4.clone(), Some(day))).or_default();
                     e.0 += 1;
                     e.1.add(&us);

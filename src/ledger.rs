@@ -433,6 +433,18 @@ impl Store {
             .map_err(self.err())
     }
 
+    /// Watermark of a live source: the end of the last window it stored, epoch seconds.
+    pub fn watermark(&self, centre: &str, source: &str) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT watermark FROM watermarks WHERE centre = ?1 AND source = ?2",
+                params![centre, source],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
     /// Record a failed pull (nothing else is written; watermarks do not move).
     pub fn record_failed_pull(&mut self, pull: &PullRecord, error: &str, now: i64) -> Result<(), StoreError> {
         self.conn

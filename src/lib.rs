@@ -13,6 +13,7 @@ pub mod engine;
 pub mod ledger;
 pub mod metrics;
 pub mod model;
+pub mod pull;
 pub mod reconcile;
 pub mod report;
 pub mod secret;

@@ -5,7 +5,7 @@ use allocwatch::alerts::{store as alert_store, Alerting};
 use allocwatch::allocations::Grants;
 use allocwatch::cli_time::{parse_date, parse_instant};
 use allocwatch::config::{Config, FileKind};
-use allocwatch::engine::{self, ImportError, UsageGrouping};
+use allocwatch::engine::{self, ImportError, UsageBound, UsageGrouping};
 use allocwatch::ledger::Store;
 use allocwatch::report::{self, Format};
 use allocwatch::sinks::outbox;
@@ -65,12 +65,28 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Raw ledger usage, whatever the allocations say.
-    Usage {
-        /// First day (centre-local), inclusive.
+    /// Pull the live sources (sacct, slurmrestd) now, over their next window or an explicit one.
+    Pull {
+        /// Only this centre.
+        #[arg(long)]
+        centre: Option<String>,
+        /// Only this source (its `name`, default its kind).
+        #[arg(long)]
+        source: Option<String>,
+        /// Window start (RFC 3339, or YYYY-MM-DD at the centre's midnight); default: the
+        /// watermark less the overlap.
         #[arg(long)]
         from: Option<String>,
-        /// Last day (centre-local), exclusive.
+        /// Window end (same forms); default: now.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Raw ledger usage, whatever the allocations say.
+    Usage {
+        /// Start, inclusive: a day (centre-local midnight) or an RFC 3339 instant.
+        #[arg(long)]
+        from: Option<String>,
+        /// End, exclusive: a day (centre-local midnight) or an RFC 3339 instant.
         #[arg(long)]
         to: Option<String>,
         /// Only this centre.
@@ -221,13 +237,24 @@ fn load(cli: &Cli) -> Result<(Config, Grants), Failure> {
     Ok((config, grants))
 }
 
+/// The single-threaded runtime that drives pulls (child processes, HTTP) and the daemon.
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(runtime_err)
+}
+
 fn open_store(config: &Config) -> Result<Store, Failure> {
     Store::open(&config.store_path).map_err(runtime_err)
 }
 
-/// Pull the configured file sources, logging each file's outcome. Returns whether all worked.
-fn pull(config: &Config, store: &mut Store) -> bool {
+/// Pull every configured source (new or changed files, then live sources over their next
+/// window), logging each outcome. Returns whether all worked.
+async fn pull(config: &Config, store: &mut Store) -> bool {
     let mut ok = true;
+    for centre in config.centres.values() {
+        for source in centre.sources.iter().filter(|s| s.live().is_some()) {
+            ok &= log_live_pull(allocwatch::pull::pull_source(store, centre, source, None, now()).await);
+        }
+    }
     for (centre, path, result) in engine::pull_file_sources(store, config, now()) {
         match result {
             Ok(None) => tracing::debug!(centre, file = %path.display(), "unchanged since last import"),
@@ -239,6 +266,53 @@ fn pull(config: &Config, store: &mut Store) -> bool {
         }
     }
     ok
+}
+
+/// Log a live pull's outcome; returns whether it worked.
+fn log_live_pull(result: Result<allocwatch::pull::LivePull, allocwatch::pull::PullError>) -> bool {
+    match result {
+        Ok(p) => {
+            let s = &p.stats;
+            tracing::info!(
+                centre = p.centre,
+                source = p.source,
+                from = %instant(p.window.0),
+                to = %instant(p.window.1),
+                records = s.records,
+                inserted = s.inserted,
+                replaced = s.replaced,
+                unchanged = s.unchanged,
+                rejected = s.rejected,
+                origin = p.origin,
+                "pulled"
+            );
+            for r in &p.rejections {
+                tracing::warn!(centre = p.centre, source = p.source, "rejected {r}");
+            }
+            for (cluster, n) in &s.unknown_clusters {
+                tracing::warn!(centre = p.centre, cluster, records = n, "records of a cluster this centre does not list (charged anyway)");
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!("pull failed: {e}");
+            false
+        }
+    }
+}
+
+fn instant(s: i64) -> String {
+    jiff::Timestamp::from_second(s).map(|t| t.to_string()).unwrap_or_else(|_| s.to_string())
+}
+
+/// A `usage` bound: an RFC 3339 instant, or a date (centre-local midnight).
+fn usage_bound(s: &str) -> Result<UsageBound, String> {
+    if let Ok(t) = s.trim().parse::<jiff::Timestamp>() {
+        return Ok(UsageBound::Instant(t.as_second()));
+    }
+    parse_date(s)
+        .map(UsageBound::Day)
+        .map_err(|_| format!("`{s}` is neither a date (YYYY-MM-DD) nor an RFC 3339 instant (2026-11-21T09:00:00Z)"))
 }
 
 fn log_import(centre: &str, imp: &engine::FileImport) {
@@ -276,6 +350,33 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if let Some(i) = &config.influxdb {
                 i.token.read().map_err(usage_err)?;
                 println!("indicators to {} (org {}, bucket {}), token from {}", i.url, i.org, i.bucket, i.token.describe());
+            }
+            // Live sources, as they will be run (tokens are named by origin, never shown).
+            for c in config.centres.values() {
+                for src in &c.sources {
+                    let line = match src {
+                        allocwatch::config::SourceConfig::Files { .. } => continue,
+                        allocwatch::config::SourceConfig::Sacct(s) => {
+                            let t = now();
+                            format!("runs `{}`", s.command_line(t - s.settings.overlap_s, t, &c.tz))
+                        }
+                        allocwatch::config::SourceConfig::Slurmrestd(r) => format!(
+                            "GET {} /slurmdb/{}/jobs, {}",
+                            r.describe(),
+                            r.api_version.as_deref().unwrap_or("(version from /openapi)"),
+                            r.token_origin()
+                        ),
+                    };
+                    let l = src.live().expect("live source");
+                    println!(
+                        "  {}/{}: {line}; overlap {} h, first pull {} days back, timeout {} s",
+                        c.id,
+                        l.name,
+                        l.overlap_s / 3600,
+                        l.first_pull_s / 86_400,
+                        l.timeout.as_secs()
+                    );
+                }
             }
             Ok(())
         }
@@ -325,7 +426,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 None => config.at.unwrap_or_else(jiff::Timestamp::now),
             };
             let mut store = open_store(&config)?;
-            if !*no_pull && !pull(&config, &mut store) {
+            if !*no_pull && !runtime()?.block_on(pull(&config, &mut store)) {
                 eprintln!("warning: some sources failed (see above); reconciling with what the ledger has");
             }
             let alerting = alerting(&config)?;
@@ -363,11 +464,90 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     other => return Err(usage_err(format!("--group-by: unknown grouping {other:?} (account, partition, user, day)"))),
                 }
             }
-            let from = from.as_deref().map(parse_date).transpose().map_err(|e| usage_err(format!("--from: {e}")))?;
-            let to = to.as_deref().map(parse_date).transpose().map_err(|e| usage_err(format!("--to: {e}")))?;
+            let from = from.as_deref().map(usage_bound).transpose().map_err(|e| usage_err(format!("--from: {e}")))?;
+            let to = to.as_deref().map(usage_bound).transpose().map_err(|e| usage_err(format!("--to: {e}")))?;
             let mut store = open_store(&config)?;
             let rows = engine::usage(&config, &mut store, centre.as_deref(), from, to, grouping).map_err(runtime_err)?;
             print!("{}", report::usage(&rows, *format));
+            Ok(())
+        }
+        Command::Pull { centre, source, from, to } => {
+            let (config, _) = load(&cli)?;
+            let centres: Vec<&allocwatch::config::Centre> = match centre {
+                Some(c) => vec![config.centre(c).map_err(usage_err)?],
+                None => config.centres.values().collect(),
+            };
+            let mut chosen = Vec::new();
+            for c in &centres {
+                for s in c.sources.iter().filter(|s| s.live().is_some_and(|l| source.as_ref().is_none_or(|n| &l.name == n))) {
+                    chosen.push((*c, s));
+                }
+            }
+            if chosen.is_empty() {
+                return Err(usage_err(match source {
+                    Some(n) => format!("no live source named {n:?} (sacct or slurmrestd) in the selected centres"),
+                    None => "no live source (kind = \"sacct\" or \"slurmrestd\") is configured for the selected centres".to_string(),
+                }));
+            }
+            let mut store = open_store(&config)?;
+            let rt = runtime()?;
+            let mut failed = 0;
+            for (c, s) in chosen {
+                let bound = |v: &Option<String>, flag: &str| -> Result<Option<i64>, Failure> {
+                    v.as_deref()
+                        .map(|t| parse_instant(t, &c.tz).map(|t| t.as_second()))
+                        .transpose()
+                        .map_err(|e| usage_err(format!("{flag}: {e}")))
+                };
+                let (from_s, to_s) = (bound(from, "--from")?, bound(to, "--to")?);
+                let t = now();
+                let window = match (from_s, to_s) {
+                    (None, None) => None,
+                    (f, to) => {
+                        let settings = s.live().expect("filtered on live sources");
+                        let wm = store.watermark(&c.id, &settings.name).map_err(runtime_err)?;
+                        let (next_from, _) = allocwatch::pull::next_window(settings, wm, t);
+                        let w = (f.unwrap_or(next_from), to.unwrap_or(t));
+                        if w.0 >= w.1 {
+                            return Err(usage_err(format!("--from {} is not before --to {}", instant(w.0), instant(w.1))));
+                        }
+                        Some(w)
+                    }
+                };
+                match rt.block_on(allocwatch::pull::pull_source(&mut store, c, s, window, t)) {
+                    Ok(p) => {
+                        let st = &p.stats;
+                        for r in &p.rejections {
+                            eprintln!("rejected: {r}");
+                        }
+                        if st.rejected as usize > p.rejections.len() {
+                            eprintln!("… and {} more rejected records", st.rejected as usize - p.rejections.len());
+                        }
+                        println!(
+                            "{}/{}: [{}, {}) from {}: {} records ({} new, {} replaced, {} unchanged), {} rejected, {} never started; watermark {}",
+                            p.centre,
+                            p.source,
+                            instant(p.window.0),
+                            instant(p.window.1),
+                            p.origin,
+                            st.records,
+                            st.inserted,
+                            st.replaced,
+                            st.unchanged,
+                            st.rejected,
+                            st.not_started,
+                            instant(p.watermark)
+                        );
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("error: {e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                return Err(runtime_err(format!("{failed} pull(s) failed; watermarks unchanged, the next pull catches up")));
+            }
             Ok(())
         }
         Command::Run => allocwatch::daemon::run(allocwatch::daemon::RunOptions {

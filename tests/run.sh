@@ -11,6 +11,9 @@ state=$(mktemp -d -t allocwatch-tests.XXXXXX)
 
 cleanup() {
   bash "$root/tests/infra/servers/stop.sh" "$state/servers" >/dev/null 2>&1 || true
+  if [[ -n ${SLURM_LAB_STATE:-} ]]; then
+    bash "$root/tests/infra/slurm/stop.sh" "$SLURM_LAB_STATE" --purge >/dev/null 2>&1 || true
+  fi
   rm -rf "$state"
 }
 trap cleanup EXIT
@@ -25,6 +28,21 @@ set -a
 . "$state/servers/env.sh"
 set +a
 echo "servers up in $(( $(date +%s) - t0 )) s"
+
+# A real single-node Slurm 22.05 (slurmdbd, slurmrestd) for tests/slurm_live.rs; it stops
+# itself if this script dies (watchdog on our PID), and is stopped and purged on exit.
+echo "== slurm lab"
+SLURM_LAB_STATE=$(mktemp -d /tmp/aw-slurm.XXXXXX)
+lab_t0=$(date +%s%N)
+if SLURM_LAB_WATCH_PID=$$ bash tests/infra/slurm/start.sh "$SLURM_LAB_STATE" 2>"$SLURM_LAB_STATE.log"; then
+  source "$SLURM_LAB_STATE/env.sh"   # exports SLURM_LAB_DIR, SLURM_CONF, SLURMRESTD_URL, …
+  echo "slurm lab up in $(awk -v a="$lab_t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }') s ($SLURM_LAB_STATE)"
+  rm -f "$SLURM_LAB_STATE.log"
+else
+  cat "$SLURM_LAB_STATE.log" >&2; rm -f "$SLURM_LAB_STATE.log"
+  if [[ ${CI:-} == true ]]; then echo "the Slurm lab did not start" >&2; exit 1; fi
+  echo "WARNING: the Slurm lab did not start; live Slurm tests will be skipped" >&2
+fi
 
 echo "== chromium (status page test)"
 if ! command -v chromium >/dev/null 2>&1; then

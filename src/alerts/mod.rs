@@ -115,7 +115,7 @@ impl Alerting {
         }
         for t in &transitions {
             if t.notifies() {
-                tracing::info!(rule = t.key().rule.as_str(), subject = %t.key().subject, kind = t.kind(), "alert");
+                tracing::debug!(rule = t.key().rule.as_str(), subject = %t.key().subject, kind = t.kind(), "alert");
             }
         }
         Ok(s)

@@ -1,11 +1,16 @@
 //! Accounting sources: each module turns one kind of centre data into [`JobRecord`]s.
 //! Nothing outside this folder knows a source's format.
 //!
-//! - [`sacct`]: `sacct -P` text (files dropped by the centre, or — in the pull issue — the
-//!   command itself);
-//! - [`swf`]: Standard Workload Format traces, for replaying public workloads.
+//! - [`sacct`]: `sacct -P` text (files dropped by the centre, or the command's output);
+//! - [`swf`]: Standard Workload Format traces, for replaying public workloads;
+//! - [`slurm_json`]: Slurm's accounting job JSON (slurmrestd, `sacct --json`);
+//! - [`sacct_cmd`] and [`slurmrestd`]: live sources pulled over a window (the driver that
+//!   stores what they return is `crate::pull`).
 
 pub mod sacct;
+pub mod sacct_cmd;
+pub mod slurm_json;
+pub mod slurmrestd;
 pub mod swf;
 
 use crate::model::JobRecord;
@@ -87,6 +92,58 @@ pub struct SourceContext {
     pub default_cluster: String,
     /// Observation instant (epoch seconds) for running jobs without Elapsed.
     pub observed_at: i64,
+}
+
+/// Settings every live source shares: its id, its window and its timeout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PullSettings {
+    /// Source id in the `pulls` and `watermarks` tables (`sacct`, `slurmrestd`, or `name`).
+    pub name: String,
+    /// Longest a pull may take before it is abandoned (the command killed).
+    pub timeout: std::time::Duration,
+    /// Each pull starts this long before the watermark, so that jobs recorded late and jobs
+    /// still running are seen again.
+    pub overlap_s: i64,
+    /// How far back the first pull of a source goes (no watermark yet).
+    pub first_pull_s: i64,
+}
+
+/// Default overlap of pull windows: 2 days.
+pub fn default_overlap_hours() -> u64 {
+    48
+}
+
+/// Default reach of a first pull: 30 days.
+pub fn default_first_pull_days() -> u64 {
+    30
+}
+
+impl PullSettings {
+    /// Validate the shared keys of a live source table (`at` names it in errors).
+    pub fn new(at: &str, name: Option<String>, kind: &str, timeout_seconds: u64, overlap_hours: u64, first_pull_days: u64) -> Result<PullSettings, String> {
+        let name = name.unwrap_or_else(|| kind.to_string());
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+            return Err(format!("{at}.name: use letters, digits, `-`, `_`, `.` or `:`"));
+        }
+        if timeout_seconds == 0 {
+            return Err(format!("{at}.timeout_seconds: must be at least 1"));
+        }
+        if timeout_seconds > 86_400 {
+            return Err(format!("{at}.timeout_seconds: at most 86400 (one day)"));
+        }
+        if overlap_hours > 24 * 366 {
+            return Err(format!("{at}.overlap_hours: at most one year ({} hours)", 24 * 366));
+        }
+        if first_pull_days == 0 || first_pull_days > 3660 {
+            return Err(format!("{at}.first_pull_days: between 1 and 3660"));
+        }
+        Ok(PullSettings {
+            name,
+            timeout: std::time::Duration::from_secs(timeout_seconds),
+            overlap_s: overlap_hours as i64 * 3600,
+            first_pull_s: first_pull_days as i64 * 86_400,
+        })
+    }
 }
 
 /// Longest line accepted; longer ones are rejected without being held in memory.

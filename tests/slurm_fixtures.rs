@@ -1,0 +1,102 @@
+//! The job JSON decoder on real answers from `../shared`: slurmrestd v0.0.41 (Slurm 24.05) and
+//! v0.0.44 (Slurm 25.11) captured by the Slurm-web project, and v0.0.38 (Slurm 22.05) from the
+//! reference lab — where the same jobs were also dumped with `sacct -P`, so both readers must
+//! give the very same records. Under CI=true these must run; elsewhere they are skipped,
+//! saying so, when the data is absent.
+
+mod common;
+use allocwatch::model::{JobRecord, Units};
+use allocwatch::sources::slurm_json::decode_jobs;
+use allocwatch::sources::{read_stream, FileFormat, Parsed, SourceContext};
+use common::*;
+use std::path::Path;
+
+fn decode(path: &Path) -> allocwatch::sources::slurm_json::JobsDocument {
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    decode_jobs(&doc, &path.display().to_string(), "dflt", 2_000_000_000).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn jobs(path: &Path) -> Vec<Parsed> {
+    decode(path).items.into_iter().map(|i| i.unwrap_or_else(|e| panic!("{e}"))).collect()
+}
+
+fn job(path: &Path) -> JobRecord {
+    match jobs(path).as_slice() {
+        [Parsed::Job(j)] => j.clone(),
+        other => panic!("{}: expected one job, got {other:?}", path.display()),
+    }
+}
+
+#[test]
+fn slurm_web_answers_v0041_and_v0044_decode_without_a_rejected_job() {
+    let Some(data) = shared_data("slurm_web_answers") else { return };
+    let base = data.join("fixtures/slurm-web");
+    let mut files = 0;
+    for version in ["24.05_0.0.41", "25.11_0.0.44"] {
+        for entry in std::fs::read_dir(base.join(version)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if !name.starts_with("slurmdb-") {
+                continue; // slurm-jobs.json is slurmctld's live queue, not accounting
+            }
+            let d = decode(&path);
+            assert!(d.items.iter().all(Result::is_ok), "{name}: {:?}", d.items);
+            assert!(d.release.as_deref().is_some_and(|r| r.starts_with(&version[..5])), "{name}: {:?}", d.release);
+            files += 1;
+        }
+    }
+    assert_eq!(files, 36);
+
+    // v0.0.44: finished, 4 CPUs, 30 s.
+    let j = job(&base.join("25.11_0.0.44/slurmdb-job-completed.json"));
+    assert_eq!((j.job_id_raw, j.cluster.as_str(), j.account.as_str(), j.partition.as_str()), (5749, "hpc", "biology", "normal"));
+    assert_eq!((j.end_s - j.start_s, j.elapsed_s, j.provisional), (30, 30, false));
+    assert_eq!(j.units, Units { cpus: 4, gpus: 0, billing: 4, nodes: 1 });
+    // Running (end 0): provisional, charged for the elapsed time the server reported.
+    let j = job(&base.join("24.05_0.0.41/slurmdb-job-running.json"));
+    assert_eq!((j.job_id_raw, j.start_s, j.end_s, j.elapsed_s, j.provisional), (649722, 1747754478, 1747754478 + 88, 88, true));
+    let j = job(&base.join("25.11_0.0.44/slurmdb-job-gpus-multi-nodes.json"));
+    assert_eq!((j.units.nodes, j.units.cpus, j.provisional), (2, 2, true));
+    // A timed-out job is charged like a finished one.
+    let j = job(&base.join("25.11_0.0.44/slurmdb-job-timeout.json"));
+    assert_eq!((j.elapsed_s, j.provisional), (82, false));
+    // Pending, even with a planned start: nothing consumed.
+    for f in ["25.11_0.0.44/slurmdb-job-pending.json", "24.05_0.0.41/slurmdb-job-gpus-multi-types.json", "24.05_0.0.41/slurmdb-job-pending.json"] {
+        assert_eq!(jobs(&base.join(f)), vec![Parsed::NotStarted], "{f}");
+    }
+    // No job: an empty answer with a warning, not a failure.
+    let d = decode(&base.join("24.05_0.0.41/slurmdb-job-unfound.json"));
+    assert!(d.items.is_empty() && d.warnings[0].contains("found nothing"), "{:?}", d.warnings);
+}
+
+#[test]
+fn lab_v0038_rest_sacct_json_and_sacct_text_give_the_same_records() {
+    let Some(data) = shared_data("lab_v0038_answers") else { return };
+    let base = data.join("fixtures/slurm-lab-22.05");
+    let only_jobs = |items: Vec<Parsed>| -> Vec<JobRecord> {
+        items.into_iter().filter_map(|p| if let Parsed::Job(j) = p { Some(j) } else { None }).collect()
+    };
+    let mut rest = only_jobs(jobs(&base.join("rest_slurmdb_v0.0.38_jobs.json")));
+    rest.sort_by_key(|j| j.job_id_raw);
+    assert_eq!(rest.len(), 7);
+    let mut unix = only_jobs(jobs(&base.join("rest_local_unix_slurmdb_jobs.json")));
+    unix.sort_by_key(|j| j.job_id_raw);
+    let mut sacct_json = only_jobs(jobs(&base.join("sacct.json")));
+    sacct_json.sort_by_key(|j| j.job_id_raw);
+    assert_eq!(unix, rest);
+    assert_eq!(sacct_json, rest);
+    // The same cluster's `sacct -P` (civil times, in the lab's UTC).
+    let ctx = SourceContext { tz: jiff::tz::TimeZone::UTC, default_cluster: "dflt".into(), observed_at: 2_000_000_000 };
+    let text = std::fs::read(base.join("sacct_X_P.txt")).unwrap();
+    let mut items = Vec::new();
+    read_stream(&text[..], "sacct_X_P.txt", &FileFormat::Sacct { fields: None }, &ctx, |i| items.push(i.unwrap())).unwrap();
+    let mut text_jobs = only_jobs(items);
+    text_jobs.sort_by_key(|j| j.job_id_raw);
+    assert_eq!(text_jobs, rest, "sacct -P and slurmrestd disagree on the same jobs");
+    let gpu4 = rest.iter().find(|j| j.job_id_raw == 4).unwrap();
+    assert_eq!((gpu4.user.as_str(), gpu4.units), ("bob", Units { cpus: 2, gpus: 4, billing: 16, nodes: 1 }));
+    // The REST filter by account returns a subset of the same records.
+    let sub = only_jobs(jobs(&base.join("rest_slurmdb_v0.0.38_jobs_account.json")));
+    assert_eq!(sub.len(), 2);
+    assert!(sub.iter().all(|j| rest.contains(j)));
+}
