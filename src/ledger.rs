@@ -203,6 +203,25 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX notifications_pending ON notifications (state, next_attempt_at);
     "#,
+    // 5: reserved (assigned to another change).
+    "-- reserved",
+    // 6: backfills (src/backfill.rs): a past window pulled chunk by chunk; `done_until` moves in
+    // a transaction after each stored chunk, so an interrupted backfill resumes there.
+    r#"
+    CREATE TABLE backfills (
+        centre        TEXT NOT NULL,
+        source        TEXT NOT NULL,
+        window_start  INTEGER NOT NULL,
+        window_end    INTEGER NOT NULL,
+        chunk_seconds INTEGER NOT NULL,
+        done_until    INTEGER NOT NULL,
+        records       INTEGER NOT NULL DEFAULT 0,
+        started_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        finished_at   INTEGER,
+        PRIMARY KEY (centre, source, window_start, window_end)
+    );
+    "#,
 ];
 
 /// Rejected lines kept per pull (all are counted; the first ones are kept for inspection).

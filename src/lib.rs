@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod allocations;
+pub mod backfill;
 pub mod cli_time;
 pub mod config;
 pub mod cycle;

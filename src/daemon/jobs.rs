@@ -79,7 +79,8 @@ pub async fn centre_tick(shared: Arc<Shared>, centre_id: String, trigger: Trigge
     });
     let clock = Instant::now();
     let store_path = shared.store_path.clone();
-    let result = tokio::task::spawn_blocking(move || pull_centre(&store_path, &centre, started_at))
+    let handle = tokio::runtime::Handle::current();
+    let result = tokio::task::spawn_blocking(move || pull_centre(&handle, &store_path, &centre, started_at))
         .await
         .unwrap_or_else(|e| Err(format!("the pull panicked: {e}")));
     let secs = clock.elapsed().as_secs_f64();
@@ -98,11 +99,21 @@ pub async fn centre_tick(shared: Arc<Shared>, centre_id: String, trigger: Trigge
     shared.request_reconciliation(&centre_id);
 }
 
-/// Pull one centre's sources into the store (blocking). `Err` names what failed; files that
-/// imported are kept (each import is its own transaction).
-fn pull_centre(store_path: &std::path::Path, centre: &crate::config::Centre, now: i64) -> Result<(), String> {
+/// Pull one centre's sources into the store (on a blocking thread; live sources' I/O is driven
+/// by the runtime through `handle`). `Err` names what failed; what was stored is kept (each
+/// file import and each live pull is its own transaction).
+fn pull_centre(handle: &tokio::runtime::Handle, store_path: &std::path::Path, centre: &crate::config::Centre, now: i64) -> Result<(), String> {
     let mut store = Store::open(store_path).map_err(|e| e.to_string())?;
     let mut failures = Vec::new();
+    for source in centre.sources.iter().filter(|s| s.live().is_some()) {
+        match handle.block_on(crate::pull::pull_source(&mut store, centre, source, None, now)) {
+            Ok(p) => log_live_pull(&p),
+            Err(e) => {
+                tracing::error!(centre = %centre.id, "pull failed: {e}");
+                failures.push(e.to_string());
+            }
+        }
+    }
     for (path, result) in engine::pull_centre_files(&mut store, centre, now) {
         match result {
             Ok(None) => tracing::debug!(centre = %centre.id, file = %path.display(), "unchanged since last import"),
@@ -117,6 +128,26 @@ fn pull_centre(store_path: &std::path::Path, centre: &crate::config::Centre, now
         0 => Ok(()),
         1 => Err(failures.remove(0)),
         n => Err(format!("{n} sources failed; first: {}", failures[0])),
+    }
+}
+
+fn log_live_pull(p: &crate::pull::LivePull) {
+    let s = &p.stats;
+    tracing::info!(
+        centre = p.centre,
+        source = p.source,
+        from = %crate::alerts::rfc3339(p.window.0),
+        to = %crate::alerts::rfc3339(p.window.1),
+        records = s.records,
+        inserted = s.inserted,
+        replaced = s.replaced,
+        unchanged = s.unchanged,
+        rejected = s.rejected,
+        origin = p.origin,
+        "pulled"
+    );
+    for r in &p.rejections {
+        tracing::warn!(centre = p.centre, source = p.source, "rejected {r}");
     }
 }
 
