@@ -239,6 +239,16 @@ digest = true
 retry_initial_seconds = 1
 retry_max_seconds = 5
 timeout_seconds = 5
+
+# A centre whose sacct sits behind a login node that times out after 3 s: slow and failing.
+[[centre]]
+id = "slowc"
+timezone = "UTC"
+clusters = ["slowcluster"]
+schedule = "* * * * * *"
+[[centre.source]]
+kind = "sacct"
+command_prefix = ["sh", "-c", "sleep 3; echo 'ssh: connect to host login.slowc.example port 22: Connection timed out' >&2; exit 255", "sh"]
 "#,
             token = token_file.display(),
             vm = env["AW_VM_URL"],
@@ -255,6 +265,14 @@ timeout_seconds = 5
 
     // Two cycles on the every-second schedule.
     d.wait_cycles(2.0);
+
+    // The slow centre's ticks are skipped while its pull runs, and counted; the others go on.
+    wait_for(30, "skipped ticks of the slow centre", || (d.metric("allocwatch_job_ticks_skipped_total{job=\"pull:slowc\"}") >= 2.0).then_some(()));
+    let runs = |job: &str, outcome: &str| d.metric(&format!("allocwatch_job_runs_total{{job=\"{job}\",outcome=\"{outcome}\"}}"));
+    wait_for(30, "a failed run of the slow centre", || (runs("pull:slowc", "failed") >= 1.0).then_some(()));
+    let (slow, fast) = (runs("pull:slowc", "failed"), runs("pull:idris", "ok"));
+    assert!(fast >= slow + 2.0, "idris pulled {fast} times while slowc failed {slow} times");
+    assert_eq!(runs("pull:slowc", "ok"), 0.0);
     wait_for(10, "READY=1 and watchdog pings", || (notify.count("READY=1") >= 1 && notify.count("WATCHDOG=1") >= 2).then_some(()));
     let token = Some("token-A-0123456789");
 
@@ -307,8 +325,12 @@ timeout_seconds = 5
     assert!(alerts.as_array().unwrap().iter().all(|x| x["state"] == "firing"), "{alerts}");
     let feeds = d.json("/api/v1/feeds", token);
     let feeds = feeds.as_array().unwrap();
-    assert_eq!(feeds.iter().map(|f| f["centre"].as_str().unwrap()).collect::<Vec<_>>(), ["cines", "idris", "tgcc"]);
-    for fd in feeds {
+    assert_eq!(feeds.iter().map(|f| f["centre"].as_str().unwrap()).collect::<Vec<_>>(), ["cines", "idris", "slowc", "tgcc"]);
+    let slowc = &feeds[2];
+    assert!(slowc["consecutive_failures"].as_u64() >= Some(1), "{slowc}");
+    assert!(slowc["last_error"].as_str().unwrap_or("").contains("Connection timed out"), "{slowc}");
+    assert!(slowc["job"]["skipped_ticks"].as_u64() >= Some(2) && slowc["job"]["last_ok"] == false, "{slowc}");
+    for fd in feeds.iter().filter(|f| f["centre"] != "slowc") {
         assert_eq!(fd["schedule"], "* * * * * *", "{fd}");
         assert_eq!(fd["consecutive_failures"], 0, "{fd}");
         assert!(fd["job"]["runs"].as_u64() >= Some(1) && fd["job"]["last_ok"] == true, "{fd}");
@@ -339,7 +361,7 @@ timeout_seconds = 5
 
     // SIGHUP with a broken configuration: refused, named, and the old one keeps running.
     let good_text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, good_text.replace("schedule = \"* * * * * *\"", "schedule = \"every second\"")).unwrap();
+    std::fs::write(&config, good_text.replacen("schedule = \"* * * * * *\"", "schedule = \"every second\"", 1)).unwrap();
     d.signal("HUP");
     wait_for(30, "the rejected reload", || (d.metric("allocwatch_config_reloads_total{outcome=\"rejected\"}") == 1.0).then_some(()));
     let log = d.log();
@@ -504,4 +526,90 @@ fn status_page_renders_in_headless_chromium() {
     assert_eq!(png_size(&alloc_png), (1440, 1100));
     assert!(std::fs::metadata(&page_png).unwrap().len() > 50_000, "the screenshot looks blank");
     eprintln!("screenshots: {} {}", page_png.display(), alloc_png.display());
+}
+
+/// The Slurm lab `tests/run.sh` starts (its `env.sh` exported), if any.
+fn slurm_lab(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (var("SLURM_LAB_DIR"), var("SLURM_LAB_JOBS")) {
+        (Some(dir), Some(jobs)) if Path::new(&dir).join("env.sh").is_file() => Some((dir.into(), jobs.into())),
+        _ => {
+            if ci() {
+                panic!("{test}: CI=true but no Slurm lab is up (SLURM_LAB_DIR…): tests/run.sh starts one");
+            }
+            eprintln!("SKIPPED {test}: no Slurm lab (run tests/run.sh)");
+            None
+        }
+    }
+}
+
+#[test]
+fn backfill_pulls_a_past_window_in_chunks_and_resumes_after_an_interruption() {
+    let Some((lab, jobs_sh)) = slurm_lab("backfill") else { return };
+    let jobs = |args: &[&str]| {
+        let out = Command::new("bash").arg(&jobs_sh).arg(&lab).args(args).output().unwrap();
+        assert!(out.status.success(), "jobs.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let ids = [jobs(&["cpu", "abc", "1", "2"]), jobs(&["cpu", "orphanacct", "2", "1"])];
+    jobs(&["wait-idle", "240"]);
+    let dir = tempfile::tempdir().unwrap();
+    // sacct behind a slow wrapper (as an ssh prefix would be), so that chunks take a moment.
+    let config = write_config(
+        dir.path(),
+        r#"
+[[centre]]
+id = "lab"
+timezone = "Europe/Paris"
+clusters = ["jeanzay"]
+[[centre.billing]]
+resource = "cpu"
+partitions = ["cpu_p1"]
+unit = "cpu"
+[[centre.source]]
+kind = "sacct"
+command_prefix = ["sh", "-c", "sleep 1; exec \"$@\"", "sh"]
+"#,
+    );
+    let now = jiff::Timestamp::now();
+    let from = (now - jiff::SignedDuration::from_hours(72)).to_string();
+    let to = (now + jiff::SignedDuration::from_secs(120)).to_string();
+    let args = ["--config", config.to_str().unwrap(), "backfill", "--centre", "lab", "--from", &from, "--to", &to, "--chunk", "1d"];
+    let store = dir.path().join("store.sqlite");
+    let done_until = || -> Option<(i64, i64, i64)> {
+        let c = rusqlite::Connection::open(&store).ok()?;
+        c.query_row("SELECT done_until, window_start, records FROM backfills", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).ok()
+    };
+
+    // First run: interrupted (SIGINT) once a chunk is stored; it finishes the chunk in flight.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_allocwatch")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for(60, "a first chunk stored", || done_until().filter(|(d, s, _)| d > s));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = wait_for(60, "the interrupted backfill to exit", || child.try_wait().unwrap());
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(out.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("interrupted after the chunk in flight") && stderr.contains("(1 of 4 chunks)"), "{stderr}");
+    let (stopped_at, start, _) = done_until().unwrap();
+    assert!(stopped_at > start && stopped_at < start + 4 * 86400, "{stopped_at}");
+
+    // Second run: resumes there and finishes.
+    let out = aw(&args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", common::stderr(&out));
+    assert!(text.contains("lab/sacct: resumed at") && text.contains("of 4 chunks pulled"), "{text}");
+    let (end, _, records) = done_until().unwrap();
+    assert_eq!(end, to.parse::<jiff::Timestamp>().unwrap().as_second());
+    let c = rusqlite::Connection::open(&store).unwrap();
+    for id in &ids {
+        let n: i64 = c.query_row("SELECT COUNT(*) FROM jobs WHERE job_id_raw = ?1", [id.parse::<i64>().unwrap()], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1, "job {id} stored once");
+    }
+    assert!(records >= 2, "{records}");
+
+    // Third run: nothing left to do.
+    let text = ok(&args);
+    assert!(text.contains("already backfilled (4 chunks)"), "{text}");
 }
