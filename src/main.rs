@@ -373,6 +373,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 i.token.read().map_err(usage_err)?;
                 println!("indicators to {} (org {}, bucket {}), token from {}", i.url, i.org, i.bucket, i.token.describe());
             }
+            let d = &config.daemon;
+            println!(
+                "run: pulls on {} (UTC) after up to {} s of jitter; quality report {}",
+                d.pull_schedule.as_str(),
+                d.jitter.as_secs(),
+                d.quality_report.as_ref().map(|q| q.as_str()).unwrap_or("off")
+            );
+            if let Some(h) = &config.http {
+                let token = match &h.token {
+                    Some(t) => t.read().map(|_| format!("token from {}", t.describe())).map_err(usage_err)?,
+                    None => "no token: the API and the page are closed unless opened".into(),
+                };
+                println!("HTTP on {}, {token}", h.listen);
+            }
             // Live sources, as they will be run (tokens are named by origin, never shown).
             for c in config.centres.values() {
                 for src in &c.sources {
