@@ -69,7 +69,7 @@ header h1{font-size:19px;margin:0;font-weight:650;letter-spacing:.2px}
 header h1 a{color:#fff;text-decoration:none}
 header .sub{color:#c9d4e3;font-size:13px}
 header .meta{margin-left:auto;color:#c9d4e3;font-size:12.5px}
-main{padding:20px 28px 40px;max-width:1500px;margin:0 auto}
+main{padding:20px 20px 40px;max-width:1500px;margin:0 auto}
 a{color:var(--accent)}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:12px;margin-bottom:18px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px 14px;text-decoration:none;color:inherit;display:block}
@@ -85,8 +85,9 @@ form.filters select,form.filters input{font:inherit;padding:5px 8px;border:1px s
 form.filters .count{margin-left:auto;color:var(--muted)}
 button{font:inherit;padding:5px 12px;border-radius:6px;border:1px solid var(--line);background:#f6f8fa;cursor:pointer}
 table{border-collapse:collapse;width:100%}
-th,td{padding:7px 8px;border-bottom:1px solid #eaeef2;text-align:left;white-space:nowrap}
+th,td{padding:7px 6px;border-bottom:1px solid #eaeef2;text-align:left;white-space:nowrap}
 table#allocations{font-size:13px}
+td.committee{max-width:150px;overflow:hidden;text-overflow:ellipsis}
 th{font-size:12px;text-transform:uppercase;letter-spacing:.3px;color:var(--muted);background:#fbfcfd;position:sticky;top:0}
 th a{color:inherit;text-decoration:none}
 th a:hover{color:var(--accent)}
@@ -95,7 +96,7 @@ th[aria-sort=descending] a::after{content:" \25BE"}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 tbody tr:hover{background:#f6f8fa}
 .badge{display:inline-block;padding:1px 9px;border-radius:999px;font-size:12px;font-weight:600;color:#fff;background:var(--c)}
-.bar{position:relative;width:80px;height:10px;background:#eaeef2;border-radius:5px;display:inline-block;vertical-align:middle;margin-right:8px}
+.bar{position:relative;width:64px;height:10px;background:#eaeef2;border-radius:5px;display:inline-block;vertical-align:middle;margin-right:8px}
 .bar .fill{position:absolute;left:0;top:0;bottom:0;border-radius:5px;background:var(--c)}
 .bar .exp{position:absolute;top:-3px;bottom:-3px;width:2px;background:var(--ink)}
 .muted{color:var(--muted)}
@@ -238,7 +239,7 @@ const COLUMNS: &[(&str, &str, bool)] = &[
     ("period", "Period", false),
     ("granted", "Granted h", true),
     ("consumed", "Consumed h", true),
-    ("used", "Used vs expected", true),
+    ("used", "Used · expected", true),
     ("drift", "Drift", true),
     ("burn", "Burn h/day", true),
     ("exhaustion", "Exhaustion", true),
@@ -391,7 +392,7 @@ pub fn index(rec: &Reconciliation, cycle_id: i64, finished_at_s: i64, now_s: i64
         };
         let _ = write!(
             h,
-            "<tr data-centre=\"{c}\" data-committee=\"{k}\" data-status=\"{s}\"><td><span class=\"badge\" style=\"--c:var(--{s})\">{sl}</span></td><td><a href=\"{href}\">{p}</a></td><td>{c}</td><td>{r}</td><td>{k}</td><td>{ps} → {pe}</td>\
+            "<tr data-centre=\"{c}\" data-committee=\"{k}\" data-status=\"{s}\"><td><span class=\"badge\" style=\"--c:var(--{s})\">{sl}</span></td><td><a href=\"{href}\">{p}</a></td><td>{c}</td><td>{r}</td><td class=\"committee\" title=\"{k}\">{k}</td><td>{ps} → {pe}</td>\
 <td class=\"num\">{g}</td><td class=\"num\">{u}</td><td class=\"num\">{used}</td><td class=\"num\">{drift}</td><td class=\"num\">{b}</td><td class=\"num\">{exhaustion}</td></tr>",
             c = esc(&a.centre),
             k = esc(&a.committee),
