@@ -49,7 +49,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends chromium >/dev/null \
     || { apt-get -o DPkg::Lock::Timeout=600 update >/dev/null && apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends chromium >/dev/null; }
 fi
-chromium --version
+chromium --version 2>/dev/null
 
 echo "== tests"
 cargo test --locked --no-fail-fast 2>&1 | tee target/test-output.txt
