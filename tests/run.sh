@@ -46,3 +46,25 @@ fi
 
 echo "== tests"
 cargo test --locked --no-fail-fast 2>&1 | tee target/test-output.txt
+
+# Fuzz every parser of outside input for a bounded time (fuzz/README.md). A crash or a
+# failed assertion fails the run; new inputs go to a scratch copy of the corpus.
+echo "== fuzz (${AW_FUZZ_SECONDS:-60} s per target)"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked --version 0.13.2
+fi
+(
+  cd fuzz
+  cargo fuzz build -s none -O
+  for target in sacct_text swf slurm_json allocations config; do
+    mkdir -p "$state/corpus/$target"
+    log="$state/fuzz-$target.log"
+    if ! cargo fuzz run -s none -O "$target" "$state/corpus/$target" "corpus/$target" -- \
+      -max_total_time="${AW_FUZZ_SECONDS:-60}" -max_len=4096 -rss_limit_mb=512 -print_final_stats=1 >"$log" 2>&1; then
+      tail -60 "$log" >&2
+      echo "fuzz target $target FAILED (input kept under fuzz/artifacts/$target/)" >&2
+      exit 1
+    fi
+    echo "$target: $(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}') executions, no failure"
+  done
+)
