@@ -7,7 +7,7 @@ use crate::config::{Centre, Config, FileKind, SourceConfig};
 use crate::ledger::{IngestStats, PullRecord, Store, StoreError};
 use crate::model::{day_date, day_start, local_day, prorate_daily, prorate_window, UnitSeconds};
 use crate::reconcile::{reconcile, AllocationWindow, Bucket, Indicators, Profile, Status};
-use crate::sources::{read_file, FileFormat, InputError, LineError, Parsed, SourceContext};
+use crate::sources::{read_file_with, FileFormat, InputError, LineError, ParsedRef, SourceContext};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -63,21 +63,21 @@ pub fn import_file(
     };
     let mut ingest = store.begin_ingest(&centre.id, &centre.tz)?;
     let mut failure: Option<StoreError> = None;
-    read_file(path, &format, &ctx, |item| {
+    read_file_with(path, &format, &ctx, |item| {
         if failure.is_some() {
             return;
         }
         match item {
-            Ok(Parsed::Job(job)) => {
+            Ok(ParsedRef::Job(job)) => {
                 if !centre.clusters.contains(&job.cluster) {
                     ingest.unknown_cluster(&job.cluster);
                 }
-                if let Err(e) = ingest.upsert(&job) {
+                if let Err(e) = ingest.upsert(job) {
                     failure = Some(e);
                 }
             }
-            Ok(Parsed::Step) => ingest.skip(true),
-            Ok(Parsed::NotStarted) => ingest.skip(false),
+            Ok(ParsedRef::Step) => ingest.skip(true),
+            Ok(ParsedRef::NotStarted) => ingest.skip(false),
             Err(e) => ingest.reject(e),
         }
     })?;

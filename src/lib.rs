@@ -4,6 +4,7 @@
 //! Flow, one direction: [`sources`] → [`ledger`] → [`reconcile`] → output. See ARCHITECTURE.md.
 
 pub mod allocations;
+pub mod civil;
 pub mod cli_time;
 pub mod config;
 pub mod cycle;
@@ -13,3 +14,4 @@ pub mod model;
 pub mod reconcile;
 pub mod report;
 pub mod sources;
+pub mod workload;

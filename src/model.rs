@@ -1,7 +1,7 @@
 //! Domain types shared by every stage: job records as the sources produce them, charge units,
 //! and the instants and days the ledger books them into.
 
-use jiff::{civil::Date, tz::TimeZone, Timestamp};
+use jiff::{civil::Date, tz::TimeZone};
 use serde::Serialize;
 
 /// One allocation (or one run of a requeued allocation) as a centre's accounting reports it,
@@ -33,6 +33,25 @@ pub struct JobRecord {
     /// The job was still running when observed: its charge is provisional and will be
     /// replaced by a later record with the same identity.
     pub provisional: bool,
+}
+
+impl JobRecord {
+    /// A blank record, to be filled by a parser that reuses it line after line.
+    pub fn empty() -> JobRecord {
+        JobRecord {
+            cluster: String::new(),
+            job_id_raw: 0,
+            job_id: String::new(),
+            account: String::new(),
+            partition: String::new(),
+            user: String::new(),
+            start_s: 0,
+            end_s: 0,
+            elapsed_s: 0,
+            units: Units::default(),
+            provisional: false,
+        }
+    }
 }
 
 /// Allocated trackable resources of one job, as counts (not seconds).
@@ -125,19 +144,16 @@ pub fn day_date(n: DayNumber) -> Date {
 
 /// Local day (in `tz`) that contains the instant `s` (epoch seconds).
 pub fn local_day(s: i64, tz: &TimeZone) -> DayNumber {
-    let ts = Timestamp::from_second(s).expect("epoch seconds within jiff's range");
-    day_number(ts.to_zoned(tz.clone()).date())
+    // Offsets cached per hour (exactly jiff's answer; see `civil`): this runs for every job
+    // imported and every bucket reconciled.
+    crate::civil::with_clock(tz, |c| c.local_day(s))
 }
 
 /// The instant (epoch seconds) at which local day `d` starts in `tz`.
 pub fn day_start(d: DayNumber, tz: &TimeZone) -> i64 {
-    let date = day_date(d);
-    // Midnight can be skipped by a DST change in a few zones; `to_zoned` then resolves
-    // compatibly (the first instant after the gap), which is what a day boundary means.
-    date.to_zoned(tz.clone())
-        .expect("midnight of a valid date resolves in any zone")
-        .timestamp()
-        .as_second()
+    // Midnight can be skipped by a DST change in a few zones; it then resolves compatibly
+    // (the first instant after the gap), which is what a day boundary means.
+    crate::civil::with_clock(tz, |c| c.day_start(d))
 }
 
 /// Split the unit-seconds of a job over the local days its `[start, end)` window touches.
@@ -220,6 +236,7 @@ pub fn prorate_window(job: &JobRecord, from: i64, to: i64) -> UnitSeconds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::Timestamp;
 
     fn job(start: &str, end: &str, cpus: u64) -> JobRecord {
         let s: Timestamp = start.parse().unwrap();
