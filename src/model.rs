@@ -162,6 +162,14 @@ pub fn day_start(d: DayNumber, tz: &TimeZone) -> i64 {
 /// each day receives its share rounded so that the shares add up exactly to the total
 /// (cumulative rounding): re-summing days never drifts from the job's own charge.
 pub fn prorate_daily(job: &JobRecord, tz: &TimeZone) -> Vec<(DayNumber, UnitSeconds)> {
+    let mut out = Vec::new();
+    for_each_daily_share(job, tz, |day, us| out.push((day, us)));
+    out
+}
+
+/// As [`prorate_daily`], handing each day's share to `f` instead of collecting them (the
+/// import path books millions of jobs).
+pub fn for_each_daily_share(job: &JobRecord, tz: &TimeZone, mut f: impl FnMut(DayNumber, UnitSeconds)) {
     let total = UnitSeconds {
         cpu: (job.units.cpus as i64).saturating_mul(job.elapsed_s),
         gpu: (job.units.gpus as i64).saturating_mul(job.elapsed_s),
@@ -171,16 +179,17 @@ pub fn prorate_daily(job: &JobRecord, tz: &TimeZone) -> Vec<(DayNumber, UnitSeco
     let wall = job.end_s - job.start_s;
     if wall <= 0 {
         // Zero-length window: the whole (normally zero) charge goes to the start day.
-        return vec![(local_day(job.start_s, tz), total)];
+        f(local_day(job.start_s, tz), total);
+        return;
     }
-    let mut out = Vec::new();
     let mut day = local_day(job.start_s, tz);
     let mut covered: i64 = 0;
     let mut given = UnitSeconds::default();
+    let mut seg_start_day = day_start(day, tz);
     loop {
         let next = day_start(day + 1, tz);
         let seg_end = next.min(job.end_s);
-        let seg_start = day_start(day, tz).max(job.start_s);
+        let seg_start = seg_start_day.max(job.start_s);
         covered += seg_end - seg_start;
         let cum = UnitSeconds {
             cpu: share(total.cpu, covered, wall),
@@ -191,19 +200,22 @@ pub fn prorate_daily(job: &JobRecord, tz: &TimeZone) -> Vec<(DayNumber, UnitSeco
         let mut part = cum;
         part.sub(&given);
         given = cum;
-        out.push((day, part));
+        f(day, part);
         if seg_end >= job.end_s {
             break;
         }
         day += 1;
+        seg_start_day = next;
     }
-    out
 }
 
 /// `total × covered / wall`, rounded half up, exact in 128-bit arithmetic.
 fn share(total: i64, covered: i64, wall: i64) -> i64 {
     if covered >= wall {
         return total;
+    }
+    if total == 0 {
+        return 0;
     }
     let num = total as i128 * covered as i128;
     ((num * 2 + wall as i128) / (2 * wall as i128)) as i64
