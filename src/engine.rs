@@ -243,6 +243,39 @@ pub struct Reconciliation {
     pub orphan_window_days: u32,
 }
 
+/// Where the usage of one (cluster, account, partition) goes: the billing rule that charges
+/// it (none: unmapped) and the allocations that may take it.
+struct Placement {
+    rule: Option<usize>,
+    allocations: Vec<usize>,
+}
+
+/// An allocation's charged unit-seconds: summed per rule before the burn window, per day and
+/// rule within it.
+#[derive(Default)]
+struct Charged {
+    /// Rule → (first day, last day, unit-seconds).
+    before_window: HashMap<usize, (i32, i32, UnitSeconds)>,
+    /// (day, rule, unit-seconds), days increasing.
+    daily: Vec<(i32, usize, UnitSeconds)>,
+}
+
+impl Charged {
+    fn add(&mut self, day: i32, rule: usize, us: &UnitSeconds, window_day: i32) {
+        if day < window_day {
+            let e = self.before_window.entry(rule).or_insert((day, day, UnitSeconds::default()));
+            e.0 = e.0.min(day);
+            e.1 = e.1.max(day);
+            e.2.add(us);
+            return;
+        }
+        match self.daily.last_mut() {
+            Some((d, r, sum)) if *d == day && *r == rule => sum.add(us),
+            _ => self.daily.push((day, rule, *us)),
+        }
+    }
+}
+
 /// Reconcile every allocation at `at` (epoch seconds).
 pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i64) -> Result<Reconciliation, StoreError> {
     let linear = Profile::linear();
@@ -270,8 +303,72 @@ pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i6
                 by_account.entry((acc.as_str(), a.resource.as_str())).or_default().push(i);
             }
         }
+        let period_days: HashMap<usize, (i32, i32)> = mine
+            .iter()
+            .map(|&i| {
+                let a = &grants.allocations[i];
+                (i, (crate::model::day_number(a.period_start), crate::model::day_number(a.period_end)))
+            })
+            .collect();
+        // Days before the burn window only count towards consumption: they are summed into one
+        // bucket per allocation and rule (exact integers, then hours once), the later ones
+        // kept day by day. Memory stays bounded whatever the ledger's history.
+        let window_day = local_day(at - th.burn_window_days as i64 * 86_400, tz);
+        let names = store.names()?;
+        let name = |id: i64| names.get(&id).map(String::as_str).unwrap_or("");
+        let mut placements: HashMap<(i64, i64, i64), Placement> = HashMap::new();
+        let mut charged: HashMap<usize, Charged> = HashMap::new();
+        let mut stray_ids: HashMap<(i64, i64, i64), (Option<usize>, f64)> = HashMap::new();
+        store.for_each_daily_usage(&centre.id, earliest, today, |row| {
+            let key = (row.cluster, row.account, row.partition);
+            let placement = placements.entry(key).or_insert_with(|| {
+                let (cluster, account, partition) = (name(row.cluster), name(row.account), name(row.partition));
+                let rule = centre.rule_for(cluster, partition).and_then(|r| centre.rules.iter().position(|x| std::ptr::eq(x, r)));
+                match rule {
+                    Some(rule) => Placement {
+                        rule: Some(rule),
+                        allocations: by_account.get(&(account, centre.rules[rule].resource.as_str())).cloned().unwrap_or_default(),
+                    },
+                    None => Placement { rule: None, allocations: Vec::new() },
+                }
+            });
+            let Some(rule) = placement.rule else {
+                if row.day >= orphan_from_day {
+                    stray_ids.entry(key).or_insert((None, 0.0)).1 += row.usage.cpu as f64 / 3600.0;
+                }
+                return;
+            };
+            let target = placement.allocations.iter().copied().find(|i| {
+                let (from, to) = period_days[i];
+                from <= row.day && row.day < to
+            });
+            match target {
+                Some(i) => charged.entry(i).or_default().add(row.day, rule, &row.usage, window_day),
+                None if row.day >= orphan_from_day => {
+                    stray_ids.entry(key).or_insert((Some(rule), 0.0)).1 += centre.rules[rule].hours(&row.usage);
+                }
+                None => {}
+            }
+        })?;
         let mut buckets: HashMap<usize, Vec<Bucket>> = HashMap::new();
+        let mut day_starts: HashMap<i32, i64> = HashMap::new();
+        let mut start_of = |d: i32| *day_starts.entry(d).or_insert_with(|| day_start(d, tz));
+        for (i, c) in charged {
+            let out = buckets.entry(i).or_default();
+            for (rule, (from, to, us)) in c.before_window {
+                out.push(Bucket { start_s: start_of(from), end_s: start_of(to + 1), hours: centre.rules[rule].hours(&us) });
+            }
+            for (day, rule, us) in c.daily {
+                out.push(Bucket { start_s: start_of(day), end_s: start_of(day + 1), hours: centre.rules[rule].hours(&us) });
+            }
+        }
         let mut stray: BTreeMap<(String, String, String), (Option<String>, f64)> = BTreeMap::new();
+        for ((cl, acc, part), (rule, hours)) in stray_ids {
+            let e = stray
+                .entry((name(cl).to_string(), name(acc).to_string(), name(part).to_string()))
+                .or_insert((rule.map(|r| centre.rules[r].resource.clone()), 0.0));
+            e.1 += hours;
+        }
         let mut place = |cluster: &str, account: &str, partition: &str, day: i32, b: Bucket, us: &UnitSeconds| {
             let Some(rule) = centre.rule_for(cluster, partition) else {
                 if day >= orphan_from_day {
@@ -299,10 +396,6 @@ pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i6
                 None => {}
             }
         };
-        for row in store.daily_usage(&centre.id, earliest, today)? {
-            let b = Bucket { start_s: day_start(row.day, tz), end_s: day_start(row.day + 1, tz), hours: 0.0 };
-            place(&row.cluster, &row.account, &row.partition, row.day, b, &row.usage);
-        }
         // Today up to `at`, exactly, from the jobs themselves.
         let mut partial: HashMap<(String, String, String), UnitSeconds> = HashMap::new();
         for job in store.jobs_overlapping(&centre.id, today_start, at)? {

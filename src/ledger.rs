@@ -401,6 +401,47 @@ impl Store {
         Ok(out)
     }
 
+    /// Daily usage rows of a centre over days `[from_day, to_day)`, in key order, by interned
+    /// name ids (see [`Store::names`]), handed to `f` one by one: a reconciliation reads
+    /// millions of them, so no row is allocated.
+    pub fn for_each_daily_usage(
+        &mut self,
+        centre: &str,
+        from_day: DayNumber,
+        to_day: DayNumber,
+        mut f: impl FnMut(DailyIds),
+    ) -> Result<(), StoreError> {
+        let Some(cid) = self.name_id(centre)? else { return Ok(()) };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s FROM usage_daily
+                 WHERE centre = ?1 AND day >= ?2 AND day < ?3",
+            )
+            .map_err(sq(&self.path))?;
+        let mut rows = stmt.query(params![cid, from_day, to_day]).map_err(sq(&self.path))?;
+        while let Some(r) = rows.next().map_err(sq(&self.path))? {
+            let row = (|| {
+                Ok::<_, rusqlite::Error>(DailyIds {
+                    day: r.get(0)?,
+                    cluster: r.get(1)?,
+                    account: r.get(2)?,
+                    partition: r.get(3)?,
+                    jobs: r.get(4)?,
+                    usage: UnitSeconds { cpu: r.get(5)?, gpu: r.get(6)?, billing: r.get(7)?, node: r.get(8)? },
+                })
+            })()
+            .map_err(sq(&self.path))?;
+            f(row);
+        }
+        Ok(())
+    }
+
+    /// Every interned name by id (clusters, accounts, partitions, users, centres).
+    pub fn names(&self) -> Result<HashMap<i64, String>, StoreError> {
+        self.names_by_id()
+    }
+
     /// Jobs of a centre whose window overlaps `[from, to)` (zero-length jobs starting in it
     /// included).
     pub fn jobs_overlapping(&mut self, centre: &str, from: i64, to: i64) -> Result<Vec<JobRecord>, StoreError> {
@@ -513,6 +554,23 @@ pub struct DailyRow {
     pub account: String,
     /// Partition.
     pub partition: String,
+    /// Jobs with a share on that day.
+    pub jobs: i64,
+    /// Unit-seconds booked on that day.
+    pub usage: UnitSeconds,
+}
+
+/// One row of the daily usage table, by interned name ids.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DailyIds {
+    /// Centre-local day.
+    pub day: DayNumber,
+    /// Cluster name id.
+    pub cluster: i64,
+    /// Account name id.
+    pub account: i64,
+    /// Partition name id.
+    pub partition: i64,
     /// Jobs with a share on that day.
     pub jobs: i64,
     /// Unit-seconds booked on that day.

@@ -14,7 +14,7 @@ use allocwatch::allocations::{Allocation, Grants};
 use allocwatch::config::{Config, FileKind};
 use allocwatch::engine::{import_file, reconcile_all, Reconciliation};
 use allocwatch::ledger::{PullRecord, Store};
-use allocwatch::model::{day_date, day_start, local_day, JobRecord};
+use allocwatch::model::{day_date, day_number, day_start, local_day, JobRecord};
 use allocwatch::sources::{read_file, read_file_with, FileFormat, Parsed, ParsedRef, SourceContext};
 use allocwatch::workload::{generate, GenFormat, GenOptions, Rng, LAYOUT};
 use anyhow::{bail, Context, Result};
@@ -92,7 +92,6 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         runs: usize,
         /// Dumps of new jobs (`--fields xdmod`): each is imported, then everything reconciled.
-        #[arg(long)]
         incremental: Vec<PathBuf>,
     },
     /// Replay an SWF trace day by day: a pull of the jobs that ended (and the ones running,
@@ -294,8 +293,14 @@ fn write_bench_config(cfg: &Path, allocations: Option<&Path>, summary: &allocwat
     used.sort_by_key(|x| (x.0 .2, x.0 .0, x.0 .1));
     let mut rng = Rng::new(seed, 9);
     let mut out = String::from("project,centre,resource,period_start,period_end,granted_hours,accounts,committee\n");
+    // Grants are sized for a whole year of the usage seen (the data may cover part of it).
+    let covered = |year: i16| -> f64 {
+        let first = day_number(jiff::civil::Date::new(year, 1, 1).unwrap_or_default()).max(summary.days.0);
+        let last = (day_number(jiff::civil::Date::new(year, 12, 31).unwrap_or_default())).min(summary.days.1);
+        ((last - first + 1).max(1) as f64 / 365.0).min(1.0)
+    };
     for ((acc, part, year), unit_seconds) in used {
-        let hours = *unit_seconds as f64 / 3600.0;
+        let hours = *unit_seconds as f64 / 3600.0 / covered(*year);
         let factor = 60 + rng.below(101); // 0.6–1.6 × actual: under, on and over pace
         out += &format!(
             "A{:04}{:02}{:04},bench,{},{year}-01-01,{}-01-01,{:.0},{},CT{}\n",
