@@ -4,7 +4,7 @@
 use crate::allocations::Grants;
 use crate::cli_time::rfc3339_in;
 use crate::config::{Centre, Config, FileKind, SourceConfig};
-use crate::ledger::{IngestStats, PullRecord, Store, StoreError};
+use crate::ledger::{FastMap, IngestStats, PullRecord, Store, StoreError};
 use crate::model::{day_date, day_start, local_day, prorate_daily, prorate_window, UnitSeconds};
 use crate::reconcile::{reconcile, AllocationWindow, Bucket, Indicators, Profile, Status};
 use crate::sources::{read_file_with, FileFormat, InputError, LineError, ParsedRef, SourceContext};
@@ -255,7 +255,7 @@ struct Placement {
 #[derive(Default)]
 struct Charged {
     /// Rule → (first day, last day, unit-seconds).
-    before_window: HashMap<usize, (i32, i32, UnitSeconds)>,
+    before_window: FastMap<usize, (i32, i32, UnitSeconds)>,
     /// (day, rule, unit-seconds), days increasing.
     daily: Vec<(i32, usize, UnitSeconds)>,
 }
@@ -303,7 +303,7 @@ pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i6
                 by_account.entry((acc.as_str(), a.resource.as_str())).or_default().push(i);
             }
         }
-        let period_days: HashMap<usize, (i32, i32)> = mine
+        let period_days: FastMap<usize, (i32, i32)> = mine
             .iter()
             .map(|&i| {
                 let a = &grants.allocations[i];
@@ -316,9 +316,9 @@ pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i6
         let window_day = local_day(at - th.burn_window_days as i64 * 86_400, tz);
         let names = store.names()?;
         let name = |id: i64| names.get(&id).map(String::as_str).unwrap_or("");
-        let mut placements: HashMap<(i64, i64, i64), Placement> = HashMap::new();
-        let mut charged: HashMap<usize, Charged> = HashMap::new();
-        let mut stray_ids: HashMap<(i64, i64, i64), (Option<usize>, f64)> = HashMap::new();
+        let mut placements: FastMap<(i64, i64, i64), Placement> = FastMap::default();
+        let mut charged: FastMap<usize, Charged> = FastMap::default();
+        let mut stray_ids: FastMap<(i64, i64, i64), (Option<usize>, f64)> = FastMap::default();
         store.for_each_daily_usage(&centre.id, earliest, today, |row| {
             let key = (row.cluster, row.account, row.partition);
             let placement = placements.entry(key).or_insert_with(|| {

@@ -600,7 +600,7 @@ type DeltaKey = (DayNumber, i64, i64, i64);
 
 /// Daily deltas held in memory before they are written to `usage_daily` (still inside the
 /// ingest's transaction): bounds an import's memory whatever its size.
-const MAX_HELD_DELTAS: usize = 200_000;
+const MAX_HELD_DELTAS: usize = 50_000;
 
 /// FxHash (rustc's hasher): the ledger's maps are keyed by small integers and short names, for
 /// which SipHash's flood resistance costs more than it protects here.

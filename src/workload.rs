@@ -445,6 +445,14 @@ pub fn generate(opts: &GenOptions, out: &mut impl Write) -> io::Result<GenSummar
                 } else {
                     runs.push(Run { start, end: start + runtime as i64, state: "", exit: "" });
                 }
+                // sacct prints local civil times: one in the hour a DST change repeats reads back
+                // as its first occurrence (and can put End before Start). Real dumps have that
+                // flaw; benchmark data must not, so such runs move an hour later.
+                for run in &mut runs {
+                    let shift = readable(&mut clock, run.start) - run.start;
+                    run.start += shift;
+                    run.end = readable(&mut clock, run.end + shift);
+                }
                 let last = runs.len() - 1;
                 let (state, exit) = if runtime >= limit {
                     ("TIMEOUT", "0:1")
@@ -568,6 +576,17 @@ pub fn generate(opts: &GenOptions, out: &mut impl Write) -> io::Result<GenSummar
     Ok(summary)
 }
 
+/// `t`, or an hour later when `t` falls in the second pass of an hour a DST change repeats (its
+/// civil time would read back as the first pass).
+fn readable(clock: &mut LocalClock, t: i64) -> i64 {
+    let local = clock.local_seconds(t);
+    if clock.instant_of_local(local) == Some(t) {
+        t
+    } else {
+        t + 3600
+    }
+}
+
 /// sacct's `[D-]HH:MM:SS`.
 fn push_duration(out: &mut String, s: u64) {
     let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
@@ -586,6 +605,8 @@ mod tests {
     fn gen(format: GenFormat, seed: u64) -> (Vec<u8>, GenSummary) {
         let mut opts = GenOptions::new(3000, seed, format);
         opts.jobs_per_day = 400; // a week: some jobs still run or wait at the dump instant
+        // Across the autumn DST change, whose repeated hour must not produce End before Start.
+        opts.first_day = crate::model::day_number(jiff::civil::Date::constant(2024, 10, 24));
         let mut out = Vec::new();
         let s = generate(&opts, &mut out).unwrap();
         (out, s)
