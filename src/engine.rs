@@ -4,10 +4,10 @@
 use crate::allocations::Grants;
 use crate::cli_time::rfc3339_in;
 use crate::config::{Centre, Config, FileKind, SourceConfig};
-use crate::ledger::{DailyRow, IngestStats, PullRecord, Store, StoreError};
+use crate::ledger::{DailyRow, FastMap, IngestStats, PullRecord, Store, StoreError};
 use crate::model::{day_date, day_start, local_day, prorate_daily, prorate_window, UnitSeconds};
 use crate::reconcile::{reconcile, AllocationWindow, Bucket, Indicators, Profile, Status};
-use crate::sources::{read_file, FileFormat, InputError, LineError, Parsed, SourceContext};
+use crate::sources::{read_file_with, FileFormat, InputError, LineError, ParsedRef, SourceContext};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -63,21 +63,21 @@ pub fn import_file(
     };
     let mut ingest = store.begin_ingest(&centre.id, &centre.tz)?;
     let mut failure: Option<StoreError> = None;
-    read_file(path, &format, &ctx, |item| {
+    read_file_with(path, &format, &ctx, |item| {
         if failure.is_some() {
             return;
         }
         match item {
-            Ok(Parsed::Job(job)) => {
+            Ok(ParsedRef::Job(job)) => {
                 if !centre.clusters.contains(&job.cluster) {
                     ingest.unknown_cluster(&job.cluster);
                 }
-                if let Err(e) = ingest.upsert(&job) {
+                if let Err(e) = ingest.upsert(job) {
                     failure = Some(e);
                 }
             }
-            Ok(Parsed::Step) => ingest.skip(true),
-            Ok(Parsed::NotStarted) => ingest.skip(false),
+            Ok(ParsedRef::Step) => ingest.skip(true),
+            Ok(ParsedRef::NotStarted) => ingest.skip(false),
             Err(e) => ingest.reject(e),
         }
     })?;
@@ -367,25 +367,228 @@ pub fn partial_day(config: &Config, store: &mut Store, at: i64) -> Result<Partia
     Ok(out)
 }
 
-/// Reconcile every allocation at `at` (epoch seconds).
-pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i64) -> Result<Reconciliation, StoreError> {
-    let view = LedgerView::load(config, grants, store, at, at)?;
-    let partial = partial_day(config, store, at)?;
-    let mut rec = reconcile_view(config, grants, &view, &partial, at);
-    // Exact job counts for the (rare) orphan and unmapped rows.
-    for centre in config.centres.values() {
-        let strays: Vec<&mut OrphanUsage> =
-            rec.orphans.iter_mut().chain(rec.unmapped.iter_mut()).filter(|o| o.centre == centre.id).collect();
-        if strays.is_empty() {
-            continue;
+/// Where the usage of one (cluster, account, partition) goes: the billing rule that charges
+/// it (none: unmapped) and the allocations that may take it.
+struct Placement {
+    rule: Option<usize>,
+    allocations: Vec<usize>,
+}
+
+/// An allocation's charged unit-seconds: summed per rule before the burn window, per day and
+/// rule within it.
+#[derive(Default)]
+struct Charged {
+    /// Rule → (first day, last day, unit-seconds).
+    before_window: FastMap<usize, (i32, i32, UnitSeconds)>,
+    /// (day, rule, unit-seconds), days increasing.
+    daily: Vec<(i32, usize, UnitSeconds)>,
+}
+
+impl Charged {
+    fn add(&mut self, day: i32, rule: usize, us: &UnitSeconds, window_day: i32) {
+        if day < window_day {
+            let e = self.before_window.entry(rule).or_insert((day, day, UnitSeconds::default()));
+            e.0 = e.0.min(day);
+            e.1 = e.1.max(day);
+            e.2.add(us);
+            return;
         }
-        let from = day_start(local_day(at, &centre.tz) - config.thresholds.orphan_window_days as i32, &centre.tz);
-        let counts = store.job_counts(&centre.id, from, at)?;
-        for o in strays {
-            o.jobs = counts.get(&(o.cluster.clone(), o.account.clone(), o.partition.clone())).copied().unwrap_or(0);
+        match self.daily.last_mut() {
+            Some((d, r, sum)) if *d == day && *r == rule => sum.add(us),
+            _ => self.daily.push((day, rule, *us)),
         }
     }
-    Ok(rec)
+}
+
+/// Reconcile every allocation at `at` (epoch seconds).
+pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i64) -> Result<Reconciliation, StoreError> {
+    let linear = Profile::linear();
+    let th = &config.thresholds;
+    let mut reports: Vec<Option<AllocationReport>> = vec![None; grants.allocations.len()];
+    let mut orphans = Vec::new();
+    let mut unmapped = Vec::new();
+    for centre in config.centres.values() {
+        let tz = &centre.tz;
+        let today = local_day(at, tz);
+        let today_start = day_start(today, tz);
+        let orphan_from_day = today - th.orphan_window_days as i32;
+        let mine: Vec<usize> = (0..grants.allocations.len()).filter(|&i| grants.allocations[i].centre == centre.id).collect();
+        let earliest = mine
+            .iter()
+            .map(|&i| crate::model::day_number(grants.allocations[i].period_start))
+            .min()
+            .unwrap_or(orphan_from_day)
+            .min(orphan_from_day);
+        // Which allocations an (account, resource) pair may charge.
+        let mut by_account: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        for &i in &mine {
+            let a = &grants.allocations[i];
+            for acc in &a.accounts {
+                by_account.entry((acc.as_str(), a.resource.as_str())).or_default().push(i);
+            }
+        }
+        let period_days: FastMap<usize, (i32, i32)> = mine
+            .iter()
+            .map(|&i| {
+                let a = &grants.allocations[i];
+                (i, (crate::model::day_number(a.period_start), crate::model::day_number(a.period_end)))
+            })
+            .collect();
+        // Days before the burn window only count towards consumption: they are summed into one
+        // bucket per allocation and rule (exact integers, then hours once), the later ones
+        // kept day by day. Memory stays bounded whatever the ledger's history.
+        let window_day = local_day(at - th.burn_window_days as i64 * 86_400, tz);
+        let names = store.names()?;
+        let name = |id: i64| names.get(&id).map(String::as_str).unwrap_or("");
+        let mut placements: FastMap<(i64, i64, i64), Placement> = FastMap::default();
+        let mut charged: FastMap<usize, Charged> = FastMap::default();
+        let mut stray_ids: FastMap<(i64, i64, i64), (Option<usize>, f64)> = FastMap::default();
+        store.for_each_daily_usage(&centre.id, earliest, today, |row| {
+            let key = (row.cluster, row.account, row.partition);
+            let placement = placements.entry(key).or_insert_with(|| {
+                let (cluster, account, partition) = (name(row.cluster), name(row.account), name(row.partition));
+                let rule = centre.rule_for(cluster, partition).and_then(|r| centre.rules.iter().position(|x| std::ptr::eq(x, r)));
+                match rule {
+                    Some(rule) => Placement {
+                        rule: Some(rule),
+                        allocations: by_account.get(&(account, centre.rules[rule].resource.as_str())).cloned().unwrap_or_default(),
+                    },
+                    None => Placement { rule: None, allocations: Vec::new() },
+                }
+            });
+            let Some(rule) = placement.rule else {
+                if row.day >= orphan_from_day {
+                    stray_ids.entry(key).or_insert((None, 0.0)).1 += row.usage.cpu as f64 / 3600.0;
+                }
+                return;
+            };
+            let target = placement.allocations.iter().copied().find(|i| {
+                let (from, to) = period_days[i];
+                from <= row.day && row.day < to
+            });
+            match target {
+                Some(i) => charged.entry(i).or_default().add(row.day, rule, &row.usage, window_day),
+                None if row.day >= orphan_from_day => {
+                    stray_ids.entry(key).or_insert((Some(rule), 0.0)).1 += centre.rules[rule].hours(&row.usage);
+                }
+                None => {}
+            }
+        })?;
+        let mut buckets: HashMap<usize, Vec<Bucket>> = HashMap::new();
+        let mut day_starts: HashMap<i32, i64> = HashMap::new();
+        let mut start_of = |d: i32| *day_starts.entry(d).or_insert_with(|| day_start(d, tz));
+        for (i, c) in charged {
+            let out = buckets.entry(i).or_default();
+            for (rule, (from, to, us)) in c.before_window {
+                out.push(Bucket { start_s: start_of(from), end_s: start_of(to + 1), hours: centre.rules[rule].hours(&us) });
+            }
+            for (day, rule, us) in c.daily {
+                out.push(Bucket { start_s: start_of(day), end_s: start_of(day + 1), hours: centre.rules[rule].hours(&us) });
+            }
+        }
+        let mut stray: BTreeMap<(String, String, String), (Option<String>, f64)> = BTreeMap::new();
+        for ((cl, acc, part), (rule, hours)) in stray_ids {
+            let e = stray
+                .entry((name(cl).to_string(), name(acc).to_string(), name(part).to_string()))
+                .or_insert((rule.map(|r| centre.rules[r].resource.clone()), 0.0));
+            e.1 += hours;
+        }
+        let mut place = |cluster: &str, account: &str, partition: &str, day: i32, b: Bucket, us: &UnitSeconds| {
+            let Some(rule) = centre.rule_for(cluster, partition) else {
+                if day >= orphan_from_day {
+                    let e = stray.entry((cluster.into(), account.into(), partition.into())).or_insert((None, 0.0));
+                    e.1 += us.cpu as f64 / 3600.0;
+                }
+                return;
+            };
+            let hours = rule.hours(us);
+            let date = day_date(day);
+            let target = by_account.get(&(account, rule.resource.as_str())).and_then(|list| {
+                list.iter().copied().find(|&i| {
+                    let a = &grants.allocations[i];
+                    a.period_start <= date && date < a.period_end
+                })
+            });
+            match target {
+                Some(i) => buckets.entry(i).or_default().push(Bucket { hours, ..b }),
+                None if day >= orphan_from_day => {
+                    let e = stray
+                        .entry((cluster.into(), account.into(), partition.into()))
+                        .or_insert((Some(rule.resource.clone()), 0.0));
+                    e.1 += hours;
+                }
+                None => {}
+            }
+        };
+        // Today up to `at`, exactly, from the jobs themselves.
+        let mut partial: HashMap<(String, String, String), UnitSeconds> = HashMap::new();
+        for job in store.jobs_overlapping(&centre.id, today_start, at)? {
+            let us = prorate_window(&job, today_start, at);
+            partial.entry((job.cluster.clone(), job.account.clone(), job.partition.clone())).or_default().add(&us);
+        }
+        for ((cl, acc, part), us) in &partial {
+            let b = Bucket { start_s: today_start, end_s: at.max(today_start + 1), hours: 0.0 };
+            place(cl, acc, part, today, b, us);
+        }
+        drop(place);
+        if !stray.is_empty() {
+            let counts = store.job_counts(&centre.id, day_start(orphan_from_day, tz), at)?;
+            for ((cluster, account, partition), (resource, hours)) in stray {
+                let jobs = counts.get(&(cluster.clone(), account.clone(), partition.clone())).copied().unwrap_or(0);
+                let o = OrphanUsage { centre: centre.id.clone(), cluster, account, partition, resource: resource.clone(), jobs, hours };
+                if resource.is_some() {
+                    orphans.push(o);
+                } else {
+                    unmapped.push(o);
+                }
+            }
+        }
+        let at_date = jiff::Timestamp::from_second(at).expect("valid instant").to_zoned(tz.clone()).date();
+        for &i in &mine {
+            let a = &grants.allocations[i];
+            let profile = a.profile.as_ref().and_then(|p| config.profiles.get(p)).unwrap_or(&linear);
+            let w = AllocationWindow {
+                start_s: day_start(crate::model::day_number(a.period_start), tz),
+                end_s: day_start(crate::model::day_number(a.period_end), tz),
+                granted_hours: grants.granted_on(i, at_date),
+                profile,
+            };
+            let ind = reconcile(&w, buckets.get(&i).map(Vec::as_slice).unwrap_or(&[]), at, th);
+            reports[i] = Some(AllocationReport {
+                centre: a.centre.clone(),
+                project: a.project.clone(),
+                resource: a.resource.clone(),
+                committee: a.committee.clone(),
+                accounts: a.accounts.clone(),
+                period_start: a.period_start.to_string(),
+                period_end: a.period_end.to_string(),
+                initial_granted_hours: a.granted_hours,
+                granted_hours: ind.granted_hours,
+                consumed_hours: ind.consumed_hours,
+                expected_hours: ind.expected_hours,
+                remaining_hours: ind.remaining_hours,
+                consumed_pct: ind.consumed_pct,
+                drift_pp: ind.drift_pp,
+                elapsed_pct: ind.elapsed_pct,
+                burn_rate_hours_per_day: ind.burn_rate_hours_per_day,
+                projected_exhaustion: ind.projected_exhaustion_s.map(|s| rfc3339_in(s, tz)),
+                projected_exhaustion_days: ind.projected_exhaustion_s.map(|s| (s - at) as f64 / 86400.0),
+                projected_unused_hours: ind.projected_unused_hours,
+                status: ind.status,
+                at: jiff::Timestamp::from_second(at).expect("valid instant").to_string(),
+                origin: a.origin.clone(),
+                index: i,
+                indicators: ind,
+            });
+        }
+    }
+    Ok(Reconciliation {
+        at,
+        allocations: reports.into_iter().flatten().collect(),
+        orphans,
+        unmapped,
+        orphan_window_days: th.orphan_window_days,
+    })
 }
 
 /// Reconcile every allocation at `at` from a loaded view (rows of days before `at`'s local day)

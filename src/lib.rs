@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod allocations;
+pub mod civil;
 pub mod cli_time;
 pub mod config;
 pub mod cycle;
@@ -18,3 +19,4 @@ pub mod report;
 pub mod secret;
 pub mod sinks;
 pub mod sources;
+pub mod workload;
