@@ -404,8 +404,10 @@ impl Store {
         let conn: &Connection = conn;
         let e = sq(path);
         // The transaction is opened here and closed by `commit` (or rolled back on drop), so
-        // that the prepared statements of the whole ingest can live beside it.
-        conn.execute_batch("BEGIN").map_err(&e)?;
+        // that the prepared statements of the whole ingest can live beside it. IMMEDIATE: take
+        // the write lock first (waiting up to the busy timeout for another writer); a deferred
+        // BEGIN that read first would fail at once on its first write instead of waiting.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(&e)?;
         let open = OpenTransaction { conn };
         let statements = (|| {
             Ok::<_, rusqlite::Error>(IngestStatements {
