@@ -12,6 +12,7 @@ pub mod engine;
 pub mod ledger;
 pub mod metrics;
 pub mod model;
+pub mod quality;
 pub mod reconcile;
 pub mod report;
 pub mod secret;

@@ -26,5 +26,14 @@ set -a
 set +a
 echo "servers up in $(( $(date +%s) - t0 )) s"
 
+echo "== tools (faketime: tests that stamp pulls and deliveries on a simulated calendar)"
+if ! command -v faketime >/dev/null; then
+  apt=(apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends faketime)
+  DEBIAN_FRONTEND=noninteractive "${apt[@]}" >/dev/null 2>&1 || {
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}"
+  }
+fi
+
 echo "== tests"
 cargo test --locked --no-fail-fast 2>&1 | tee target/test-output.txt

@@ -138,7 +138,9 @@ pub async fn deliver_pending(store: &mut Store, s: &AlertSettings, force: bool) 
     let mut down: HashMap<String, String> = HashMap::new();
     for p in due {
         if down.contains_key(&p.channel) {
-            continue; // stays pending; retried at its next attempt time
+            // Stays pending; retried at its next attempt time. Counted, so the wait shows.
+            store::mark_deferred(store.connection(), p.id).map_err(sql)?;
+            continue;
         }
         let idem = format!("allocwatch-notification-{}", p.id);
         let result = match p.channel.as_str() {
