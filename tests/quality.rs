@@ -610,3 +610,121 @@ fn monthly_run_queues_quality_points_once_and_they_reach_victoriametrics() {
     });
     assert_eq!(got, (1050.0, ts("2026-10-01T00:00:00Z") * 1000));
 }
+
+#[test]
+fn periods_are_each_centres_local_days() {
+    // A Paris centre: September is 31 August 22:00 UTC → 30 September 22:00 UTC.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("alloc.csv"),
+        "project,centre,resource,period_start,period_end,granted_hours,accounts\nP1,idris,cpu,2026-09-01,2026-10-01,600,aaa\n",
+    )
+    .unwrap();
+    let line = |id: u32, start: &str, end: &str, cpus: u32| {
+        let (s, e) = (ts(start), ts(end));
+        format!("{id}|{id}|jeanzay|cpu_p1|aaa|u|{s}|{e}|{}|{cpus}|cpu={cpus}|COMPLETED\n", e - s)
+    };
+    let dump = format!(
+        "{HEADER}{}{}{}",
+        // 31 August 23:00–23:30 Paris: August (no allocation then: orphan).
+        line(1, "2026-08-31T21:00:00Z", "2026-08-31T21:30:00Z", 10),
+        // 1 September 00:30–01:30 Paris: September.
+        line(2, "2026-08-31T22:30:00Z", "2026-08-31T23:30:00Z", 10),
+        // 30 September 23:30 → 1 October 00:30 Paris: half in each month.
+        line(3, "2026-09-30T21:30:00Z", "2026-09-30T22:30:00Z", 10),
+    );
+    std::fs::write(dir.path().join("dump.txt"), dump).unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[allocations]\nfiles = [\"alloc.csv\"]\n[[centre]]\nid = \"idris\"\ntimezone = \"Europe/Paris\"\nclusters = [\"jeanzay\"]\n\
+         [[centre.billing]]\nresource = \"cpu\"\npartitions = [\"cpu_p1\"]\nunit = \"cpu\"\n",
+    );
+    let c = cfg.to_str().unwrap();
+    ok(&["--config", c, "import", "--centre", "idris", "--format", "sacct", dir.path().join("dump.txt").to_str().unwrap()]);
+    ok(&["--config", c, "check", "--at", "2026-10-05T00:00:00Z", "--no-pull"]);
+    let report = |period: &str, complete: bool| -> BTreeMap<String, Option<f64>> {
+        let v: serde_json::Value = serde_json::from_str(&ok(&["--config", c, "report", "quality", "--period", period, "--format", "json"])).unwrap();
+        assert_eq!(v["complete"], complete, "{v}");
+        if !complete {
+            assert_eq!(v["as_of"], "2026-10-05T00:00:00Z", "the latest reconciliation: {v}");
+        }
+        v["figures"].as_array().unwrap().iter().filter(|f| f["scope"] == "overall").map(|f| (f["indicator"].as_str().unwrap().to_string(), f["value"].as_f64())).collect()
+    };
+    let sep = report("2026-09", true);
+    assert_eq!(sep["consumed_hours"], Some(15.0), "10 h on 1 September + 5 h of the last evening");
+    assert_eq!(sep["consumption_core_hours"], Some(15.0));
+    assert_eq!(sep["orphan_core_hours"], Some(0.0));
+    assert_eq!(sep["granted_hours"], Some(600.0));
+    assert_eq!(sep["utilisation_pct"], Some(2.5));
+    // Ended with 2.5 % used: under pace.
+    assert_eq!(sep["status_under_pace"], Some(1.0));
+    let aug = report("2026-08", true);
+    assert_eq!(aug["allocations"], Some(0.0));
+    assert_eq!(aug["consumption_core_hours"], Some(5.0));
+    assert_eq!(aug["orphan_pct"], Some(100.0));
+    // October is not over: figures up to the latest reconciliation.
+    let oct = report("2026-10", false);
+    assert_eq!(oct["orphan_core_hours"], Some(5.0), "the last half hour is October's");
+}
+
+/// Measurement for README ("Quality indicators"): report time on the CEA Curie trace (312,826
+/// jobs) with 129 allocations and 37 weekly cycles of alerts. Needs `../shared`.
+/// `cargo test --release --test quality -- --ignored --nocapture report_speed`
+#[test]
+#[ignore = "measurement: cargo test --release --test quality -- --ignored --nocapture report_speed"]
+fn report_speed_on_the_curie_trace() {
+    let Some(data) = shared_data("report_speed") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(root().join("tests/fixtures/curie.toml")).unwrap().replace("path = \"curie.sqlite\"", "path = \"store.sqlite\"");
+    let cfg = dir.path().join("curie.toml");
+    std::fs::write(&cfg, &base).unwrap();
+    let c = cfg.to_str().unwrap();
+    let trace = data.join("traces/CEA-Curie-2011-2.1-cln.swf.gz");
+    ok(&["--config", c, "import", "--centre", "tgcc", "--format", "swf", trace.to_str().unwrap()]);
+    // Allocations as in the replay test: each group's thin-node use × 0.6 … 1.5.
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&ok(&["--config", c, "usage", "--from", "2012-02-01", "--to", "2012-10-18", "--format", "json"])).unwrap();
+    let mut per: BTreeMap<u64, f64> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r["resource"] == "cpu-thin") {
+        *per.entry(r["account"].as_str().unwrap().parse().unwrap()).or_default() += r["charged_hours"].as_f64().unwrap();
+    }
+    let factors = [0.6, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5];
+    let mut csv = String::from("project,centre,resource,period_start,period_end,granted_hours,accounts,pi,members,committee,profile\n");
+    for (i, (group, hours)) in per.iter().filter(|(_, h)| **h >= 1000.0).enumerate() {
+        csv.push_str(&format!("CURIE-G{group},tgcc,cpu-thin,2012-02-01,2012-10-18,{:.0},{group},pi-{group}@curie.example,,CT{},\n", hours * factors[i % factors.len()], i % 5));
+    }
+    std::fs::write(dir.path().join("alloc.csv"), csv).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{base}\n[allocations]\nfiles = [\"alloc.csv\"]\n[alerts.email]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             from = \"allocwatch@tgcc.example\"\n[alerts.operations]\nemails = [\"ops@tgcc.example\"]\ndigest = true\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let start = ts("2012-02-03T12:00:00Z");
+    for week in 0..37 {
+        let at = jiff::Timestamp::from_second(start + week * 7 * 86400).unwrap().to_string();
+        ok(&["--config", c, "check", "--at", &at, "--no-pull", "--format", "csv"]);
+    }
+    for period in ["2012-Q2", "2012"] {
+        let mut best = f64::MAX;
+        let mut first = None;
+        for _ in 0..3 {
+            let t0 = std::time::Instant::now();
+            let md = ok(&["--config", c, "report", "quality", "--period", period]);
+            best = best.min(t0.elapsed().as_secs_f64());
+            assert_eq!(first.get_or_insert_with(|| md.clone()), &md, "same store, same bytes");
+        }
+        let v: serde_json::Value = serde_json::from_str(&ok(&["--config", c, "report", "quality", "--period", period, "--format", "json"])).unwrap();
+        let fig = |i: &str| v["figures"].as_array().unwrap().iter().find(|f| f["scope"] == "overall" && f["indicator"] == i).map(|f| f["value"].clone());
+        println!(
+            "report quality --period {period}: best of 3 {best:.2} s (process start included); {} allocations, {} alerts, {} notifications, {} exhausted, warned ahead {}",
+            fig("allocations").unwrap(),
+            fig("alerts_fired").unwrap(),
+            fig("notifications").unwrap(),
+            fig("exhausted_allocations").unwrap(),
+            fig("warned_ahead_pct").unwrap()
+        );
+    }
+}
