@@ -294,6 +294,13 @@ fn quarter_report_every_figure_hand_checked_reproducible_and_explained() {
         return;
     }
     let q = build();
+    // To explore the scenario with the CLI afterwards: AW_KEEP_SCENARIO=DIR keeps a copy.
+    if let Ok(keep) = std::env::var("AW_KEEP_SCENARIO") {
+        std::fs::create_dir_all(&keep).unwrap();
+        for e in std::fs::read_dir(q.dir.path()).unwrap().flatten().filter(|e| e.path().is_file()) {
+            std::fs::copy(e.path(), Path::new(&keep).join(e.file_name())).unwrap();
+        }
+    }
     let figures = q.figures(&["--period", "2026-Q3"]);
     // Hand-worked figures (day d = days since 1 July; cycles at noon of d = 9, 19, …, 89):
     //
@@ -462,9 +469,13 @@ fn quarter_report_every_figure_hand_checked_reproducible_and_explained() {
     ] {
         assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
     }
-    if let Ok(dir) = std::env::var("AW_QUALITY_REPORT_DIR") {
-        std::fs::write(Path::new(&dir).join("quality-2026-Q3.md"), &md).unwrap();
+    // The example in docs is this very report: a store built again from scratch gives the same
+    // bytes (AW_UPDATE_EXAMPLE=1 rewrites it after a deliberate change of format).
+    let example = root().join("docs/quality-report-example.md");
+    if std::env::var("AW_UPDATE_EXAMPLE").is_ok_and(|v| v == "1") {
+        std::fs::write(&example, &md).unwrap();
     }
+    assert_eq!(std::fs::read_to_string(&example).unwrap(), md, "docs/quality-report-example.md differs from the report of this scenario");
     for format in ["md", "csv", "json"] {
         let a = q.report_ok(&["--period", "2026-Q3", "--format", format]);
         let b = q.report_ok(&["--period", "2026-Q3", "--format", format]);

@@ -249,4 +249,28 @@ mod tests {
             assert!(e.contains("not a period"), "{bad}: {e}");
         }
     }
+
+    #[test]
+    fn the_monthly_run_takes_the_last_month_ended_in_every_zone() {
+        let toml = |zones: &[&str]| {
+            let mut t = String::from("[store]\npath = \"s.sqlite\"\n");
+            for (i, z) in zones.iter().enumerate() {
+                t.push_str(&format!("[[centre]]\nid = \"c{i}\"\ntimezone = \"{z}\"\nclusters = [\"x{i}\"]\n"));
+            }
+            Config::parse(&t, std::path::Path::new("test.toml")).unwrap()
+        };
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_second();
+        let cases = [
+            (vec!["Europe/Paris"], "2026-10-01T00:30:00Z", "2026-09"),
+            (vec!["UTC"], "2026-09-30T23:59:59Z", "2026-08"),
+            (vec!["UTC"], "2026-10-01T00:00:00Z", "2026-09"),
+            // New York's September ends at 04:00 UTC on 1 October.
+            (vec!["Europe/Paris", "America/New_York"], "2026-10-01T00:30:00Z", "2026-08"),
+            (vec!["Europe/Paris", "America/New_York"], "2026-10-01T04:00:00Z", "2026-09"),
+            (vec!["UTC"], "2027-01-15T00:00:00Z", "2026-12"),
+        ];
+        for (zones, now, want) in cases {
+            assert_eq!(last_finished_month(&toml(&zones), at(now)).label, want, "{zones:?} at {now}");
+        }
+    }
 }

@@ -193,16 +193,19 @@ fn markdown(r: &QualityReport) -> String {
     headers.extend(h(&status_headers));
     md_table(&mut out, &headers, &rows, 1);
 
-    let _ = writeln!(out, "## Allocations by status at each month end\n");
-    let mut rows = Vec::new();
-    for m in &r.months {
-        for s in &all {
-            rows.push([vec![m.clone(), scope_label(s)], status_row(s, &format!("@{m}"))].concat());
+    // A one-month period's month end is its end: the table would repeat the one above.
+    if r.period.months().len() > 1 {
+        let _ = writeln!(out, "## Allocations by status at each month end\n");
+        let mut rows = Vec::new();
+        for m in &r.months {
+            for s in &all {
+                rows.push([vec![m.clone(), scope_label(s)], status_row(s, &format!("@{m}"))].concat());
+            }
         }
+        let mut headers = h(&["month", "scope"]);
+        headers.extend(h(&status_headers));
+        md_table(&mut out, &headers, &rows, 2);
     }
-    let mut headers = h(&["month", "scope"]);
-    headers.extend(h(&status_headers));
-    md_table(&mut out, &headers, &rows, 2);
 
     let _ = writeln!(out, "## Alerts fired, by rule\n");
     let rows: Vec<Vec<String>> = all
