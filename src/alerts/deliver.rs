@@ -136,10 +136,11 @@ pub async fn deliver_pending(store: &mut Store, s: &AlertSettings, force: bool) 
         None => None,
     };
     let mut down: HashMap<String, String> = HashMap::new();
+    let mut deferred: Vec<i64> = Vec::new();
     for p in due {
         if down.contains_key(&p.channel) {
             // Stays pending; retried at its next attempt time. Counted, so the wait shows.
-            store::mark_deferred(store.connection(), p.id).map_err(sql)?;
+            deferred.push(p.id);
             continue;
         }
         let idem = format!("allocwatch-notification-{}", p.id);
@@ -176,6 +177,17 @@ pub async fn deliver_pending(store: &mut Store, s: &AlertSettings, force: bool) 
                 down.insert(p.channel.clone(), e);
             }
         }
+    }
+    if !deferred.is_empty() {
+        let path = store.path().to_path_buf();
+        store
+            .with_transaction(|tx| {
+                for id in &deferred {
+                    store::mark_deferred(tx, *id).map_err(crate::ledger::sq(&path))?;
+                }
+                Ok(())
+            })
+            .map_err(|e| format!("notification outbox: {e}"))?;
     }
     report.pending = store::pending_count(store.connection()).map_err(sql)?;
     Ok(report)
