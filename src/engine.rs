@@ -124,6 +124,22 @@ pub fn pull_file_sources(
                     }
                     import_file(store, centre, &path, *format, fields.as_deref(), now).map(Some)
                 })();
+                if let Err(e) = &result {
+                    // A file that cannot be read is a failed pull of the feed: recorded, so feed
+                    // health (stale_feed) and the quality report's pull success rate see it.
+                    let file = path.display().to_string();
+                    let pull = PullRecord {
+                        centre: centre.id.clone(),
+                        source: format!("file:{file}"),
+                        started_at: now,
+                        window: None,
+                        watermark: None,
+                        file: None,
+                    };
+                    if let Err(se) = store.record_failed_pull(&pull, &e.to_string(), now) {
+                        tracing::error!(centre = %centre.id, %file, "recording the failed pull: {se}");
+                    }
+                }
                 out.push((centre.id.clone(), path, result));
             }
         }
@@ -271,7 +287,7 @@ struct ViewRow {
 }
 
 /// The allocation that `(account, resource)` usage on `day` charges.
-fn target_allocation(grants: &Grants, by_account: &HashMap<(&str, &str), Vec<usize>>, account: &str, resource: &str, day: i32) -> Option<usize> {
+pub fn target_allocation(grants: &Grants, by_account: &HashMap<(&str, &str), Vec<usize>>, account: &str, resource: &str, day: i32) -> Option<usize> {
     let date = day_date(day);
     by_account.get(&(account, resource)).and_then(|list| {
         list.iter().copied().find(|&i| {
@@ -282,7 +298,7 @@ fn target_allocation(grants: &Grants, by_account: &HashMap<(&str, &str), Vec<usi
 }
 
 /// Which allocations of a centre each (account, resource) may charge.
-fn allocations_by_account<'g>(grants: &'g Grants, centre: &str) -> HashMap<(&'g str, &'g str), Vec<usize>> {
+pub fn allocations_by_account<'g>(grants: &'g Grants, centre: &str) -> HashMap<(&'g str, &'g str), Vec<usize>> {
     let mut by_account: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     for (i, a) in grants.allocations.iter().enumerate().filter(|(_, a)| a.centre == centre) {
         for acc in &a.accounts {

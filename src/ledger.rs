@@ -203,6 +203,21 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX notifications_pending ON notifications (state, next_attempt_at);
     "#,
+    // 5 and 6: taken by other branches; kept aligned here.
+    "-- reserved",
+    "-- reserved",
+    // 7: quality indicators (src/quality/): how many delivery passes held a message back because
+    // its channel was down (it then counts as a delivery that needed retries), and which
+    // periods' `quality` points were queued for InfluxDB (so the monthly run queues them once).
+    r#"
+    ALTER TABLE notifications ADD COLUMN deferrals INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE quality_runs (
+        period      TEXT PRIMARY KEY,
+        enqueued_at INTEGER NOT NULL,
+        points      INTEGER NOT NULL,
+        trigger     TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Rejected lines kept per pull (all are counted; the first ones are kept for inspection).

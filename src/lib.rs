@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod model;
 pub mod pull;
+pub mod quality;
 pub mod reconcile;
 pub mod report;
 pub mod secret;
