@@ -369,18 +369,114 @@ pub type PartialDay = HashMap<String, HashMap<(String, String, String), UnitSeco
 pub fn partial_day(config: &Config, store: &mut Store, at: i64) -> Result<PartialDay, StoreError> {
     let mut out = PartialDay::new();
     for centre in config.centres.values() {
-        let today_start = day_start(local_day(at, &centre.tz), &centre.tz);
-        if today_start == at {
-            continue;
-        }
-        let mut partial: HashMap<(String, String, String), UnitSeconds> = HashMap::new();
-        for job in store.jobs_overlapping(&centre.id, today_start, at)? {
-            let us = prorate_window(&job, today_start, at);
-            partial.entry((job.cluster.clone(), job.account.clone(), job.partition.clone())).or_default().add(&us);
-        }
-        out.insert(centre.id.clone(), partial);
+        out.insert(centre.id.clone(), partial_of_centre(centre, store, at)?);
     }
     Ok(out)
+}
+
+/// One centre's usage of its current local day up to `at` (empty at a local midnight).
+fn partial_of_centre(centre: &Centre, store: &mut Store, at: i64) -> Result<HashMap<(String, String, String), UnitSeconds>, StoreError> {
+    let today_start = day_start(local_day(at, &centre.tz), &centre.tz);
+    let mut partial: HashMap<(String, String, String), UnitSeconds> = HashMap::new();
+    if today_start == at {
+        return Ok(partial);
+    }
+    for job in store.jobs_overlapping(&centre.id, today_start, at)? {
+        let us = prorate_window(&job, today_start, at);
+        partial.entry((job.cluster.clone(), job.account.clone(), job.partition.clone())).or_default().add(&us);
+    }
+    Ok(partial)
+}
+
+/// Usage not charged to an allocation, by (cluster, account, partition): its resource (none
+/// when unmapped) and hours (core-hours when unmapped).
+type Strays = BTreeMap<(String, String, String), (Option<String>, f64)>;
+
+/// Place the partial current day of a centre: into its allocations' buckets, or as strays.
+#[allow(clippy::too_many_arguments)]
+fn place_partial(
+    centre: &Centre,
+    grants: &Grants,
+    by_account: &HashMap<(&str, &str), Vec<usize>>,
+    partial: &PartialDay,
+    today: i32,
+    at: i64,
+    orphan_from_day: i32,
+    buckets: &mut HashMap<usize, Vec<Bucket>>,
+    stray: &mut Strays,
+) {
+    let today_start = day_start(today, &centre.tz);
+    let Some(p) = partial.get(&centre.id) else { return };
+    for ((cl, acc, part), us) in p {
+        let key = (cl.clone(), acc.clone(), part.clone());
+        match centre.rule_for(cl, part) {
+            None => {
+                if today >= orphan_from_day {
+                    stray.entry(key).or_insert((None, 0.0)).1 += us.cpu as f64 / 3600.0;
+                }
+            }
+            Some(rule) => {
+                let hours = rule.hours(us);
+                match target_allocation(grants, by_account, acc, &rule.resource, today) {
+                    Some(i) => buckets.entry(i).or_default().push(Bucket { start_s: today_start, end_s: at.max(today_start + 1), hours }),
+                    None => stray.entry(key).or_insert((Some(rule.resource.clone()), 0.0)).1 += hours,
+                }
+            }
+        }
+    }
+}
+
+/// Turn strays into orphan (mapped) and unmapped usage rows, with their job counts.
+fn push_strays(centre: &str, stray: Strays, counts: &HashMap<(String, String, String), i64>, orphans: &mut Vec<OrphanUsage>, unmapped: &mut Vec<OrphanUsage>) {
+    for ((cluster, account, partition), (resource, hours)) in stray {
+        let jobs = counts.get(&(cluster.clone(), account.clone(), partition.clone())).copied().unwrap_or(0);
+        let o = OrphanUsage { centre: centre.to_string(), cluster, account, partition, resource: resource.clone(), jobs, hours };
+        if resource.is_some() {
+            orphans.push(o);
+        } else {
+            unmapped.push(o);
+        }
+    }
+}
+
+/// Reconcile allocation `i` from its buckets and describe it for output.
+fn allocation_report(config: &Config, grants: &Grants, tz: &jiff::tz::TimeZone, i: usize, buckets: &[Bucket], at: i64, linear: &Profile) -> AllocationReport {
+    let a = &grants.allocations[i];
+    let at_date = jiff::Timestamp::from_second(at).expect("valid instant").to_zoned(tz.clone()).date();
+    let profile = a.profile.as_ref().and_then(|p| config.profiles.get(p)).unwrap_or(linear);
+    let w = AllocationWindow {
+        start_s: day_start(crate::model::day_number(a.period_start), tz),
+        end_s: day_start(crate::model::day_number(a.period_end), tz),
+        granted_hours: grants.granted_on(i, at_date),
+        profile,
+    };
+    let ind = reconcile(&w, buckets, at, &config.thresholds);
+    AllocationReport {
+        centre: a.centre.clone(),
+        project: a.project.clone(),
+        resource: a.resource.clone(),
+        committee: a.committee.clone(),
+        accounts: a.accounts.clone(),
+        period_start: a.period_start.to_string(),
+        period_end: a.period_end.to_string(),
+        initial_granted_hours: a.granted_hours,
+        granted_hours: ind.granted_hours,
+        consumed_hours: ind.consumed_hours,
+        expected_hours: ind.expected_hours,
+        remaining_hours: ind.remaining_hours,
+        consumed_pct: ind.consumed_pct,
+        drift_pp: ind.drift_pp,
+        elapsed_pct: ind.elapsed_pct,
+        burn_rate_hours_per_day: ind.burn_rate_hours_per_day,
+        projected_exhaustion: ind.projected_exhaustion_s.map(|s| rfc3339_in(s, tz)),
+        projected_exhaustion_days: ind.projected_exhaustion_s.map(|s| (s - at) as f64 / 86400.0),
+        projected_unused_hours: ind.projected_unused_hours,
+        status: ind.status,
+        at: jiff::Timestamp::from_second(at).expect("valid instant").to_string(),
+        origin: a.origin.clone(),
+        index: i,
+        indicators: ind,
+    }
 }
 
 /// Where the usage of one (cluster, account, partition) goes: the billing rule that charges
@@ -426,7 +522,6 @@ pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i6
     for centre in config.centres.values() {
         let tz = &centre.tz;
         let today = local_day(at, tz);
-        let today_start = day_start(today, tz);
         let orphan_from_day = today - th.orphan_window_days as i32;
         let mine: Vec<usize> = (0..grants.allocations.len()).filter(|&i| grants.allocations[i].centre == centre.id).collect();
         let earliest = mine
@@ -435,14 +530,7 @@ pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i6
             .min()
             .unwrap_or(orphan_from_day)
             .min(orphan_from_day);
-        // Which allocations an (account, resource) pair may charge.
-        let mut by_account: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
-        for &i in &mine {
-            let a = &grants.allocations[i];
-            for acc in &a.accounts {
-                by_account.entry((acc.as_str(), a.resource.as_str())).or_default().push(i);
-            }
-        }
+        let by_account = allocations_by_account(grants, &centre.id);
         let period_days: FastMap<usize, (i32, i32)> = mine
             .iter()
             .map(|&i| {
@@ -502,100 +590,20 @@ pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i6
                 out.push(Bucket { start_s: start_of(day), end_s: start_of(day + 1), hours: centre.rules[rule].hours(&us) });
             }
         }
-        let mut stray: BTreeMap<(String, String, String), (Option<String>, f64)> = BTreeMap::new();
+        let mut stray = Strays::new();
         for ((cl, acc, part), (rule, hours)) in stray_ids {
             let e = stray
                 .entry((name(cl).to_string(), name(acc).to_string(), name(part).to_string()))
                 .or_insert((rule.map(|r| centre.rules[r].resource.clone()), 0.0));
             e.1 += hours;
         }
-        let mut place = |cluster: &str, account: &str, partition: &str, day: i32, b: Bucket, us: &UnitSeconds| {
-            let Some(rule) = centre.rule_for(cluster, partition) else {
-                if day >= orphan_from_day {
-                    let e = stray.entry((cluster.into(), account.into(), partition.into())).or_insert((None, 0.0));
-                    e.1 += us.cpu as f64 / 3600.0;
-                }
-                return;
-            };
-            let hours = rule.hours(us);
-            let date = day_date(day);
-            let target = by_account.get(&(account, rule.resource.as_str())).and_then(|list| {
-                list.iter().copied().find(|&i| {
-                    let a = &grants.allocations[i];
-                    a.period_start <= date && date < a.period_end
-                })
-            });
-            match target {
-                Some(i) => buckets.entry(i).or_default().push(Bucket { hours, ..b }),
-                None if day >= orphan_from_day => {
-                    let e = stray
-                        .entry((cluster.into(), account.into(), partition.into()))
-                        .or_insert((Some(rule.resource.clone()), 0.0));
-                    e.1 += hours;
-                }
-                None => {}
-            }
-        };
-        // Today up to `at`, exactly, from the jobs themselves.
-        let mut partial: HashMap<(String, String, String), UnitSeconds> = HashMap::new();
-        for job in store.jobs_overlapping(&centre.id, today_start, at)? {
-            let us = prorate_window(&job, today_start, at);
-            partial.entry((job.cluster.clone(), job.account.clone(), job.partition.clone())).or_default().add(&us);
-        }
-        for ((cl, acc, part), us) in &partial {
-            let b = Bucket { start_s: today_start, end_s: at.max(today_start + 1), hours: 0.0 };
-            place(cl, acc, part, today, b, us);
-        }
-        drop(place);
-        if !stray.is_empty() {
-            let counts = store.job_counts(&centre.id, day_start(orphan_from_day, tz), at)?;
-            for ((cluster, account, partition), (resource, hours)) in stray {
-                let jobs = counts.get(&(cluster.clone(), account.clone(), partition.clone())).copied().unwrap_or(0);
-                let o = OrphanUsage { centre: centre.id.clone(), cluster, account, partition, resource: resource.clone(), jobs, hours };
-                if resource.is_some() {
-                    orphans.push(o);
-                } else {
-                    unmapped.push(o);
-                }
-            }
-        }
-        let at_date = jiff::Timestamp::from_second(at).expect("valid instant").to_zoned(tz.clone()).date();
+        let mut partial = PartialDay::new();
+        partial.insert(centre.id.clone(), partial_of_centre(centre, store, at)?);
+        place_partial(centre, grants, &by_account, &partial, today, at, orphan_from_day, &mut buckets, &mut stray);
+        let counts = if stray.is_empty() { HashMap::new() } else { store.job_counts(&centre.id, day_start(orphan_from_day, tz), at)? };
+        push_strays(&centre.id, stray, &counts, &mut orphans, &mut unmapped);
         for &i in &mine {
-            let a = &grants.allocations[i];
-            let profile = a.profile.as_ref().and_then(|p| config.profiles.get(p)).unwrap_or(&linear);
-            let w = AllocationWindow {
-                start_s: day_start(crate::model::day_number(a.period_start), tz),
-                end_s: day_start(crate::model::day_number(a.period_end), tz),
-                granted_hours: grants.granted_on(i, at_date),
-                profile,
-            };
-            let ind = reconcile(&w, buckets.get(&i).map(Vec::as_slice).unwrap_or(&[]), at, th);
-            reports[i] = Some(AllocationReport {
-                centre: a.centre.clone(),
-                project: a.project.clone(),
-                resource: a.resource.clone(),
-                committee: a.committee.clone(),
-                accounts: a.accounts.clone(),
-                period_start: a.period_start.to_string(),
-                period_end: a.period_end.to_string(),
-                initial_granted_hours: a.granted_hours,
-                granted_hours: ind.granted_hours,
-                consumed_hours: ind.consumed_hours,
-                expected_hours: ind.expected_hours,
-                remaining_hours: ind.remaining_hours,
-                consumed_pct: ind.consumed_pct,
-                drift_pp: ind.drift_pp,
-                elapsed_pct: ind.elapsed_pct,
-                burn_rate_hours_per_day: ind.burn_rate_hours_per_day,
-                projected_exhaustion: ind.projected_exhaustion_s.map(|s| rfc3339_in(s, tz)),
-                projected_exhaustion_days: ind.projected_exhaustion_s.map(|s| (s - at) as f64 / 86400.0),
-                projected_unused_hours: ind.projected_unused_hours,
-                status: ind.status,
-                at: jiff::Timestamp::from_second(at).expect("valid instant").to_string(),
-                origin: a.origin.clone(),
-                index: i,
-                indicators: ind,
-            });
+            reports[i] = Some(allocation_report(config, grants, tz, i, buckets.get(&i).map(Vec::as_slice).unwrap_or(&[]), at, &linear));
         }
     }
     Ok(Reconciliation {
@@ -616,15 +624,13 @@ pub fn reconcile_view(config: &Config, grants: &Grants, view: &LedgerView, parti
     let mut reports: Vec<Option<AllocationReport>> = vec![None; grants.allocations.len()];
     let mut orphans = Vec::new();
     let mut unmapped = Vec::new();
-    let no_partial = HashMap::new();
     for centre in config.centres.values() {
         let tz = &centre.tz;
         let today = local_day(at, tz);
-        let today_start = day_start(today, tz);
         let orphan_from_day = today - th.orphan_window_days as i32;
         let mine: Vec<usize> = (0..grants.allocations.len()).filter(|&i| grants.allocations[i].centre == centre.id).collect();
         let mut buckets: HashMap<usize, Vec<Bucket>> = HashMap::new();
-        let mut stray: BTreeMap<(String, String, String), (Option<String>, f64)> = BTreeMap::new();
+        let mut stray = Strays::new();
         if let Some(v) = view.centres.get(&centre.id) {
             // Rows are sorted by day: stop at the current day (partial, from the jobs).
             let upto = v.rows.partition_point(|r| r.day < today);
@@ -645,66 +651,10 @@ pub fn reconcile_view(config: &Config, grants: &Grants, view: &LedgerView, parti
             }
         }
         let by_account = allocations_by_account(grants, &centre.id);
-        for ((cl, acc, part), us) in partial.get(&centre.id).unwrap_or(&no_partial) {
-            let b = Bucket { start_s: today_start, end_s: at.max(today_start + 1), hours: 0.0 };
-            match centre.rule_for(cl, part) {
-                None => stray.entry((cl.clone(), acc.clone(), part.clone())).or_insert((None, 0.0)).1 += us.cpu as f64 / 3600.0,
-                Some(rule) => {
-                    let hours = rule.hours(us);
-                    match target_allocation(grants, &by_account, acc, &rule.resource, today) {
-                        Some(i) => buckets.entry(i).or_default().push(Bucket { hours, ..b }),
-                        None => {
-                            stray.entry((cl.clone(), acc.clone(), part.clone())).or_insert((Some(rule.resource.clone()), 0.0)).1 += hours;
-                        }
-                    }
-                }
-            }
-        }
-        for ((cluster, account, partition), (resource, hours)) in stray {
-            let o = OrphanUsage { centre: centre.id.clone(), cluster, account, partition, resource: resource.clone(), jobs: 0, hours };
-            if resource.is_some() {
-                orphans.push(o);
-            } else {
-                unmapped.push(o);
-            }
-        }
-        let at_date = jiff::Timestamp::from_second(at).expect("valid instant").to_zoned(tz.clone()).date();
+        place_partial(centre, grants, &by_account, partial, today, at, orphan_from_day, &mut buckets, &mut stray);
+        push_strays(&centre.id, stray, &HashMap::new(), &mut orphans, &mut unmapped);
         for &i in &mine {
-            let a = &grants.allocations[i];
-            let profile = a.profile.as_ref().and_then(|p| config.profiles.get(p)).unwrap_or(&linear);
-            let w = AllocationWindow {
-                start_s: day_start(crate::model::day_number(a.period_start), tz),
-                end_s: day_start(crate::model::day_number(a.period_end), tz),
-                granted_hours: grants.granted_on(i, at_date),
-                profile,
-            };
-            let ind = reconcile(&w, buckets.get(&i).map(Vec::as_slice).unwrap_or(&[]), at, th);
-            reports[i] = Some(AllocationReport {
-                centre: a.centre.clone(),
-                project: a.project.clone(),
-                resource: a.resource.clone(),
-                committee: a.committee.clone(),
-                accounts: a.accounts.clone(),
-                period_start: a.period_start.to_string(),
-                period_end: a.period_end.to_string(),
-                initial_granted_hours: a.granted_hours,
-                granted_hours: ind.granted_hours,
-                consumed_hours: ind.consumed_hours,
-                expected_hours: ind.expected_hours,
-                remaining_hours: ind.remaining_hours,
-                consumed_pct: ind.consumed_pct,
-                drift_pp: ind.drift_pp,
-                elapsed_pct: ind.elapsed_pct,
-                burn_rate_hours_per_day: ind.burn_rate_hours_per_day,
-                projected_exhaustion: ind.projected_exhaustion_s.map(|s| rfc3339_in(s, tz)),
-                projected_exhaustion_days: ind.projected_exhaustion_s.map(|s| (s - at) as f64 / 86400.0),
-                projected_unused_hours: ind.projected_unused_hours,
-                status: ind.status,
-                at: jiff::Timestamp::from_second(at).expect("valid instant").to_string(),
-                origin: a.origin.clone(),
-                index: i,
-                indicators: ind,
-            });
+            reports[i] = Some(allocation_report(config, grants, tz, i, buckets.get(&i).map(Vec::as_slice).unwrap_or(&[]), at, &linear));
         }
     }
     Reconciliation {
