@@ -36,6 +36,7 @@ pub struct Progress {
 
 /// The stored progress of the backfill of `(centre, source, [from, to))`, if any.
 pub fn progress(store: &Store, centre: &str, source: &str, from: i64, to: i64) -> Result<Option<Progress>, StoreError> {
+    store.connection().execute_batch(crate::ledger::BACKFILLS_TABLE).map_err(sq(store.path()))?;
     store
         .connection()
         .query_row(

@@ -4,10 +4,10 @@
 use crate::allocations::Grants;
 use crate::cli_time::rfc3339_in;
 use crate::config::{Centre, Config, FileKind, SourceConfig};
-use crate::ledger::{DailyRow, IngestStats, PullRecord, Store, StoreError};
+use crate::ledger::{DailyRow, FastMap, IngestStats, PullRecord, Store, StoreError};
 use crate::model::{day_date, day_start, local_day, prorate_daily, prorate_window, UnitSeconds};
 use crate::reconcile::{reconcile, AllocationWindow, Bucket, Indicators, Profile, Status};
-use crate::sources::{read_file, FileFormat, InputError, LineError, Parsed, SourceContext};
+use crate::sources::{read_file_with, FileFormat, InputError, LineError, ParsedRef, SourceContext};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -63,21 +63,21 @@ pub fn import_file(
     };
     let mut ingest = store.begin_ingest(&centre.id, &centre.tz)?;
     let mut failure: Option<StoreError> = None;
-    read_file(path, &format, &ctx, |item| {
+    read_file_with(path, &format, &ctx, |item| {
         if failure.is_some() {
             return;
         }
         match item {
-            Ok(Parsed::Job(job)) => {
+            Ok(ParsedRef::Job(job)) => {
                 if !centre.clusters.contains(&job.cluster) {
                     ingest.unknown_cluster(&job.cluster);
                 }
-                if let Err(e) = ingest.upsert(&job) {
+                if let Err(e) = ingest.upsert(job) {
                     failure = Some(e);
                 }
             }
-            Ok(Parsed::Step) => ingest.skip(true),
-            Ok(Parsed::NotStarted) => ingest.skip(false),
+            Ok(ParsedRef::Step) => ingest.skip(true),
+            Ok(ParsedRef::NotStarted) => ingest.skip(false),
             Err(e) => ingest.reject(e),
         }
     })?;
@@ -138,6 +138,22 @@ pub fn pull_centre_files(
                     }
                     import_file(store, centre, &path, *format, fields.as_deref(), now).map(Some)
                 })();
+                if let Err(e) = &result {
+                    // A file that cannot be read is a failed pull of the feed: recorded, so feed
+                    // health (stale_feed) and the quality report's pull success rate see it.
+                    let file = path.display().to_string();
+                    let pull = PullRecord {
+                        centre: centre.id.clone(),
+                        source: format!("file:{file}"),
+                        started_at: now,
+                        window: None,
+                        watermark: None,
+                        file: None,
+                    };
+                    if let Err(se) = store.record_failed_pull(&pull, &e.to_string(), now) {
+                        tracing::error!(centre = %centre.id, %file, "recording the failed pull: {se}");
+                    }
+                }
                 out.push((path, result));
             }
         }
@@ -285,7 +301,7 @@ struct ViewRow {
 }
 
 /// The allocation that `(account, resource)` usage on `day` charges.
-fn target_allocation(grants: &Grants, by_account: &HashMap<(&str, &str), Vec<usize>>, account: &str, resource: &str, day: i32) -> Option<usize> {
+pub fn target_allocation(grants: &Grants, by_account: &HashMap<(&str, &str), Vec<usize>>, account: &str, resource: &str, day: i32) -> Option<usize> {
     let date = day_date(day);
     by_account.get(&(account, resource)).and_then(|list| {
         list.iter().copied().find(|&i| {
@@ -296,7 +312,7 @@ fn target_allocation(grants: &Grants, by_account: &HashMap<(&str, &str), Vec<usi
 }
 
 /// Which allocations of a centre each (account, resource) may charge.
-fn allocations_by_account<'g>(grants: &'g Grants, centre: &str) -> HashMap<(&'g str, &'g str), Vec<usize>> {
+pub fn allocations_by_account<'g>(grants: &'g Grants, centre: &str) -> HashMap<(&'g str, &'g str), Vec<usize>> {
     let mut by_account: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     for (i, a) in grants.allocations.iter().enumerate().filter(|(_, a)| a.centre == centre) {
         for acc in &a.accounts {
@@ -367,39 +383,250 @@ pub type PartialDay = HashMap<String, HashMap<(String, String, String), UnitSeco
 pub fn partial_day(config: &Config, store: &mut Store, at: i64) -> Result<PartialDay, StoreError> {
     let mut out = PartialDay::new();
     for centre in config.centres.values() {
-        let today_start = day_start(local_day(at, &centre.tz), &centre.tz);
-        if today_start == at {
-            continue;
-        }
-        let mut partial: HashMap<(String, String, String), UnitSeconds> = HashMap::new();
-        for job in store.jobs_overlapping(&centre.id, today_start, at)? {
-            let us = prorate_window(&job, today_start, at);
-            partial.entry((job.cluster.clone(), job.account.clone(), job.partition.clone())).or_default().add(&us);
-        }
-        out.insert(centre.id.clone(), partial);
+        out.insert(centre.id.clone(), partial_of_centre(centre, store, at)?);
     }
     Ok(out)
 }
 
-/// Reconcile every allocation at `at` (epoch seconds).
-pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i64) -> Result<Reconciliation, StoreError> {
-    let view = LedgerView::load(config, grants, store, at, at)?;
-    let partial = partial_day(config, store, at)?;
-    let mut rec = reconcile_view(config, grants, &view, &partial, at);
-    // Exact job counts for the (rare) orphan and unmapped rows.
-    for centre in config.centres.values() {
-        let strays: Vec<&mut OrphanUsage> =
-            rec.orphans.iter_mut().chain(rec.unmapped.iter_mut()).filter(|o| o.centre == centre.id).collect();
-        if strays.is_empty() {
-            continue;
-        }
-        let from = day_start(local_day(at, &centre.tz) - config.thresholds.orphan_window_days as i32, &centre.tz);
-        let counts = store.job_counts(&centre.id, from, at)?;
-        for o in strays {
-            o.jobs = counts.get(&(o.cluster.clone(), o.account.clone(), o.partition.clone())).copied().unwrap_or(0);
+/// One centre's usage of its current local day up to `at` (empty at a local midnight).
+fn partial_of_centre(centre: &Centre, store: &mut Store, at: i64) -> Result<HashMap<(String, String, String), UnitSeconds>, StoreError> {
+    let today_start = day_start(local_day(at, &centre.tz), &centre.tz);
+    let mut partial: HashMap<(String, String, String), UnitSeconds> = HashMap::new();
+    if today_start == at {
+        return Ok(partial);
+    }
+    for job in store.jobs_overlapping(&centre.id, today_start, at)? {
+        let us = prorate_window(&job, today_start, at);
+        partial.entry((job.cluster.clone(), job.account.clone(), job.partition.clone())).or_default().add(&us);
+    }
+    Ok(partial)
+}
+
+/// Usage not charged to an allocation, by (cluster, account, partition): its resource (none
+/// when unmapped) and hours (core-hours when unmapped).
+type Strays = BTreeMap<(String, String, String), (Option<String>, f64)>;
+
+/// Place the partial current day of a centre: into its allocations' buckets, or as strays.
+#[allow(clippy::too_many_arguments)]
+fn place_partial(
+    centre: &Centre,
+    grants: &Grants,
+    by_account: &HashMap<(&str, &str), Vec<usize>>,
+    partial: &PartialDay,
+    today: i32,
+    at: i64,
+    orphan_from_day: i32,
+    buckets: &mut HashMap<usize, Vec<Bucket>>,
+    stray: &mut Strays,
+) {
+    let today_start = day_start(today, &centre.tz);
+    let Some(p) = partial.get(&centre.id) else { return };
+    for ((cl, acc, part), us) in p {
+        let key = (cl.clone(), acc.clone(), part.clone());
+        match centre.rule_for(cl, part) {
+            None => {
+                if today >= orphan_from_day {
+                    stray.entry(key).or_insert((None, 0.0)).1 += us.cpu as f64 / 3600.0;
+                }
+            }
+            Some(rule) => {
+                let hours = rule.hours(us);
+                match target_allocation(grants, by_account, acc, &rule.resource, today) {
+                    Some(i) => buckets.entry(i).or_default().push(Bucket { start_s: today_start, end_s: at.max(today_start + 1), hours }),
+                    None => stray.entry(key).or_insert((Some(rule.resource.clone()), 0.0)).1 += hours,
+                }
+            }
         }
     }
-    Ok(rec)
+}
+
+/// Turn strays into orphan (mapped) and unmapped usage rows, with their job counts.
+fn push_strays(centre: &str, stray: Strays, counts: &HashMap<(String, String, String), i64>, orphans: &mut Vec<OrphanUsage>, unmapped: &mut Vec<OrphanUsage>) {
+    for ((cluster, account, partition), (resource, hours)) in stray {
+        let jobs = counts.get(&(cluster.clone(), account.clone(), partition.clone())).copied().unwrap_or(0);
+        let o = OrphanUsage { centre: centre.to_string(), cluster, account, partition, resource: resource.clone(), jobs, hours };
+        if resource.is_some() {
+            orphans.push(o);
+        } else {
+            unmapped.push(o);
+        }
+    }
+}
+
+/// Reconcile allocation `i` from its buckets and describe it for output.
+fn allocation_report(config: &Config, grants: &Grants, tz: &jiff::tz::TimeZone, i: usize, buckets: &[Bucket], at: i64, linear: &Profile) -> AllocationReport {
+    let a = &grants.allocations[i];
+    let at_date = jiff::Timestamp::from_second(at).expect("valid instant").to_zoned(tz.clone()).date();
+    let profile = a.profile.as_ref().and_then(|p| config.profiles.get(p)).unwrap_or(linear);
+    let w = AllocationWindow {
+        start_s: day_start(crate::model::day_number(a.period_start), tz),
+        end_s: day_start(crate::model::day_number(a.period_end), tz),
+        granted_hours: grants.granted_on(i, at_date),
+        profile,
+    };
+    let ind = reconcile(&w, buckets, at, &config.thresholds);
+    AllocationReport {
+        centre: a.centre.clone(),
+        project: a.project.clone(),
+        resource: a.resource.clone(),
+        committee: a.committee.clone(),
+        accounts: a.accounts.clone(),
+        period_start: a.period_start.to_string(),
+        period_end: a.period_end.to_string(),
+        initial_granted_hours: a.granted_hours,
+        granted_hours: ind.granted_hours,
+        consumed_hours: ind.consumed_hours,
+        expected_hours: ind.expected_hours,
+        remaining_hours: ind.remaining_hours,
+        consumed_pct: ind.consumed_pct,
+        drift_pp: ind.drift_pp,
+        elapsed_pct: ind.elapsed_pct,
+        burn_rate_hours_per_day: ind.burn_rate_hours_per_day,
+        projected_exhaustion: ind.projected_exhaustion_s.map(|s| rfc3339_in(s, tz)),
+        projected_exhaustion_days: ind.projected_exhaustion_s.map(|s| (s - at) as f64 / 86400.0),
+        projected_unused_hours: ind.projected_unused_hours,
+        status: ind.status,
+        at: jiff::Timestamp::from_second(at).expect("valid instant").to_string(),
+        origin: a.origin.clone(),
+        index: i,
+        indicators: ind,
+    }
+}
+
+/// Where the usage of one (cluster, account, partition) goes: the billing rule that charges
+/// it (none: unmapped) and the allocations that may take it.
+struct Placement {
+    rule: Option<usize>,
+    allocations: Vec<usize>,
+}
+
+/// An allocation's charged unit-seconds: summed per rule before the burn window, per day and
+/// rule within it.
+#[derive(Default)]
+struct Charged {
+    /// Rule → (first day, last day, unit-seconds).
+    before_window: FastMap<usize, (i32, i32, UnitSeconds)>,
+    /// (day, rule, unit-seconds), days increasing.
+    daily: Vec<(i32, usize, UnitSeconds)>,
+}
+
+impl Charged {
+    fn add(&mut self, day: i32, rule: usize, us: &UnitSeconds, window_day: i32) {
+        if day < window_day {
+            let e = self.before_window.entry(rule).or_insert((day, day, UnitSeconds::default()));
+            e.0 = e.0.min(day);
+            e.1 = e.1.max(day);
+            e.2.add(us);
+            return;
+        }
+        match self.daily.last_mut() {
+            Some((d, r, sum)) if *d == day && *r == rule => sum.add(us),
+            _ => self.daily.push((day, rule, *us)),
+        }
+    }
+}
+
+/// Reconcile every allocation at `at` (epoch seconds).
+pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i64) -> Result<Reconciliation, StoreError> {
+    let linear = Profile::linear();
+    let th = &config.thresholds;
+    let mut reports: Vec<Option<AllocationReport>> = vec![None; grants.allocations.len()];
+    let mut orphans = Vec::new();
+    let mut unmapped = Vec::new();
+    for centre in config.centres.values() {
+        let tz = &centre.tz;
+        let today = local_day(at, tz);
+        let orphan_from_day = today - th.orphan_window_days as i32;
+        let mine: Vec<usize> = (0..grants.allocations.len()).filter(|&i| grants.allocations[i].centre == centre.id).collect();
+        let earliest = mine
+            .iter()
+            .map(|&i| crate::model::day_number(grants.allocations[i].period_start))
+            .min()
+            .unwrap_or(orphan_from_day)
+            .min(orphan_from_day);
+        let by_account = allocations_by_account(grants, &centre.id);
+        let period_days: FastMap<usize, (i32, i32)> = mine
+            .iter()
+            .map(|&i| {
+                let a = &grants.allocations[i];
+                (i, (crate::model::day_number(a.period_start), crate::model::day_number(a.period_end)))
+            })
+            .collect();
+        // Days before the burn window only count towards consumption: they are summed into one
+        // bucket per allocation and rule (exact integers, then hours once), the later ones
+        // kept day by day. Memory stays bounded whatever the ledger's history.
+        let window_day = local_day(at - th.burn_window_days as i64 * 86_400, tz);
+        let names = store.names()?;
+        let name = |id: i64| names.get(&id).map(String::as_str).unwrap_or("");
+        let mut placements: FastMap<(i64, i64, i64), Placement> = FastMap::default();
+        let mut charged: FastMap<usize, Charged> = FastMap::default();
+        let mut stray_ids: FastMap<(i64, i64, i64), (Option<usize>, f64)> = FastMap::default();
+        store.for_each_daily_usage(&centre.id, earliest, today, |row| {
+            let key = (row.cluster, row.account, row.partition);
+            let placement = placements.entry(key).or_insert_with(|| {
+                let (cluster, account, partition) = (name(row.cluster), name(row.account), name(row.partition));
+                let rule = centre.rule_for(cluster, partition).and_then(|r| centre.rules.iter().position(|x| std::ptr::eq(x, r)));
+                match rule {
+                    Some(rule) => Placement {
+                        rule: Some(rule),
+                        allocations: by_account.get(&(account, centre.rules[rule].resource.as_str())).cloned().unwrap_or_default(),
+                    },
+                    None => Placement { rule: None, allocations: Vec::new() },
+                }
+            });
+            let Some(rule) = placement.rule else {
+                if row.day >= orphan_from_day {
+                    stray_ids.entry(key).or_insert((None, 0.0)).1 += row.usage.cpu as f64 / 3600.0;
+                }
+                return;
+            };
+            let target = placement.allocations.iter().copied().find(|i| {
+                let (from, to) = period_days[i];
+                from <= row.day && row.day < to
+            });
+            match target {
+                Some(i) => charged.entry(i).or_default().add(row.day, rule, &row.usage, window_day),
+                None if row.day >= orphan_from_day => {
+                    stray_ids.entry(key).or_insert((Some(rule), 0.0)).1 += centre.rules[rule].hours(&row.usage);
+                }
+                None => {}
+            }
+        })?;
+        let mut buckets: HashMap<usize, Vec<Bucket>> = HashMap::new();
+        let mut day_starts: HashMap<i32, i64> = HashMap::new();
+        let mut start_of = |d: i32| *day_starts.entry(d).or_insert_with(|| day_start(d, tz));
+        for (i, c) in charged {
+            let out = buckets.entry(i).or_default();
+            for (rule, (from, to, us)) in c.before_window {
+                out.push(Bucket { start_s: start_of(from), end_s: start_of(to + 1), hours: centre.rules[rule].hours(&us) });
+            }
+            for (day, rule, us) in c.daily {
+                out.push(Bucket { start_s: start_of(day), end_s: start_of(day + 1), hours: centre.rules[rule].hours(&us) });
+            }
+        }
+        let mut stray = Strays::new();
+        for ((cl, acc, part), (rule, hours)) in stray_ids {
+            let e = stray
+                .entry((name(cl).to_string(), name(acc).to_string(), name(part).to_string()))
+                .or_insert((rule.map(|r| centre.rules[r].resource.clone()), 0.0));
+            e.1 += hours;
+        }
+        let mut partial = PartialDay::new();
+        partial.insert(centre.id.clone(), partial_of_centre(centre, store, at)?);
+        place_partial(centre, grants, &by_account, &partial, today, at, orphan_from_day, &mut buckets, &mut stray);
+        let counts = if stray.is_empty() { HashMap::new() } else { store.job_counts(&centre.id, day_start(orphan_from_day, tz), at)? };
+        push_strays(&centre.id, stray, &counts, &mut orphans, &mut unmapped);
+        for &i in &mine {
+            reports[i] = Some(allocation_report(config, grants, tz, i, buckets.get(&i).map(Vec::as_slice).unwrap_or(&[]), at, &linear));
+        }
+    }
+    Ok(Reconciliation {
+        at,
+        allocations: reports.into_iter().flatten().collect(),
+        orphans,
+        unmapped,
+        orphan_window_days: th.orphan_window_days,
+    })
 }
 
 /// Reconcile every allocation at `at` from a loaded view (rows of days before `at`'s local day)
@@ -411,15 +638,13 @@ pub fn reconcile_view(config: &Config, grants: &Grants, view: &LedgerView, parti
     let mut reports: Vec<Option<AllocationReport>> = vec![None; grants.allocations.len()];
     let mut orphans = Vec::new();
     let mut unmapped = Vec::new();
-    let no_partial = HashMap::new();
     for centre in config.centres.values() {
         let tz = &centre.tz;
         let today = local_day(at, tz);
-        let today_start = day_start(today, tz);
         let orphan_from_day = today - th.orphan_window_days as i32;
         let mine: Vec<usize> = (0..grants.allocations.len()).filter(|&i| grants.allocations[i].centre == centre.id).collect();
         let mut buckets: HashMap<usize, Vec<Bucket>> = HashMap::new();
-        let mut stray: BTreeMap<(String, String, String), (Option<String>, f64)> = BTreeMap::new();
+        let mut stray = Strays::new();
         if let Some(v) = view.centres.get(&centre.id) {
             // Rows are sorted by day: stop at the current day (partial, from the jobs).
             let upto = v.rows.partition_point(|r| r.day < today);
@@ -440,66 +665,10 @@ pub fn reconcile_view(config: &Config, grants: &Grants, view: &LedgerView, parti
             }
         }
         let by_account = allocations_by_account(grants, &centre.id);
-        for ((cl, acc, part), us) in partial.get(&centre.id).unwrap_or(&no_partial) {
-            let b = Bucket { start_s: today_start, end_s: at.max(today_start + 1), hours: 0.0 };
-            match centre.rule_for(cl, part) {
-                None => stray.entry((cl.clone(), acc.clone(), part.clone())).or_insert((None, 0.0)).1 += us.cpu as f64 / 3600.0,
-                Some(rule) => {
-                    let hours = rule.hours(us);
-                    match target_allocation(grants, &by_account, acc, &rule.resource, today) {
-                        Some(i) => buckets.entry(i).or_default().push(Bucket { hours, ..b }),
-                        None => {
-                            stray.entry((cl.clone(), acc.clone(), part.clone())).or_insert((Some(rule.resource.clone()), 0.0)).1 += hours;
-                        }
-                    }
-                }
-            }
-        }
-        for ((cluster, account, partition), (resource, hours)) in stray {
-            let o = OrphanUsage { centre: centre.id.clone(), cluster, account, partition, resource: resource.clone(), jobs: 0, hours };
-            if resource.is_some() {
-                orphans.push(o);
-            } else {
-                unmapped.push(o);
-            }
-        }
-        let at_date = jiff::Timestamp::from_second(at).expect("valid instant").to_zoned(tz.clone()).date();
+        place_partial(centre, grants, &by_account, partial, today, at, orphan_from_day, &mut buckets, &mut stray);
+        push_strays(&centre.id, stray, &HashMap::new(), &mut orphans, &mut unmapped);
         for &i in &mine {
-            let a = &grants.allocations[i];
-            let profile = a.profile.as_ref().and_then(|p| config.profiles.get(p)).unwrap_or(&linear);
-            let w = AllocationWindow {
-                start_s: day_start(crate::model::day_number(a.period_start), tz),
-                end_s: day_start(crate::model::day_number(a.period_end), tz),
-                granted_hours: grants.granted_on(i, at_date),
-                profile,
-            };
-            let ind = reconcile(&w, buckets.get(&i).map(Vec::as_slice).unwrap_or(&[]), at, th);
-            reports[i] = Some(AllocationReport {
-                centre: a.centre.clone(),
-                project: a.project.clone(),
-                resource: a.resource.clone(),
-                committee: a.committee.clone(),
-                accounts: a.accounts.clone(),
-                period_start: a.period_start.to_string(),
-                period_end: a.period_end.to_string(),
-                initial_granted_hours: a.granted_hours,
-                granted_hours: ind.granted_hours,
-                consumed_hours: ind.consumed_hours,
-                expected_hours: ind.expected_hours,
-                remaining_hours: ind.remaining_hours,
-                consumed_pct: ind.consumed_pct,
-                drift_pp: ind.drift_pp,
-                elapsed_pct: ind.elapsed_pct,
-                burn_rate_hours_per_day: ind.burn_rate_hours_per_day,
-                projected_exhaustion: ind.projected_exhaustion_s.map(|s| rfc3339_in(s, tz)),
-                projected_exhaustion_days: ind.projected_exhaustion_s.map(|s| (s - at) as f64 / 86400.0),
-                projected_unused_hours: ind.projected_unused_hours,
-                status: ind.status,
-                at: jiff::Timestamp::from_second(at).expect("valid instant").to_string(),
-                origin: a.origin.clone(),
-                index: i,
-                indicators: ind,
-            });
+            reports[i] = Some(allocation_report(config, grants, tz, i, buckets.get(&i).map(Vec::as_slice).unwrap_or(&[]), at, &linear));
         }
     }
     Reconciliation {

@@ -11,11 +11,31 @@
 //! Billing rules are applied when reading (unit-seconds are stored), so a corrected rule
 //! re-charges history without re-importing.
 
-use crate::model::{prorate_daily, DayNumber, JobRecord, UnitSeconds, Units};
+use crate::model::{for_each_daily_share, DayNumber, JobRecord, UnitSeconds, Units};
 use jiff::tz::TimeZone;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+/// The `backfills` table (migration 6): a past window pulled chunk by chunk; `done_until`
+/// moves in a transaction after each stored chunk, so an interrupted backfill resumes there.
+/// `IF NOT EXISTS`: `backfill` also runs it, for stores that passed number 6 while it was
+/// still reserved.
+pub const BACKFILLS_TABLE: &str = r#"
+    CREATE TABLE IF NOT EXISTS backfills (
+        centre        TEXT NOT NULL,
+        source        TEXT NOT NULL,
+        window_start  INTEGER NOT NULL,
+        window_end    INTEGER NOT NULL,
+        chunk_seconds INTEGER NOT NULL,
+        done_until    INTEGER NOT NULL,
+        records       INTEGER NOT NULL DEFAULT 0,
+        started_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        finished_at   INTEGER,
+        PRIMARY KEY (centre, source, window_start, window_end)
+    );
+    "#;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -203,23 +223,20 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX notifications_pending ON notifications (state, next_attempt_at);
     "#,
-    // 5: reserved (assigned to another change).
+    // 5: taken by another branch; kept aligned here.
     "-- reserved",
-    // 6: backfills (src/backfill.rs): a past window pulled chunk by chunk; `done_until` moves in
-    // a transaction after each stored chunk, so an interrupted backfill resumes there.
+    // 6: backfills (src/backfill.rs).
+    BACKFILLS_TABLE,
+    // 7: quality indicators (src/quality/): how many delivery passes held a message back because
+    // its channel was down (it then counts as a delivery that needed retries), and which
+    // periods' `quality` points were queued for InfluxDB (so the monthly run queues them once).
     r#"
-    CREATE TABLE backfills (
-        centre        TEXT NOT NULL,
-        source        TEXT NOT NULL,
-        window_start  INTEGER NOT NULL,
-        window_end    INTEGER NOT NULL,
-        chunk_seconds INTEGER NOT NULL,
-        done_until    INTEGER NOT NULL,
-        records       INTEGER NOT NULL DEFAULT 0,
-        started_at    INTEGER NOT NULL,
-        updated_at    INTEGER NOT NULL,
-        finished_at   INTEGER,
-        PRIMARY KEY (centre, source, window_start, window_end)
+    ALTER TABLE notifications ADD COLUMN deferrals INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE quality_runs (
+        period      TEXT PRIMARY KEY,
+        enqueued_at INTEGER NOT NULL,
+        points      INTEGER NOT NULL,
+        trigger     TEXT NOT NULL
     );
     "#,
 ];
@@ -260,7 +277,7 @@ pub enum StoreError {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    names: HashMap<String, i64>,
+    names: FastMap<String, i64>,
 }
 
 /// What an ingest did with its records.
@@ -331,7 +348,7 @@ impl Store {
         }
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;")
             .map_err(sq(path))?;
-        let mut store = Store { conn, path: path.to_path_buf(), names: HashMap::new() };
+        let mut store = Store { conn, path: path.to_path_buf(), names: FastMap::default() };
         store.migrate()?;
         Ok(store)
     }
@@ -419,19 +436,58 @@ impl Store {
     /// Begin an ingest for a centre: everything it stores, and its bookkeeping, commits
     /// together in [`Ingest::commit`] or not at all.
     pub fn begin_ingest(&mut self, centre: &str, tz: &TimeZone) -> Result<Ingest<'_>, StoreError> {
-        let path = self.path.clone();
-        // IMMEDIATE: the daemon pulls centres concurrently on separate connections; a deferred
-        // transaction that read first would fail at once ("database is locked") when another
-        // pull committed meanwhile, instead of waiting its turn under the busy timeout.
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sq(&path))?;
+        let Store { conn, path, names } = self;
+        let conn: &Connection = conn;
+        let e = sq(path);
+        // The transaction is opened here and closed by `commit` (or rolled back on drop), so
+        // that the prepared statements of the whole ingest can live beside it. IMMEDIATE: take
+        // the write lock first (waiting up to the busy timeout for another writer); a deferred
+        // BEGIN that read first would fail at once on its first write instead of waiting.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(&e)?;
+        let open = OpenTransaction { conn };
+        let statements = (|| {
+            Ok::<_, rusqlite::Error>(IngestStatements {
+                insert_new: conn.prepare(
+                    "INSERT INTO jobs (centre, cluster, job_id_raw, start, account, partition, user, end, elapsed,
+                                       cpus, gpus, billing, nodes, provisional)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                     ON CONFLICT DO NOTHING",
+                )?,
+                select_old: conn.prepare(
+                    "SELECT account, partition, user, end, elapsed, cpus, gpus, billing, nodes, provisional FROM jobs
+                     WHERE centre = ?1 AND cluster = ?2 AND job_id_raw = ?3 AND start = ?4",
+                )?,
+                replace: conn.prepare(
+                    "INSERT OR REPLACE INTO jobs (centre, cluster, job_id_raw, start, account, partition, user, end, elapsed,
+                                                  cpus, gpus, billing, nodes, provisional)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )?,
+                add_daily: conn.prepare(
+                    "INSERT INTO usage_daily (centre, day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (centre, day, cluster, account, partition) DO UPDATE SET
+                        jobs = jobs + excluded.jobs, cpu_s = cpu_s + excluded.cpu_s, gpu_s = gpu_s + excluded.gpu_s,
+                        billing_s = billing_s + excluded.billing_s, node_s = node_s + excluded.node_s",
+                )?,
+                drop_empty_daily: conn.prepare(
+                    "DELETE FROM usage_daily WHERE centre = ?1 AND day = ?2 AND cluster = ?3 AND account = ?4 AND partition = ?5
+                       AND jobs = 0 AND cpu_s = 0 AND gpu_s = 0 AND billing_s = 0 AND node_s = 0",
+                )?,
+                find_name: conn.prepare("SELECT id FROM names WHERE name = ?1")?,
+                add_name: conn.prepare("INSERT INTO names (name) VALUES (?1)")?,
+            })
+        })()
+        .map_err(&e)?;
         let mut ingest = Ingest {
-            tx,
-            path,
+            statements,
+            open,
+            path: path.clone(),
             tz: tz.clone(),
             centre_id: 0,
-            names: &mut self.names,
-            new_names: HashMap::new(),
-            deltas: HashMap::new(),
+            names,
+            new_names: FastMap::default(),
+            recent: Default::default(),
+            deltas: FastMap::default(),
             stats: IngestStats::default(),
             rejections: Vec::new(),
             max_wall_s: 0,
@@ -509,6 +565,47 @@ impl Store {
         Ok(out)
     }
 
+    /// Daily usage rows of a centre over days `[from_day, to_day)`, in key order, by interned
+    /// name ids (see [`Store::names`]), handed to `f` one by one: a reconciliation reads
+    /// millions of them, so no row is allocated.
+    pub fn for_each_daily_usage(
+        &mut self,
+        centre: &str,
+        from_day: DayNumber,
+        to_day: DayNumber,
+        mut f: impl FnMut(DailyIds),
+    ) -> Result<(), StoreError> {
+        let Some(cid) = self.name_id(centre)? else { return Ok(()) };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s FROM usage_daily
+                 WHERE centre = ?1 AND day >= ?2 AND day < ?3",
+            )
+            .map_err(sq(&self.path))?;
+        let mut rows = stmt.query(params![cid, from_day, to_day]).map_err(sq(&self.path))?;
+        while let Some(r) = rows.next().map_err(sq(&self.path))? {
+            let row = (|| {
+                Ok::<_, rusqlite::Error>(DailyIds {
+                    day: r.get(0)?,
+                    cluster: r.get(1)?,
+                    account: r.get(2)?,
+                    partition: r.get(3)?,
+                    jobs: r.get(4)?,
+                    usage: UnitSeconds { cpu: r.get(5)?, gpu: r.get(6)?, billing: r.get(7)?, node: r.get(8)? },
+                })
+            })()
+            .map_err(sq(&self.path))?;
+            f(row);
+        }
+        Ok(())
+    }
+
+    /// Every interned name by id (clusters, accounts, partitions, users, centres).
+    pub fn names(&self) -> Result<HashMap<i64, String>, StoreError> {
+        self.names_by_id()
+    }
+
     /// Jobs of a centre whose window overlaps `[from, to)` (zero-length jobs starting in it
     /// included).
     pub fn jobs_overlapping(&mut self, centre: &str, from: i64, to: i64) -> Result<Vec<JobRecord>, StoreError> {
@@ -559,22 +656,42 @@ impl Store {
     pub fn job_counts(&mut self, centre: &str, from: i64, to: i64) -> Result<HashMap<(String, String, String), i64>, StoreError> {
         let Some(cid) = self.name_id(centre)? else { return Ok(HashMap::new()) };
         let names = self.names_by_id()?;
-        let max_wall = max_wall(&self.conn, cid).map_err(sq(&self.path))?;
+        let path = self.path.clone();
+        let max_wall = max_wall(&self.conn, cid).map_err(sq(&path))?;
+        // Every job that may overlap the window started at or after `from − longest job`. The
+        // (centre, start) index carries each job's key (cluster, job id), so the lowest job id
+        // per cluster comes from the index alone; the table is then read in key order from
+        // there (sequential pages) rather than looked up once per job (one random B-tree
+        // descent each: most of a reconciliation's time on a large ledger).
+        let mut lowest: FastMap<i64, i64> = FastMap::default();
+        {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT cluster, job_id_raw FROM jobs WHERE centre = ?1 AND start >= ?2 - ?4 AND start < ?3")
+                .map_err(sq(&path))?;
+            let mut rows = stmt.query(params![cid, from, to, max_wall]).map_err(sq(&path))?;
+            while let Some(r) = rows.next().map_err(sq(&path))? {
+                let (cluster, id): (i64, i64) = (r.get(0).map_err(sq(&path))?, r.get(1).map_err(sq(&path))?);
+                lowest.entry(cluster).and_modify(|low| *low = (*low).min(id)).or_insert(id);
+            }
+        }
+        let mut counts: FastMap<(i64, i64, i64), i64> = FastMap::default();
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT cluster, account, partition, COUNT(*) FROM jobs
-                 WHERE centre = ?1 AND start >= ?2 - ?4 AND start < ?3 AND end >= ?2 AND (end > ?2 OR end = start)
-                 GROUP BY cluster, account, partition",
-            )
-            .map_err(sq(&self.path))?;
+            .prepare_cached("SELECT account, partition, start, end FROM jobs WHERE centre = ?1 AND cluster = ?2 AND job_id_raw >= ?3")
+            .map_err(sq(&path))?;
+        for (cluster, low) in lowest {
+            let mut rows = stmt.query(params![cid, cluster, low]).map_err(sq(&path))?;
+            while let Some(r) = rows.next().map_err(sq(&path))? {
+                let get = |i| r.get::<_, i64>(i).map_err(sq(&path));
+                let (account, partition, start, end) = (get(0)?, get(1)?, get(2)?, get(3)?);
+                if end >= from && start < to && (end > from || end == start) {
+                    *counts.entry((cluster, account, partition)).or_default() += 1;
+                }
+            }
+        }
         let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
-        let rows = stmt
-            .query_map(params![cid, from, to, max_wall], |r| {
-                Ok(((name(r.get(0)?), name(r.get(1)?), name(r.get(2)?)), r.get::<_, i64>(3)?))
-            })
-            .map_err(sq(&self.path))?;
-        rows.collect::<Result<_, _>>().map_err(sq(&self.path))
+        Ok(counts.into_iter().map(|((c, a, p), n)| ((name(c), name(a), name(p)), n)).collect())
     }
 
     /// Number of stored job runs (all centres).
@@ -636,6 +753,23 @@ pub struct DailyRow {
     pub usage: UnitSeconds,
 }
 
+/// One row of the daily usage table, by interned name ids.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DailyIds {
+    /// Centre-local day.
+    pub day: DayNumber,
+    /// Cluster name id.
+    pub cluster: i64,
+    /// Account name id.
+    pub account: i64,
+    /// Partition name id.
+    pub partition: i64,
+    /// Jobs with a share on that day.
+    pub jobs: i64,
+    /// Unit-seconds booked on that day.
+    pub usage: UnitSeconds,
+}
+
 /// Pull history of one feed.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FeedState {
@@ -657,16 +791,85 @@ pub struct FeedState {
 
 type DeltaKey = (DayNumber, i64, i64, i64);
 
+/// Daily deltas held in memory before they are written to `usage_daily` (still inside the
+/// ingest's transaction): bounds an import's memory whatever its size.
+const MAX_HELD_DELTAS: usize = 50_000;
+
+/// FxHash (rustc's hasher): the ledger's maps are keyed by small integers and short names, for
+/// which SipHash's flood resistance costs more than it protects here.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.write_u64(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.write_u64(u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 56));
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(i as u64);
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A hash map with [`FxHasher`].
+pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// The statements an ingest runs for every record, prepared once.
+struct IngestStatements<'s> {
+    insert_new: rusqlite::Statement<'s>,
+    select_old: rusqlite::Statement<'s>,
+    replace: rusqlite::Statement<'s>,
+    add_daily: rusqlite::Statement<'s>,
+    drop_empty_daily: rusqlite::Statement<'s>,
+    find_name: rusqlite::Statement<'s>,
+    add_name: rusqlite::Statement<'s>,
+}
+
+/// A `BEGIN` not yet committed: rolled back when dropped (an ingest abandoned on error).
+struct OpenTransaction<'s> {
+    conn: &'s Connection,
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
 /// An ingest in progress: one SQLite transaction.
 pub struct Ingest<'s> {
-    tx: Transaction<'s>,
+    // Field order matters: statements are finalised before the transaction is rolled back.
+    statements: IngestStatements<'s>,
+    open: OpenTransaction<'s>,
     path: PathBuf,
     tz: TimeZone,
     centre_id: i64,
-    names: &'s mut HashMap<String, i64>,
+    names: &'s mut FastMap<String, i64>,
     /// Names created in this transaction: only published to the cache on commit.
-    new_names: HashMap<String, i64>,
-    deltas: HashMap<DeltaKey, (i64, UnitSeconds)>,
+    new_names: FastMap<String, i64>,
+    /// Last name and id seen per field (cluster, account, partition, user): consecutive
+    /// records often share them.
+    recent: [(String, i64); 4],
+    deltas: FastMap<DeltaKey, (i64, UnitSeconds)>,
     stats: IngestStats,
     rejections: Vec<crate::sources::LineError>,
     max_wall_s: i64,
@@ -677,22 +880,16 @@ impl<'s> Ingest<'s> {
         if let Some(&id) = self.names.get(name).or_else(|| self.new_names.get(name)) {
             return Ok(id);
         }
-        let id: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT id FROM names WHERE name = ?1")
-            .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
-            .map_err(sq(&self.path))?;
+        let id: Option<i64> =
+            self.statements.find_name.query_row([name], |r| r.get(0)).optional().map_err(sq(&self.path))?;
         let id = match id {
             Some(id) => {
                 self.names.insert(name.to_string(), id);
                 id
             }
             None => {
-                self.tx
-                    .prepare_cached("INSERT INTO names (name) VALUES (?1)")
-                    .and_then(|mut s| s.execute([name]))
-                    .map_err(sq(&self.path))?;
-                let id = self.tx.last_insert_rowid();
+                self.statements.add_name.execute([name]).map_err(sq(&self.path))?;
+                let id = self.open.conn.last_insert_rowid();
                 self.new_names.insert(name.to_string(), id);
                 id
             }
@@ -700,16 +897,52 @@ impl<'s> Ingest<'s> {
         Ok(id)
     }
 
-    fn book(&mut self, job: &JobRecord, cluster: i64, account: i64, partition: i64, sign: i64) {
-        for (day, us) in prorate_daily(job, &self.tz) {
-            let e = self.deltas.entry((day, cluster, account, partition)).or_default();
+    /// [`Ingest::intern`] with a one-entry memory per field.
+    fn intern_field(&mut self, field: usize, name: &str) -> Result<i64, StoreError> {
+        if self.recent[field].0 == name && self.recent[field].1 != 0 {
+            return Ok(self.recent[field].1);
+        }
+        let id = self.intern(name)?;
+        self.recent[field].0.clear();
+        self.recent[field].0.push_str(name);
+        self.recent[field].1 = id;
+        Ok(id)
+    }
+
+    fn book(&mut self, job: &JobRecord, cluster: i64, account: i64, partition: i64, sign: i64) -> Result<(), StoreError> {
+        let deltas = &mut self.deltas;
+        for_each_daily_share(job, &self.tz, |day, us| {
+            let e = deltas.entry((day, cluster, account, partition)).or_default();
             e.0 += sign;
             if sign > 0 {
                 e.1.add(&us);
             } else {
                 e.1.sub(&us);
             }
+        });
+        if self.deltas.len() >= MAX_HELD_DELTAS {
+            self.flush_deltas()?;
         }
+        Ok(())
+    }
+
+    /// Add the held daily deltas to `usage_daily` (in key order, which keeps the B-tree writes
+    /// local) and drop the rows they empty.
+    fn flush_deltas(&mut self) -> Result<(), StoreError> {
+        let mut keys: Vec<_> = self.deltas.drain().filter(|(_, (n, us))| *n != 0 || !us.is_zero()).collect();
+        keys.sort_unstable_by_key(|(k, _)| *k);
+        let c = self.centre_id;
+        for ((day, cl, acc, part), (n, us)) in keys {
+            self.statements
+                .add_daily
+                .execute(params![c, day, cl, acc, part, n, us.cpu, us.gpu, us.billing, us.node])
+                .map_err(sq(&self.path))?;
+            // Only a job taken away can leave a day with nothing on it.
+            if n < 0 {
+                self.statements.drop_empty_daily.execute(params![c, day, cl, acc, part]).map_err(sq(&self.path))?;
+            }
+        }
+        Ok(())
     }
 
     /// Count a rejected line (the first [`KEPT_REJECTIONS`] are kept).
@@ -737,70 +970,61 @@ impl<'s> Ingest<'s> {
     /// Store a job record, replacing an earlier record of the same run.
     pub fn upsert(&mut self, job: &JobRecord) -> Result<(), StoreError> {
         self.stats.records += 1;
-        let cluster = self.intern(&job.cluster)?;
-        let account = self.intern(&job.account)?;
-        let partition = self.intern(&job.partition)?;
-        let user = self.intern(&job.user)?;
+        let cluster = self.intern_field(0, &job.cluster)?;
+        let account = self.intern_field(1, &job.account)?;
+        let partition = self.intern_field(2, &job.partition)?;
+        let user = self.intern_field(3, &job.user)?;
         let raw = i64::try_from(job.job_id_raw).unwrap_or(i64::MAX);
-        let old = self
-            .tx
-            .prepare_cached(
-                "SELECT account, partition, user, end, elapsed, cpus, gpus, billing, nodes, provisional FROM jobs
-                 WHERE centre = ?1 AND cluster = ?2 AND job_id_raw = ?3 AND start = ?4",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![self.centre_id, cluster, raw, job.start_s], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, i64>(4)?,
-                        [r.get::<_, i64>(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
-                        r.get::<_, i64>(9)?,
-                    ))
-                })
-                .optional()
-            })
-            .map_err(sq(&self.path))?;
         let units = [job.units.cpus as i64, job.units.gpus as i64, job.units.billing as i64, job.units.nodes as i64];
-        if let Some((oacc, opart, ouser, oend, oelapsed, ounits, oprov)) = old {
-            if (oacc, opart, ouser, oend, oelapsed, ounits, oprov) == (account, partition, user, job.end_s, job.elapsed_s, units, job.provisional as i64) {
-                self.stats.unchanged += 1;
-                return Ok(());
-            }
-            // A finished run never becomes running again: a stale provisional record (an old
-            // dump re-imported, an overlapping window seen late) must not undo the final one.
-            if oprov == 0 && job.provisional {
-                self.stats.unchanged += 1;
-                return Ok(());
-            }
-            let previous = JobRecord {
-                end_s: oend,
-                elapsed_s: oelapsed,
-                units: Units { cpus: ounits[0] as u64, gpus: ounits[1] as u64, billing: ounits[2] as u64, nodes: ounits[3] as u64 },
-                ..job.clone()
-            };
-            self.book(&previous, cluster, oacc, opart, -1);
-            self.stats.replaced += 1;
-        } else {
-            self.stats.inserted += 1;
-        }
-        self.book(job, cluster, account, partition, 1);
+        let centre = self.centre_id;
+        let row = params![
+            centre, cluster, raw, job.start_s, account, partition, user, job.end_s, job.elapsed_s,
+            units[0], units[1], units[2], units[3], job.provisional as i64
+        ];
+        // Most records are new: one insert that stops at the key if the run is already there
+        // (then, and only then, the stored record is read and compared).
+        let inserted = self.statements.insert_new.execute(row).map_err(sq(&self.path))?;
         self.max_wall_s = self.max_wall_s.max(job.end_s - job.start_s);
-        self.tx
-            .prepare_cached(
-                "INSERT OR REPLACE INTO jobs (centre, cluster, job_id_raw, start, account, partition, user, end, elapsed,
-                                              cpus, gpus, billing, nodes, provisional)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    self.centre_id, cluster, raw, job.start_s, account, partition, user, job.end_s, job.elapsed_s,
-                    units[0], units[1], units[2], units[3], job.provisional as i64
-                ])
+        if inserted == 1 {
+            self.stats.inserted += 1;
+            return self.book(job, cluster, account, partition, 1);
+        }
+        let old = self
+            .statements
+            .select_old
+            .query_row(params![self.centre_id, cluster, raw, job.start_s], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    [r.get::<_, i64>(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
+                    r.get::<_, i64>(9)?,
+                ))
             })
             .map_err(sq(&self.path))?;
+        let (oacc, opart, ouser, oend, oelapsed, ounits, oprov) = old;
+        if (oacc, opart, ouser, oend, oelapsed, ounits, oprov) == (account, partition, user, job.end_s, job.elapsed_s, units, job.provisional as i64) {
+            self.stats.unchanged += 1;
+            return Ok(());
+        }
+        // A finished run never becomes running again: a stale provisional record (an old
+        // dump re-imported, an overlapping window seen late) must not undo the final one.
+        if oprov == 0 && job.provisional {
+            self.stats.unchanged += 1;
+            return Ok(());
+        }
+        let previous = JobRecord {
+            end_s: oend,
+            elapsed_s: oelapsed,
+            units: Units { cpus: ounits[0] as u64, gpus: ounits[1] as u64, billing: ounits[2] as u64, nodes: ounits[3] as u64 },
+            ..job.clone()
+        };
+        self.book(&previous, cluster, oacc, opart, -1)?;
+        self.stats.replaced += 1;
+        self.book(job, cluster, account, partition, 1)?;
+        self.statements.replace.execute(row).map_err(sq(&self.path))?;
         Ok(())
     }
 
@@ -812,73 +1036,49 @@ impl<'s> Ingest<'s> {
     /// Write the daily deltas and the bookkeeping, and commit everything at once.
     pub fn commit(mut self, pull: &PullRecord, now: i64) -> Result<IngestStats, StoreError> {
         let path = self.path.clone();
-        {
-            let mut up = self
-                .tx
-                .prepare_cached(
-                    "INSERT INTO usage_daily (centre, day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                     ON CONFLICT (centre, day, cluster, account, partition) DO UPDATE SET
-                        jobs = jobs + excluded.jobs, cpu_s = cpu_s + excluded.cpu_s, gpu_s = gpu_s + excluded.gpu_s,
-                        billing_s = billing_s + excluded.billing_s, node_s = node_s + excluded.node_s",
-                )
-                .map_err(sq(&path))?;
-            let mut keys: Vec<_> = self.deltas.iter().filter(|(_, (n, us))| *n != 0 || !us.is_zero()).collect();
-            keys.sort_by_key(|(k, _)| **k);
-            for ((day, cl, acc, part), (n, us)) in keys {
-                up.execute(params![self.centre_id, day, cl, acc, part, n, us.cpu, us.gpu, us.billing, us.node])
-                    .map_err(sq(&path))?;
-            }
-        }
-        self.tx
-            .execute(
-                "INSERT INTO centre_stats (centre, max_wall_s) VALUES (?1, ?2)
-                 ON CONFLICT (centre) DO UPDATE SET max_wall_s = MAX(max_wall_s, excluded.max_wall_s)",
-                params![self.centre_id, self.max_wall_s],
-            )
-            .map_err(sq(&path))?;
-        self.tx
-            .execute("DELETE FROM usage_daily WHERE centre = ?1 AND jobs = 0 AND cpu_s = 0 AND gpu_s = 0 AND billing_s = 0 AND node_s = 0", [self.centre_id])
-            .map_err(sq(&path))?;
+        self.flush_deltas()?;
+        let conn = self.open.conn;
+        conn.execute(
+            "INSERT INTO centre_stats (centre, max_wall_s) VALUES (?1, ?2)
+             ON CONFLICT (centre) DO UPDATE SET max_wall_s = MAX(max_wall_s, excluded.max_wall_s)",
+            params![self.centre_id, self.max_wall_s],
+        )
+        .map_err(sq(&path))?;
         let s = &self.stats;
-        self.tx
-            .execute(
-                "INSERT INTO pulls (centre, source, started_at, finished_at, ok, window_start, window_end,
-                                    records, inserted, replaced, unchanged, rejected)
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    pull.centre, pull.source, pull.started_at, now, pull.window.map(|w| w.0), pull.window.map(|w| w.1),
-                    s.records as i64, s.inserted as i64, s.replaced as i64, s.unchanged as i64, s.rejected as i64
-                ],
+        conn.execute(
+            "INSERT INTO pulls (centre, source, started_at, finished_at, ok, window_start, window_end,
+                                records, inserted, replaced, unchanged, rejected)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                pull.centre, pull.source, pull.started_at, now, pull.window.map(|w| w.0), pull.window.map(|w| w.1),
+                s.records as i64, s.inserted as i64, s.replaced as i64, s.unchanged as i64, s.rejected as i64
+            ],
+        )
+        .map_err(sq(&path))?;
+        let pull_id = conn.last_insert_rowid();
+        for r in &self.rejections {
+            conn.execute(
+                "INSERT INTO rejections (pull_id, file, line, field, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![pull_id, r.file, r.line as i64, r.field, r.reason],
             )
             .map_err(sq(&path))?;
-        let pull_id = self.tx.last_insert_rowid();
-        for r in &self.rejections {
-            self.tx
-                .execute(
-                    "INSERT INTO rejections (pull_id, file, line, field, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![pull_id, r.file, r.line as i64, r.field, r.reason],
-                )
-                .map_err(sq(&path))?;
         }
         if let Some((file, size, mtime)) = &pull.file {
-            self.tx
-                .execute(
-                    "INSERT OR REPLACE INTO imported_files (centre, path, size, mtime_ns, pull_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![pull.centre, file, size, mtime, pull_id],
-                )
-                .map_err(sq(&path))?;
+            conn.execute(
+                "INSERT OR REPLACE INTO imported_files (centre, path, size, mtime_ns, pull_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![pull.centre, file, size, mtime, pull_id],
+            )
+            .map_err(sq(&path))?;
         }
         if let Some(w) = pull.watermark {
-            self.tx
-                .execute(
-                    "INSERT INTO watermarks (centre, source, watermark, last_success) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (centre, source) DO UPDATE SET watermark = excluded.watermark, last_success = excluded.last_success",
-                    params![pull.centre, pull.source, w, now],
-                )
-                .map_err(sq(&path))?;
+            conn.execute(
+                "INSERT INTO watermarks (centre, source, watermark, last_success) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (centre, source) DO UPDATE SET watermark = excluded.watermark, last_success = excluded.last_success",
+                params![pull.centre, pull.source, w, now],
+            )
+            .map_err(sq(&path))?;
         }
-        self.tx.commit().map_err(sq(&path))?;
+        conn.execute_batch("COMMIT").map_err(sq(&path))?;
         self.names.extend(self.new_names.drain());
         Ok(std::mem::take(&mut self.stats))
     }
@@ -886,5 +1086,66 @@ impl<'s> Ingest<'s> {
     /// Rejected lines kept so far.
     pub fn rejections(&self) -> &[crate::sources::LineError] {
         &self.rejections
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::Rng;
+
+    fn job(cluster: &str, id: u64, account: &str, start: i64, end: i64) -> JobRecord {
+        JobRecord {
+            cluster: cluster.into(),
+            job_id_raw: id,
+            job_id: id.to_string(),
+            account: account.into(),
+            partition: ["p1", "p2"][(id % 2) as usize].into(),
+            user: "u".into(),
+            start_s: start,
+            end_s: end,
+            elapsed_s: end - start,
+            units: Units { cpus: 1, gpus: 0, billing: 1, nodes: 1 },
+            provisional: false,
+        }
+    }
+
+    #[test]
+    fn job_counts_equal_the_plain_grouped_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let mut rng = Rng::new(5, 5);
+        let mut ingest = store.begin_ingest("c", &TimeZone::UTC).unwrap();
+        for id in 0..3000u64 {
+            // Ids roughly follow time, with long waits and long jobs out of order.
+            let start = id as i64 * 600 + rng.below(200_000) as i64;
+            let end = start + if rng.chance(100) { 0 } else { rng.below(400_000) as i64 };
+            let cluster = ["a", "b", "c"][rng.below(3) as usize];
+            ingest.upsert(&job(cluster, id, &format!("acc{}", rng.below(7)), start, end)).unwrap();
+        }
+        let pull = PullRecord { centre: "c".into(), source: "t".into(), started_at: 0, window: None, watermark: None, file: None };
+        ingest.commit(&pull, 0).unwrap();
+        let cid = store.name_id("c").unwrap().unwrap();
+        let names = store.names_by_id().unwrap();
+        for (from, to) in [(0, 100), (300_000, 900_000), (1_000_000, 1_000_001), (1_500_000, 3_000_000), (0, i64::MAX / 4)] {
+            let mut stmt = store
+                .conn
+                .prepare(
+                    "SELECT cluster, account, partition, COUNT(*) FROM jobs
+                     WHERE centre = ?1 AND end >= ?2 AND start < ?3 AND (end > ?2 OR end = start)
+                     GROUP BY cluster, account, partition",
+                )
+                .unwrap();
+            let want: HashMap<(String, String, String), i64> = stmt
+                .query_map(params![cid, from, to], |r| {
+                    let n = |i| names[&r.get::<_, i64>(i).unwrap()].clone();
+                    Ok(((n(0), n(1), n(2)), r.get(3)?))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            drop(stmt);
+            assert_eq!(store.job_counts("c", from, to).unwrap(), want, "window [{from}, {to})");
+        }
     }
 }

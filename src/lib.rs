@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod allocations;
 pub mod backfill;
+pub mod civil;
 pub mod cli_time;
 pub mod config;
 pub mod cycle;
@@ -15,8 +16,10 @@ pub mod ledger;
 pub mod metrics;
 pub mod model;
 pub mod pull;
+pub mod quality;
 pub mod reconcile;
 pub mod report;
 pub mod secret;
 pub mod sinks;
 pub mod sources;
+pub mod workload;

@@ -156,6 +156,37 @@ enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
+    /// Periodic reports.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Quality indicators of a period (docs/quality-indicators.md): the same store and period
+    /// give the same bytes.
+    Quality {
+        /// A year (2026), a quarter (2026-Q3) or a month (2026-09).
+        #[arg(long)]
+        period: String,
+        /// Only this centre (and the committees of its allocations).
+        #[arg(long)]
+        centre: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "md")]
+        format: allocwatch::quality::render::QualityFormat,
+        /// List the allocations, alerts, notifications, pulls or usage behind one indicator.
+        #[arg(long, value_name = "INDICATOR")]
+        explain: Option<String>,
+        /// Minimum lead, in days, for an exhausted allocation to count as warned ahead.
+        #[arg(long, default_value_t = allocwatch::quality::DEFAULT_LEAD_DAYS)]
+        lead_days: f64,
+        /// Also queue the figures as `quality` points for InfluxDB (again: they overwrite).
+        #[arg(long)]
+        enqueue: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -621,7 +652,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Run => allocwatch::daemon::run(allocwatch::daemon::RunOptions {
             config_path: cli.config.clone(),
             store_override: cli.store.clone(),
-            quality_report: None,
         })
         .map_err(|e| Failure { code: e.exit_code(), message: e.to_string() }),
         Command::Alerts { command } => {
@@ -670,6 +700,37 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let (events, leads) =
                 allocwatch::alerts::replay(&alerting, &config, &grants, &mut store, from, to, step).map_err(runtime_err)?;
             print!("{}", report::replay(&events, &leads, *format));
+            Ok(())
+        }
+        Command::Report { command: ReportCommand::Quality { period, centre, format, explain, lead_days, enqueue } } => {
+            use allocwatch::quality;
+            let (config, grants) = load(&cli)?;
+            let period = quality::Period::parse(period).map_err(|e| usage_err(format!("--period: {e}")))?;
+            if !(lead_days.is_finite() && *lead_days >= 0.0) {
+                return Err(usage_err("--lead-days must be a number of days ≥ 0"));
+            }
+            let mut store = open_store(&config)?;
+            let qerr = |e: quality::QualityError| Failure { code: e.exit_code(), message: e.to_string() };
+            let inputs = quality::load(&config, &grants, &mut store, &period, centre.as_deref(), *lead_days, quality::AsOf::Store).map_err(qerr)?;
+            match explain {
+                Some(ind) => {
+                    let ev = quality::explain(&inputs, ind).map_err(usage_err)?;
+                    print!("{}", quality::render::evidence(&ev, &period.label, *format));
+                }
+                None => print!("{}", quality::render::report(&quality::compute(&inputs), *format)),
+            }
+            if *enqueue {
+                if config.influxdb.is_none() {
+                    return Err(usage_err(format!("{}: no [influxdb] section: nothing to queue for", config.path.display())));
+                }
+                if centre.is_some() {
+                    return Err(usage_err("--enqueue sends the whole report: leave out --centre"));
+                }
+                let r = quality::compute(&inputs);
+                if let quality::Scheduled::Queued { points, .. } = quality::enqueue(&config, &mut store, &r, "cli").map_err(qerr)? {
+                    eprintln!("queued {points} quality points for InfluxDB (allocwatch outbox status)");
+                }
+            }
             Ok(())
         }
         Command::Outbox { command } => {

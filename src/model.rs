@@ -1,7 +1,7 @@
 //! Domain types shared by every stage: job records as the sources produce them, charge units,
 //! and the instants and days the ledger books them into.
 
-use jiff::{civil::Date, tz::TimeZone, Timestamp};
+use jiff::{civil::Date, tz::TimeZone};
 use serde::Serialize;
 
 /// One allocation (or one run of a requeued allocation) as a centre's accounting reports it,
@@ -33,6 +33,25 @@ pub struct JobRecord {
     /// The job was still running when observed: its charge is provisional and will be
     /// replaced by a later record with the same identity.
     pub provisional: bool,
+}
+
+impl JobRecord {
+    /// A blank record, to be filled by a parser that reuses it line after line.
+    pub fn empty() -> JobRecord {
+        JobRecord {
+            cluster: String::new(),
+            job_id_raw: 0,
+            job_id: String::new(),
+            account: String::new(),
+            partition: String::new(),
+            user: String::new(),
+            start_s: 0,
+            end_s: 0,
+            elapsed_s: 0,
+            units: Units::default(),
+            provisional: false,
+        }
+    }
 }
 
 /// Allocated trackable resources of one job, as counts (not seconds).
@@ -125,19 +144,16 @@ pub fn day_date(n: DayNumber) -> Date {
 
 /// Local day (in `tz`) that contains the instant `s` (epoch seconds).
 pub fn local_day(s: i64, tz: &TimeZone) -> DayNumber {
-    let ts = Timestamp::from_second(s).expect("epoch seconds within jiff's range");
-    day_number(ts.to_zoned(tz.clone()).date())
+    // Offsets cached per hour (exactly jiff's answer; see `civil`): this runs for every job
+    // imported and every bucket reconciled.
+    crate::civil::with_clock(tz, |c| c.local_day(s))
 }
 
 /// The instant (epoch seconds) at which local day `d` starts in `tz`.
 pub fn day_start(d: DayNumber, tz: &TimeZone) -> i64 {
-    let date = day_date(d);
-    // Midnight can be skipped by a DST change in a few zones; `to_zoned` then resolves
-    // compatibly (the first instant after the gap), which is what a day boundary means.
-    date.to_zoned(tz.clone())
-        .expect("midnight of a valid date resolves in any zone")
-        .timestamp()
-        .as_second()
+    // Midnight can be skipped by a DST change in a few zones; it then resolves compatibly
+    // (the first instant after the gap), which is what a day boundary means.
+    crate::civil::with_clock(tz, |c| c.day_start(d))
 }
 
 /// Split the unit-seconds of a job over the local days its `[start, end)` window touches.
@@ -146,6 +162,14 @@ pub fn day_start(d: DayNumber, tz: &TimeZone) -> i64 {
 /// each day receives its share rounded so that the shares add up exactly to the total
 /// (cumulative rounding): re-summing days never drifts from the job's own charge.
 pub fn prorate_daily(job: &JobRecord, tz: &TimeZone) -> Vec<(DayNumber, UnitSeconds)> {
+    let mut out = Vec::new();
+    for_each_daily_share(job, tz, |day, us| out.push((day, us)));
+    out
+}
+
+/// As [`prorate_daily`], handing each day's share to `f` instead of collecting them (the
+/// import path books millions of jobs).
+pub fn for_each_daily_share(job: &JobRecord, tz: &TimeZone, mut f: impl FnMut(DayNumber, UnitSeconds)) {
     let total = UnitSeconds {
         cpu: (job.units.cpus as i64).saturating_mul(job.elapsed_s),
         gpu: (job.units.gpus as i64).saturating_mul(job.elapsed_s),
@@ -155,16 +179,17 @@ pub fn prorate_daily(job: &JobRecord, tz: &TimeZone) -> Vec<(DayNumber, UnitSeco
     let wall = job.end_s - job.start_s;
     if wall <= 0 {
         // Zero-length window: the whole (normally zero) charge goes to the start day.
-        return vec![(local_day(job.start_s, tz), total)];
+        f(local_day(job.start_s, tz), total);
+        return;
     }
-    let mut out = Vec::new();
     let mut day = local_day(job.start_s, tz);
     let mut covered: i64 = 0;
     let mut given = UnitSeconds::default();
+    let mut seg_start_day = day_start(day, tz);
     loop {
         let next = day_start(day + 1, tz);
         let seg_end = next.min(job.end_s);
-        let seg_start = day_start(day, tz).max(job.start_s);
+        let seg_start = seg_start_day.max(job.start_s);
         covered += seg_end - seg_start;
         let cum = UnitSeconds {
             cpu: share(total.cpu, covered, wall),
@@ -175,19 +200,22 @@ pub fn prorate_daily(job: &JobRecord, tz: &TimeZone) -> Vec<(DayNumber, UnitSeco
         let mut part = cum;
         part.sub(&given);
         given = cum;
-        out.push((day, part));
+        f(day, part);
         if seg_end >= job.end_s {
             break;
         }
         day += 1;
+        seg_start_day = next;
     }
-    out
 }
 
 /// `total × covered / wall`, rounded half up, exact in 128-bit arithmetic.
 fn share(total: i64, covered: i64, wall: i64) -> i64 {
     if covered >= wall {
         return total;
+    }
+    if total == 0 {
+        return 0;
     }
     let num = total as i128 * covered as i128;
     ((num * 2 + wall as i128) / (2 * wall as i128)) as i64
@@ -220,6 +248,7 @@ pub fn prorate_window(job: &JobRecord, from: i64, to: i64) -> UnitSeconds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::Timestamp;
 
     fn job(start: &str, end: &str, cpus: u64) -> JobRecord {
         let s: Timestamp = start.parse().unwrap();

@@ -213,6 +213,7 @@ fn run_serves_every_endpoint_reloads_on_sighup_and_stops_cleanly_on_sigterm() {
 [daemon]
 schedule = "{schedule}"
 jitter_seconds = 0
+quality_report = "*/2 * * * * *"
 shutdown_grace_seconds = 20
 ready_max_cycle_age_seconds = 60
 
@@ -389,6 +390,8 @@ command_prefix = ["sh", "-c", "sleep 3; echo 'ssh: connect to host login.slowc.e
     assert_eq!(d.get("/api/v1/allocations", token).status, 401, "the old token must no longer work");
     assert!(notify.count("RELOADING=1") >= 2, "{:?}", notify.messages.lock().unwrap());
     let cycles_before_stop = d.wait_cycles(d.metric("allocwatch_cycles_total") + 1.0);
+    // The quality report ran on its own schedule (once per month: later ticks are no-ops).
+    wait_for(60, "a quality report run", || (runs("quality_report", "ok") >= 2.0).then_some(()));
 
     // SIGTERM: exit 0, both outboxes flushed.
     d.signal("TERM");
@@ -404,6 +407,11 @@ command_prefix = ["sh", "-c", "sleep 3; echo 'ssh: connect to host login.slowc.e
     let pending: i64 = conn.query_row("SELECT COUNT(*) FROM notifications WHERE state = 'pending'", [], |r| r.get(0)).unwrap();
     let sent: i64 = conn.query_row("SELECT COUNT(*) FROM notifications WHERE state = 'sent'", [], |r| r.get(0)).unwrap();
     assert_eq!(pending, 0, "notification outbox not flushed\n{log}");
+    let (period, trigger, points): (String, String, i64) =
+        conn.query_row("SELECT period, trigger, points FROM quality_runs", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+    assert_eq!(trigger, "schedule");
+    assert!(points > 0 && period.len() == 7, "{period} {points}");
+    assert!(log.contains(&format!("{period} already queued")), "{log}");
     assert!(sent > 0);
     // The operations digest really reached the SMTP server.
     let maildir = PathBuf::from(&env["AW_SMTP_MAILDIR"]).join("new");

@@ -322,3 +322,42 @@ fn demo_shows_every_status() {
     // The pinned instant makes the demo the same whatever day it runs.
     assert!(rows.iter().all(|r| r["at"] == "2026-11-15T12:00:00Z"));
 }
+
+/// The daemon's streaming reconciliation and the replay's preloaded view are two paths to the
+/// same figures: they must agree at any instant (midnights and mid-day).
+#[test]
+fn streaming_and_replay_reconciliations_agree() {
+    use allocwatch::engine::{partial_day, reconcile_all, reconcile_view, LedgerView};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = allocwatch::config::Config::load(&root().join("config/demo.toml")).unwrap();
+    config.store_path = dir.path().join("demo.sqlite");
+    let grants = allocwatch::allocations::Grants::load(&config).unwrap();
+    let mut store = allocwatch::ledger::Store::open(&config.store_path).unwrap();
+    for (_, _, r) in allocwatch::engine::pull_file_sources(&mut store, &config, 0) {
+        r.unwrap();
+    }
+    let instants = ["2026-05-20T00:00:00Z", "2026-08-15T13:17:00Z", "2026-10-31T23:00:00Z", "2026-11-15T12:00:00Z", "2027-06-01T00:00:00Z"];
+    let first = instants[0].parse::<jiff::Timestamp>().unwrap().as_second();
+    let last = instants[instants.len() - 1].parse::<jiff::Timestamp>().unwrap().as_second();
+    let view = LedgerView::load(&config, &grants, &mut store, first, last).unwrap();
+    for at in instants {
+        let at = at.parse::<jiff::Timestamp>().unwrap().as_second();
+        let a = reconcile_all(&config, &grants, &mut store, at).unwrap();
+        let partial = partial_day(&config, &mut store, at).unwrap();
+        let b = reconcile_view(&config, &grants, &view, &partial, at);
+        assert_eq!(a.allocations.len(), b.allocations.len());
+        for (x, y) in a.allocations.iter().zip(&b.allocations) {
+            assert_eq!((x.project.as_str(), x.resource.as_str(), x.status), (y.project.as_str(), y.resource.as_str(), y.status), "at {at}");
+            for (n, p, q) in [
+                ("consumed", x.consumed_hours, y.consumed_hours),
+                ("burn", x.burn_rate_hours_per_day, y.burn_rate_hours_per_day),
+                ("unused", x.projected_unused_hours, y.projected_unused_hours),
+            ] {
+                assert!((p - q).abs() <= 1e-9 * p.abs().max(1.0), "{n} of {} at {at}: {p} vs {q}", x.project);
+            }
+        }
+        let keys = |o: &[allocwatch::engine::OrphanUsage]| o.iter().map(|o| (o.account.clone(), o.partition.clone(), (o.hours * 1e6).round() as i64)).collect::<Vec<_>>();
+        assert_eq!(keys(&a.orphans), keys(&b.orphans), "orphans at {at}");
+        assert_eq!(keys(&a.unmapped), keys(&b.unmapped), "unmapped at {at}");
+    }
+}

@@ -44,6 +44,22 @@ else
   echo "WARNING: the Slurm lab did not start; live Slurm tests will be skipped" >&2
 fi
 
+echo "== tools (faketime: tests that stamp pulls and deliveries on a simulated calendar)"
+if ! command -v faketime >/dev/null; then
+  apt=(apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends faketime)
+  DEBIAN_FRONTEND=noninteractive "${apt[@]}" >/dev/null 2>&1 || {
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}"
+  }
+fi
+
+echo "== the README's demo command (debug build, scratch store)"
+cargo run --locked --quiet -- --config config/demo.toml --store "$state/demo.sqlite" check >"$state/demo.txt"
+grep -q "By status: ended 1, exhausted 3, not_started 1, on_track 12, over_pace 9, under_pace 5" "$state/demo.txt" || {
+  cat "$state/demo.txt" >&2; echo "the demo no longer shows its documented picture" >&2; exit 1
+}
+echo "demo OK: $(grep 'By status' "$state/demo.txt")"
+
 echo "== chromium (status page test)"
 if ! command -v chromium >/dev/null 2>&1; then
   apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends chromium >/dev/null \
@@ -53,3 +69,25 @@ chromium --version 2>/dev/null
 
 echo "== tests"
 cargo test --locked --no-fail-fast 2>&1 | tee target/test-output.txt
+
+# Fuzz every parser of outside input for a bounded time (fuzz/README.md). A crash or a
+# failed assertion fails the run; new inputs go to a scratch copy of the corpus.
+echo "== fuzz (${AW_FUZZ_SECONDS:-60} s per target)"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked --version 0.13.2
+fi
+(
+  cd fuzz
+  cargo fuzz build -s none -O
+  for target in sacct_text swf slurm_json allocations config; do
+    mkdir -p "$state/corpus/$target"
+    log="$state/fuzz-$target.log"
+    if ! cargo fuzz run -s none -O "$target" "$state/corpus/$target" "corpus/$target" -- \
+      -max_total_time="${AW_FUZZ_SECONDS:-60}" -max_len=4096 -rss_limit_mb=512 -print_final_stats=1 >"$log" 2>&1; then
+      tail -60 "$log" >&2
+      echo "fuzz target $target FAILED (input kept under fuzz/artifacts/$target/)" >&2
+      exit 1
+    fi
+    echo "$target: $(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}') executions, no failure"
+  done
+)

@@ -136,9 +136,12 @@ pub async fn deliver_pending(store: &mut Store, s: &AlertSettings, force: bool) 
         None => None,
     };
     let mut down: HashMap<String, String> = HashMap::new();
+    let mut deferred: Vec<i64> = Vec::new();
     for p in due {
         if down.contains_key(&p.channel) {
-            continue; // stays pending; retried at its next attempt time
+            // Stays pending; retried at its next attempt time. Counted, so the wait shows.
+            deferred.push(p.id);
+            continue;
         }
         let idem = format!("allocwatch-notification-{}", p.id);
         let result = match p.channel.as_str() {
@@ -174,6 +177,17 @@ pub async fn deliver_pending(store: &mut Store, s: &AlertSettings, force: bool) 
                 down.insert(p.channel.clone(), e);
             }
         }
+    }
+    if !deferred.is_empty() {
+        let path = store.path().to_path_buf();
+        store
+            .with_transaction(|tx| {
+                for id in &deferred {
+                    store::mark_deferred(tx, *id).map_err(crate::ledger::sq(&path))?;
+                }
+                Ok(())
+            })
+            .map_err(|e| format!("notification outbox: {e}"))?;
     }
     report.pending = store::pending_count(store.connection()).map_err(sql)?;
     Ok(report)

@@ -438,6 +438,54 @@ pub struct LeadTime {
     pub lead_days: Option<f64>,
 }
 
+/// Alert state kept in memory (replays and benchmarks): the same rules and life cycle as the
+/// store-backed evaluation, without writing or sending anything.
+#[derive(Debug, Default)]
+pub struct AlertBook {
+    firing: Vec<FiringAlert>,
+    titles: HashMap<i64, String>,
+    next_id: i64,
+}
+
+impl AlertBook {
+    /// Evaluate the rules on a reconciliation (feed health not known: `stale_feed` is skipped)
+    /// and apply the transitions; returns them with each alert's one-line title.
+    pub fn observe(&mut self, alerting: &Alerting, grants: &Grants, rec: &Reconciliation) -> Vec<(Transition, String)> {
+        let conditions = rules::evaluate(&alerting.settings, grants, rec, None);
+        let transitions = plan(conditions, &self.firing, rec.at, &alerting.settings.rules, &alerting.evaluated_rules(false), &quiet_subjects(rec));
+        let mut out = Vec::with_capacity(transitions.len());
+        for t in transitions {
+            let title = match &t {
+                Transition::Fire(c) => {
+                    self.next_id += 1;
+                    let f = FiringAlert { id: self.next_id, key: c.key.clone(), fired_at: rec.at, last_notified_at: rec.at, acked: false };
+                    self.firing.push(f);
+                    self.titles.insert(self.next_id, c.title.clone());
+                    c.title.clone()
+                }
+                Transition::Renotify(id, c) => {
+                    if let Some(f) = self.firing.iter_mut().find(|f| f.id == *id) {
+                        f.last_notified_at = rec.at;
+                    }
+                    c.title.clone()
+                }
+                Transition::Hold(_, c) => c.title.clone(),
+                Transition::Resolve { id, .. } => {
+                    self.firing.retain(|f| f.id != *id);
+                    self.titles.remove(id).unwrap_or_default()
+                }
+            };
+            out.push((t, title));
+        }
+        out
+    }
+
+    /// Alerts firing now.
+    pub fn firing(&self) -> usize {
+        self.firing.len()
+    }
+}
+
 /// Replay: evaluate the rules at every step of `[from, to)` over the ledger, without sending or
 /// storing anything. Feed health is not replayed (`stale_feed` is skipped).
 pub fn replay(
@@ -450,10 +498,7 @@ pub fn replay(
     step_s: i64,
 ) -> Result<(Vec<ReplayEvent>, Vec<LeadTime>), crate::ledger::StoreError> {
     let view = crate::engine::LedgerView::load(config, grants, store, from, to)?;
-    let evaluated = alerting.evaluated_rules(false);
-    let mut firing: Vec<FiringAlert> = Vec::new();
-    let mut titles: HashMap<i64, String> = HashMap::new();
-    let mut next_id = 1;
+    let mut book = AlertBook::default();
     let mut events = Vec::new();
     let mut first_warning: HashMap<String, i64> = HashMap::new();
     let mut exhausted: BTreeMap<String, i64> = BTreeMap::new();
@@ -467,32 +512,13 @@ pub fn replay(
             Some(crate::engine::partial_day(config, store, at)?)
         };
         let rec = crate::engine::reconcile_view(config, grants, &view, partial.as_ref().unwrap_or(&no_partial), at);
-        let conditions = rules::evaluate(&alerting.settings, grants, &rec, None);
-        let transitions = plan(conditions, &firing, at, &alerting.settings.rules, &evaluated, &quiet_subjects(&rec));
+        let transitions = book.observe(alerting, grants, &rec);
         let by_subject: HashMap<String, usize> = rec.allocations.iter().map(|a| (allocation_subject(a), a.index)).collect();
-        for t in &transitions {
+        for (t, title) in &transitions {
             let key = t.key().clone();
-            let (id, title) = match t {
-                Transition::Fire(c) => {
-                    let id = next_id;
-                    next_id += 1;
-                    firing.push(FiringAlert { id, key: key.clone(), fired_at: at, last_notified_at: at, acked: false });
-                    titles.insert(id, c.title.clone());
-                    (id, c.title.clone())
-                }
-                Transition::Renotify(id, c) => {
-                    if let Some(f) = firing.iter_mut().find(|f| f.id == *id) {
-                        f.last_notified_at = at;
-                    }
-                    (*id, c.title.clone())
-                }
-                Transition::Hold(..) => continue,
-                Transition::Resolve { id, .. } => {
-                    firing.retain(|f| f.id != *id);
-                    (*id, titles.get(id).cloned().unwrap_or_default())
-                }
-            };
-            let _ = id;
+            if matches!(t, Transition::Hold(..)) {
+                continue;
+            }
             if key.rule == Rule::Exhausted && matches!(t, Transition::Fire(_)) {
                 exhausted.entry(key.subject.clone()).or_insert(at);
             }
@@ -535,7 +561,7 @@ pub fn replay(
                 subject: key.subject.clone(),
                 discriminator: key.discriminator.clone(),
                 recipients,
-                title,
+                title: title.clone(),
             });
         }
         at += step_s;

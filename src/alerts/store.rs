@@ -212,6 +212,13 @@ pub fn mark_failed(conn: &Connection, id: i64, error: &str, next_attempt_at: i64
     Ok(())
 }
 
+/// Record that a delivery pass held a message back without trying it, because its channel
+/// had just failed (the quality report counts it as a delivery that needed retries).
+pub fn mark_deferred(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE notifications SET deferrals = deferrals + 1 WHERE id = ?1 AND state = 'pending'", [id])?;
+    Ok(())
+}
+
 /// Outbox depth.
 pub fn pending_count(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT COUNT(*) FROM notifications WHERE state = 'pending'", [], |r| r.get(0))

@@ -6,7 +6,6 @@
 //! connection, so one centre's slow or failing pull never holds up another centre or HTTP.
 
 use super::state::{CycleSnapshot, Shared};
-use super::QualityReport;
 use crate::engine;
 use crate::ledger::Store;
 use std::sync::Arc;
@@ -301,8 +300,10 @@ async fn notifier_loop(shared: Arc<Shared>, mut store: Store, mut stop: tokio::s
     }
 }
 
-/// One run of the quality-report job.
-pub async fn quality_tick(shared: Arc<Shared>, report: QualityReport) {
+/// One run of the quality-report job: the last finished month's figures, queued once as
+/// `quality` points ([`crate::quality::run_scheduled`]; a later tick of the same month is a
+/// no-op).
+pub async fn quality_tick(shared: Arc<Shared>) {
     let Some(_guard) = enter(&shared, QUALITY_JOB) else { return };
     if shared.is_stopping() {
         return;
@@ -317,7 +318,12 @@ pub async fn quality_tick(shared: Arc<Shared>, report: QualityReport) {
     let store_path = shared.store_path.clone();
     let result = tokio::task::spawn_blocking(move || {
         let mut store = Store::open(&store_path).map_err(|e| e.to_string())?;
-        report(&loaded.config, &loaded.grants, &mut store, started_at)
+        use crate::quality::Scheduled;
+        match crate::quality::run_scheduled(&loaded.config, &loaded.grants, &mut store, started_at).map_err(|e| e.to_string())? {
+            Scheduled::NotConfigured => Ok("no [influxdb] section: nothing to queue".to_string()),
+            Scheduled::AlreadyQueued { period } => Ok(format!("{period} already queued")),
+            Scheduled::Queued { period, points } => Ok(format!("{period}: {points} quality points queued")),
+        }
     })
     .await
     .unwrap_or_else(|e| Err(format!("the quality report panicked: {e}")));

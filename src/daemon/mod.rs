@@ -5,7 +5,8 @@
 //!   itself (the tick is skipped and counted); each centre's pull runs on its own blocking
 //!   thread with its own store connection, so one centre's slowness or failure delays no other.
 //!   Every pull is followed by a reconciliation ([`jobs::reconciler`]: requests that arrive
-//!   while a cycle runs are served by the next one). The quality report has its own schedule.
+//!   while a cycle runs are served by the next one). The quality report
+//!   ([`crate::quality::run_scheduled`]) has its own schedule.
 //! - **Life cycle**: SIGTERM/SIGINT stop new work, let pulls and the cycle in flight finish
 //!   within `shutdown_grace_seconds` (what does not is abandoned: its transaction never
 //!   commits), make a last delivery pass of both outboxes, and exit 0. SIGHUP reloads the
@@ -23,8 +24,6 @@ pub mod settings;
 mod state;
 mod systemd;
 
-use crate::allocations::Grants;
-use crate::config::Config;
 use crate::ledger::Store;
 use jobs::Trigger;
 use state::{Loaded, Shared};
@@ -34,20 +33,12 @@ use std::time::{Duration, Instant};
 use tokio_cron_scheduler::{Job, JobScheduler};
 use uuid::Uuid;
 
-/// The quality report the daemon runs on `[daemon] quality_report` (built in `src/quality/`):
-/// given the configuration, the grants, a store connection of its own and the wall clock
-/// (epoch seconds), it computes the report and enqueues what it owes in the store (one
-/// transaction), and returns a one-line summary for the log.
-pub type QualityReport = fn(&Config, &Grants, &mut Store, i64) -> Result<String, String>;
-
 /// What `run` is given.
 pub struct RunOptions {
     /// Configuration file (re-read on SIGHUP).
     pub config_path: PathBuf,
     /// `--store`, overriding the configured store.
     pub store_override: Option<PathBuf>,
-    /// The quality report to schedule, when this build has one.
-    pub quality_report: Option<QualityReport>,
 }
 
 /// Why the daemon could not run.
@@ -89,7 +80,7 @@ pub fn run(opts: RunOptions) -> Result<(), RunError> {
 }
 
 /// Install one job per centre (and the quality report); returns their ids.
-async fn install_jobs(sched: &JobScheduler, shared: &Arc<Shared>, quality: Option<QualityReport>) -> Result<Vec<Uuid>, String> {
+async fn install_jobs(sched: &JobScheduler, shared: &Arc<Shared>) -> Result<Vec<Uuid>, String> {
     let loaded = shared.loaded();
     let config = &loaded.config;
     let mut ids = Vec::new();
@@ -104,19 +95,15 @@ async fn install_jobs(sched: &JobScheduler, shared: &Arc<Shared>, quality: Optio
         shared.with_job(&jobs::pull_job(&centre.id), |j| j.schedule = expr.clone());
         ids.push(sched.add(job).await.map_err(|e| e.to_string())?);
     }
-    match (&config.daemon.quality_report, quality) {
-        (Some(expr), Some(report)) => {
-            let s = shared.clone();
-            let job = Job::new_async(expr.as_str(), move |_, _| {
-                let s = s.clone();
-                Box::pin(async move { jobs::quality_tick(s, report).await })
-            })
-            .map_err(|e| format!("daemon.quality_report {:?}: {e}", expr.as_str()))?;
-            shared.with_job(jobs::QUALITY_JOB, |j| j.schedule = expr.as_str().to_string());
-            ids.push(sched.add(job).await.map_err(|e| e.to_string())?);
-        }
-        (Some(_), None) => tracing::warn!("daemon.quality_report is set but this build has no quality report; not scheduled"),
-        (None, _) => {}
+    if let Some(expr) = &config.daemon.quality_report {
+        let s = shared.clone();
+        let job = Job::new_async(expr.as_str(), move |_, _| {
+            let s = s.clone();
+            Box::pin(async move { jobs::quality_tick(s).await })
+        })
+        .map_err(|e| format!("daemon.quality_report {:?}: {e}", expr.as_str()))?;
+        shared.with_job(jobs::QUALITY_JOB, |j| j.schedule = expr.as_str().to_string());
+        ids.push(sched.add(job).await.map_err(|e| e.to_string())?);
     }
     Ok(ids)
 }
@@ -166,7 +153,7 @@ async fn serve(opts: RunOptions, loaded: Loaded) -> Result<(), RunError> {
     };
 
     let mut sched = JobScheduler::new().await.map_err(runtime)?;
-    let mut job_ids = install_jobs(&sched, &shared, opts.quality_report).await.map_err(runtime)?;
+    let mut job_ids = install_jobs(&sched, &shared).await.map_err(runtime)?;
     sched.start().await.map_err(runtime)?;
     // A first pull of every centre now, so the first cycle does not wait for the schedule.
     for id in shared.loaded().config.centres.keys() {
@@ -192,7 +179,7 @@ async fn serve(opts: RunOptions, loaded: Loaded) -> Result<(), RunError> {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
                 systemd::reloading();
-                reload(&shared, &sched, &mut job_ids, opts.quality_report).await;
+                reload(&shared, &sched, &mut job_ids).await;
                 systemd::ready("running");
             }
         }
@@ -237,7 +224,7 @@ async fn serve(opts: RunOptions, loaded: Loaded) -> Result<(), RunError> {
 }
 
 /// SIGHUP: load the configuration again; put it in force if valid, else keep the old one.
-async fn reload(shared: &Arc<Shared>, sched: &JobScheduler, job_ids: &mut Vec<Uuid>, quality: Option<QualityReport>) {
+async fn reload(shared: &Arc<Shared>, sched: &JobScheduler, job_ids: &mut Vec<Uuid>) {
     let mut new = match Loaded::load(&shared.config_path, shared.store_override.as_deref()) {
         Ok(l) => l,
         Err(e) => {
@@ -280,7 +267,7 @@ async fn reload(shared: &Arc<Shared>, sched: &JobScheduler, job_ids: &mut Vec<Uu
             tracing::warn!("removing a job of the old schedule: {e}");
         }
     }
-    match install_jobs(sched, shared, quality).await {
+    match install_jobs(sched, shared).await {
         Ok(ids) => *job_ids = ids,
         Err(e) => tracing::error!("installing the new schedule: {e}"),
     }

@@ -18,7 +18,7 @@ use flate2::read::MultiGzDecoder;
 use jiff::tz::TimeZone;
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 /// What one input line turned out to be.
@@ -29,6 +29,29 @@ pub enum Parsed {
     /// A job step (`.batch`, `.extern`, `.0`): not an allocation, not charged.
     Step,
     /// A job that never started: nothing consumed.
+    NotStarted,
+}
+
+/// What one input line turned out to be, when the record is written into a reused
+/// [`JobRecord`] rather than returned (the import path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    /// An allocation to charge (the record holds it).
+    Job,
+    /// A job step: not charged.
+    Step,
+    /// A job that never started.
+    NotStarted,
+}
+
+/// As [`Parsed`], borrowing the job from the reader, which reuses it for the next line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParsedRef<'a> {
+    /// An allocation to charge.
+    Job(&'a JobRecord),
+    /// A job step: not charged.
+    Step,
+    /// A job that never started.
     NotStarted,
 }
 
@@ -161,50 +184,73 @@ fn open(path: &Path) -> Result<Box<dyn BufRead>, InputError> {
 }
 
 /// Read lines of bounded length; calls `f(line_number, Ok(text) | Err(reason))`.
-fn for_each_line(
-    mut r: impl BufRead,
-    file: &str,
-    mut f: impl FnMut(u64, Result<&str, String>) -> Result<(), InputError>,
-) -> Result<(), InputError> {
-    let mut buf = Vec::with_capacity(1024);
+///
+/// Lines are handed out straight from the reader's buffer when they fit in it (no copy); a
+/// line spanning two buffer fills is assembled in a side buffer, and one longer than
+/// [`MAX_LINE_BYTES`] is skipped without being held in memory.
+fn for_each_line<F>(mut r: impl BufRead, file: &str, mut f: F) -> Result<(), InputError>
+where
+    F: FnMut(u64, Result<&str, String>) -> Result<(), InputError>,
+{
+    let io = |source| InputError::Io { file: file.into(), source };
+    let too_long = || Err(format!("line longer than {MAX_LINE_BYTES} bytes"));
+    let mut carry: Vec<u8> = Vec::new();
+    let mut skipping = false;
     let mut n = 0u64;
     loop {
-        buf.clear();
-        let got = (&mut r)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .map_err(|source| InputError::Io { file: file.into(), source })?;
-        if got == 0 {
+        let chunk = r.fill_buf().map_err(io)?;
+        if chunk.is_empty() {
+            // A last line without its newline.
+            if skipping {
+                deliver(&mut f, n + 1, too_long())?;
+            } else if !carry.is_empty() {
+                deliver(&mut f, n + 1, Ok(&carry))?;
+            }
             return Ok(());
         }
-        n += 1;
-        if buf.len() > MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
-            // Skip the rest of the over-long line without keeping it.
-            loop {
-                let chunk = r.fill_buf().map_err(|source| InputError::Io { file: file.into(), source })?;
-                if chunk.is_empty() {
-                    break;
-                }
-                match chunk.iter().position(|&b| b == b'\n') {
-                    Some(i) => {
-                        r.consume(i + 1);
-                        break;
-                    }
-                    None => {
-                        let l = chunk.len();
-                        r.consume(l);
-                    }
-                }
+        let len = chunk.len();
+        let mut pos = 0;
+        while let Some(i) = memchr::memchr(b'\n', &chunk[pos..]) {
+            let line = &chunk[pos..pos + i];
+            pos += i + 1;
+            n += 1;
+            if skipping {
+                skipping = false;
+                deliver(&mut f, n, too_long())?;
+            } else if carry.is_empty() {
+                deliver(&mut f, n, if line.len() > MAX_LINE_BYTES { too_long() } else { Ok(line) })?;
+            } else {
+                carry.extend_from_slice(line);
+                deliver(&mut f, n, if carry.len() > MAX_LINE_BYTES { too_long() } else { Ok(&carry) })?;
+                carry.clear();
             }
-            f(n, Err(format!("line longer than {MAX_LINE_BYTES} bytes")))?;
-            continue;
         }
-        while matches!(buf.last(), Some(b'\n' | b'\r')) {
-            buf.pop();
+        if !skipping {
+            carry.extend_from_slice(&chunk[pos..]);
+            if carry.len() > MAX_LINE_BYTES {
+                skipping = true;
+                carry = Vec::new();
+            }
         }
-        match std::str::from_utf8(&buf) {
-            Ok(s) => f(n, Ok(s))?,
-            Err(e) => f(n, Err(format!("not valid UTF-8 at byte {}", e.valid_up_to())))?,
+        r.consume(len);
+    }
+}
+
+/// One line to the callback of [`for_each_line`]: trailing `\r` removed, UTF-8 checked.
+fn deliver<F>(f: &mut F, n: u64, line: Result<&[u8], String>) -> Result<(), InputError>
+where
+    F: FnMut(u64, Result<&str, String>) -> Result<(), InputError>,
+{
+    match line {
+        Err(reason) => f(n, Err(reason)),
+        Ok(mut bytes) => {
+            while let [rest @ .., b'\r'] = bytes {
+                bytes = rest;
+            }
+            match std::str::from_utf8(bytes) {
+                Ok(s) => f(n, Ok(s)),
+                Err(e) => f(n, Err(format!("not valid UTF-8 at byte {}", e.valid_up_to()))),
+            }
         }
     }
 }
@@ -224,11 +270,21 @@ pub fn read_file(
     path: &Path,
     format: &FileFormat,
     ctx: &SourceContext,
-    sink: impl FnMut(Result<Parsed, LineError>),
+    mut sink: impl FnMut(Result<Parsed, LineError>),
+) -> Result<(), InputError> {
+    read_file_with(path, format, ctx, |r| sink(r.map(ParsedRef::to_owned)))
+}
+
+/// As [`read_file`], lending each record instead of allocating one per line (the import path).
+pub fn read_file_with(
+    path: &Path,
+    format: &FileFormat,
+    ctx: &SourceContext,
+    sink: impl FnMut(Result<ParsedRef<'_>, LineError>),
 ) -> Result<(), InputError> {
     let name = path.display().to_string();
     let reader = open(path)?;
-    read_stream(reader, &name, format, ctx, sink)
+    read_stream_with(reader, &name, format, ctx, sink)
 }
 
 /// As [`read_file`], over any reader (`name` appears in messages).
@@ -239,6 +295,37 @@ pub fn read_stream(
     ctx: &SourceContext,
     mut sink: impl FnMut(Result<Parsed, LineError>),
 ) -> Result<(), InputError> {
+    read_stream_with(reader, name, format, ctx, |r| sink(r.map(ParsedRef::to_owned)))
+}
+
+impl ParsedRef<'_> {
+    /// The owned form.
+    pub fn to_owned(self) -> Parsed {
+        match self {
+            ParsedRef::Job(j) => Parsed::Job(j.clone()),
+            ParsedRef::Step => Parsed::Step,
+            ParsedRef::NotStarted => Parsed::NotStarted,
+        }
+    }
+}
+
+fn lend(kind: LineKind, rec: &JobRecord) -> ParsedRef<'_> {
+    match kind {
+        LineKind::Job => ParsedRef::Job(rec),
+        LineKind::Step => ParsedRef::Step,
+        LineKind::NotStarted => ParsedRef::NotStarted,
+    }
+}
+
+/// As [`read_file_with`], over any reader (`name` appears in messages).
+pub fn read_stream_with(
+    reader: impl BufRead,
+    name: &str,
+    format: &FileFormat,
+    ctx: &SourceContext,
+    mut sink: impl FnMut(Result<ParsedRef<'_>, LineError>),
+) -> Result<(), InputError> {
+    let mut rec = JobRecord::empty();
     match format {
         FileFormat::Sacct { fields } => {
             let mut parser: Option<sacct::SacctParser> = match fields {
@@ -268,7 +355,10 @@ pub fn read_stream(
                         if sacct::Columns::is_header(text) {
                             return Ok(());
                         }
-                        sink(p.parse_line(name, n, text));
+                        match p.parse_line_into(name, n, text, &mut rec) {
+                            Ok(kind) => sink(Ok(lend(kind, &rec))),
+                            Err(e) => sink(Err(e)),
+                        }
                     }
                     None => {
                         if !sacct::Columns::is_header(text) {
@@ -302,7 +392,10 @@ pub fn read_stream(
                     Err(reason) => sink(Err(LineError { file: name.into(), line: n, field: None, reason })),
                     Ok(t) if t.trim_start().starts_with(';') => header.absorb(t),
                     Ok(t) if t.trim().is_empty() => {}
-                    Ok(t) => sink(swf::parse_line(&header, &ctx.default_cluster, name, n, t)),
+                    Ok(t) => match swf::parse_line_into(&header, &ctx.default_cluster, name, n, t, &mut rec) {
+                        Ok(kind) => sink(Ok(lend(kind, &rec))),
+                        Err(e) => sink(Err(e)),
+                    },
                 }
                 Ok(())
             })
@@ -322,4 +415,43 @@ pub fn swf_time_zone(path: &Path) -> Result<Option<String>, InputError> {
         header.absorb(&line);
     }
     Ok(header.time_zone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], capacity: usize) -> Vec<(u64, Result<String, String>)> {
+        let mut out = Vec::new();
+        for_each_line(BufReader::with_capacity(capacity, input), "f", |n, l| {
+            out.push((n, l.map(str::to_string)));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn lines_across_buffer_fills_crlf_overlong_and_unterminated() {
+        let mut input = b"ab|c\r\n\nxyz-123456789\n".to_vec();
+        input.extend(std::iter::repeat(b'x').take(MAX_LINE_BYTES + 1));
+        input.extend(b"\nok\n\xff\nlast");
+        for capacity in [3, 7, 64, 1 << 16] {
+            let got = lines(&input, capacity);
+            let want: Vec<(u64, Result<String, String>)> = vec![
+                (1, Ok("ab|c".into())),
+                (2, Ok("".into())),
+                (3, Ok("xyz-123456789".into())),
+                (4, Err(format!("line longer than {MAX_LINE_BYTES} bytes"))),
+                (5, Ok("ok".into())),
+                (6, Err("not valid UTF-8 at byte 0".into())),
+                (7, Ok("last".into())),
+            ];
+            assert_eq!(got, want, "buffer of {capacity} bytes");
+        }
+        // A line of exactly the limit is kept.
+        let exact = vec![b'y'; MAX_LINE_BYTES];
+        assert_eq!(lines(&exact, 1 << 16).len(), 1);
+        assert!(lines(&exact, 1 << 16)[0].1.is_ok());
+    }
 }

@@ -4,7 +4,7 @@
 //! Times may be epoch seconds (`SLURM_TIME_FORMAT=%s`, unambiguous) or sacct's default
 //! `YYYY-MM-DDTHH:MM:SS`, which is local time of the centre and is read in its time zone.
 
-use super::{LineError, Parsed};
+use super::{LineError, LineKind, Parsed};
 use crate::model::{JobRecord, Units};
 use jiff::{civil::DateTime, tz::TimeZone};
 
@@ -96,6 +96,10 @@ impl Columns {
 
     /// Whether a line looks like a header of these columns rather than a record.
     pub fn is_header(line: &str) -> bool {
+        // Records start with their job id; checked first, it spares every record the rest.
+        if line.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+            return false;
+        }
         let first = line.split('|').next().unwrap_or("").trim().to_ascii_lowercase();
         first == "jobid" || first == "jobidraw" || (line.to_ascii_lowercase().contains("|start|") && !line.starts_with(|c: char| c.is_ascii_digit()))
     }
@@ -128,32 +132,44 @@ pub struct SacctParser {
 impl SacctParser {
     /// Parse one data line (1-based `line` number for errors).
     pub fn parse_line(&self, file: &str, line: u64, text: &str) -> Result<Parsed, LineError> {
+        let mut rec = JobRecord::empty();
+        Ok(match self.parse_line_into(file, line, text, &mut rec)? {
+            LineKind::Job => Parsed::Job(rec),
+            LineKind::Step => Parsed::Step,
+            LineKind::NotStarted => Parsed::NotStarted,
+        })
+    }
+
+    /// As [`SacctParser::parse_line`], writing a job into `rec` (reusing its strings' memory:
+    /// the import path parses millions of lines). `rec` is fully overwritten when the line is a
+    /// job, and left in an unspecified state otherwise.
+    pub fn parse_line_into(&self, file: &str, line: u64, text: &str, rec: &mut JobRecord) -> Result<LineKind, LineError> {
         let err = |field: Option<&str>, reason: String| LineError {
             file: file.to_string(),
             line,
             field: field.map(str::to_string),
             reason,
         };
-        let mut fields: Vec<&str> = text.split('|').collect();
         let n = self.columns.len();
-        if fields.len() != n {
-            if fields.len() > n && self.columns.free_text_last {
-                // A `|` inside the job name: the surplus belongs to the last column.
-                let tail_start: usize = fields[..n - 1].iter().map(|f| f.len() + 1).sum();
-                fields.truncate(n - 1);
-                fields.push(&text[tail_start..]);
-            } else {
-                return Err(err(None, format!("expected {} fields, found {}", n, fields.len())));
-            }
-        }
-        let get = |i: Option<usize>| i.map(|i| fields[i].trim()).unwrap_or("");
+        let mut on_stack = [""; 32];
+        let mut on_heap;
+        let fields: &mut [&str] = if n <= on_stack.len() {
+            &mut on_stack[..n]
+        } else {
+            on_heap = vec![""; n];
+            &mut on_heap
+        };
+        split_fields(text, self.columns.free_text_last, fields)
+            .map_err(|found| err(None, format!("expected {n} fields, found {found}")))?;
+        let fields = &*fields;
+        let get = |i: Option<usize>| i.map(|i| trim(fields[i])).unwrap_or("");
         let c = &self.columns;
         let job_id = get(c.job_id);
         let raw = get(c.job_id_raw);
         let shown = if job_id.is_empty() { raw } else { job_id };
         // Job steps (`123.batch`, `123.0`, `123.extern`) are not allocations; `-X` omits them.
-        if shown.contains('.') {
-            return Ok(Parsed::Step);
+        if shown.as_bytes().contains(&b'.') {
+            return Ok(LineKind::Step);
         }
         let (raw_field, raw_text) = if !raw.is_empty() { ("JobIDRaw", raw) } else { ("JobID", job_id) };
         let job_id_raw = parse_job_id(raw_text).ok_or_else(|| {
@@ -162,10 +178,10 @@ impl SacctParser {
         let start = parse_time(get(c.start), &self.tz).map_err(|r| err(Some("Start"), r))?;
         let Some(start_s) = start else {
             // Never started (pending, cancelled before start): nothing was consumed.
-            return Ok(Parsed::NotStarted);
+            return Ok(LineKind::NotStarted);
         };
         let end = parse_time(get(c.end), &self.tz).map_err(|r| err(Some("End"), r))?;
-        let state = get(c.state).to_ascii_uppercase();
+        let state = get(c.state);
         let elapsed = if c.elapsed_raw.is_some() && !get(c.elapsed_raw).is_empty() {
             Some(get(c.elapsed_raw).parse::<i64>().map_err(|_| {
                 err(Some("ElapsedRaw"), format!("`{}` is not a number of seconds", truncate(get(c.elapsed_raw))))
@@ -178,7 +194,9 @@ impl SacctParser {
         if matches!(elapsed, Some(e) if e < 0) {
             return Err(err(Some("Elapsed"), "negative elapsed time".into()));
         }
-        let running = state.starts_with("RUNNING") || state.starts_with("SUSPENDED") || state.starts_with("COMPLETING");
+        let running = ["RUNNING", "SUSPENDED", "COMPLETING"]
+            .iter()
+            .any(|p| state.len() >= p.len() && state.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes()));
         let (end_s, elapsed_s, provisional) = match end {
             Some(e) if !running || e > start_s => {
                 if e < start_s {
@@ -213,21 +231,87 @@ impl SacctParser {
             Some(v) => v,
             None => num(c.alloc_nodes, "AllocNodes")?.unwrap_or(0),
         };
-        let units = Units { cpus, gpus: t.gpus(), billing: t.billing.unwrap_or(cpus), nodes };
         let cluster = get(c.cluster);
-        Ok(Parsed::Job(JobRecord {
-            cluster: if cluster.is_empty() { self.default_cluster.clone() } else { cluster.to_string() },
-            job_id_raw,
-            job_id: shown.to_string(),
-            account: get(c.account).to_lowercase(),
-            partition: get(c.partition).to_string(),
-            user: get(c.user).to_string(),
-            start_s,
-            end_s,
-            elapsed_s,
-            units,
-            provisional,
-        }))
+        set(&mut rec.cluster, if cluster.is_empty() { &self.default_cluster } else { cluster });
+        rec.job_id_raw = job_id_raw;
+        set(&mut rec.job_id, shown);
+        let account = get(c.account);
+        if account.is_ascii() {
+            rec.account.clear();
+            rec.account.extend(account.bytes().map(|b| b.to_ascii_lowercase() as char));
+        } else {
+            rec.account = account.to_lowercase();
+        }
+        set(&mut rec.partition, get(c.partition));
+        set(&mut rec.user, get(c.user));
+        rec.start_s = start_s;
+        rec.end_s = end_s;
+        rec.elapsed_s = elapsed_s;
+        rec.units = Units { cpus, gpus: t.gpus(), billing: t.billing.unwrap_or(cpus), nodes };
+        rec.provisional = provisional;
+        Ok(LineKind::Job)
+    }
+}
+
+/// `str::trim`, answering at once for the usual field with no surrounding space.
+fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(b)) if *a > b' ' && *a < 0x80 && *b > b' ' && *b < 0x80 => s,
+        _ => s.trim(),
+    }
+}
+
+/// Replace a string's contents, keeping its memory.
+fn set(s: &mut String, v: &str) {
+    s.clear();
+    s.push_str(v);
+}
+
+/// Split a `-P` line into exactly `out.len()` fields; a trailing free-text column keeps any
+/// surplus `|`. On a count mismatch, returns the number of fields found.
+fn split_fields<'t>(text: &'t str, free_text_last: bool, out: &mut [&'t str]) -> Result<(), usize> {
+    let n = out.len();
+    let mut k = 0;
+    let mut start = 0;
+    let mut extra = 0;
+    for_each_pipe(text.as_bytes(), |p| {
+        if k + 1 < n {
+            out[k] = &text[start..p];
+            start = p + 1;
+            k += 1;
+        } else {
+            extra += 1;
+        }
+    });
+    if k + 1 < n || (extra > 0 && !free_text_last) {
+        return Err(k + 1 + extra);
+    }
+    // Separators are ASCII, so `start` is on a character boundary.
+    out[n - 1] = &text[start..];
+    Ok(())
+}
+
+/// Call `f` with the position of every `|`, scanning 8 bytes at a time (exact per-byte
+/// matching: no false positives), since a line holds a separator every dozen bytes.
+fn for_each_pipe(b: &[u8], mut f: impl FnMut(usize)) {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const PIPES: u64 = 0x7c7c_7c7c_7c7c_7c7c;
+    let mut chunks = b.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ PIPES;
+        // High bit of a byte set iff that byte of x is zero, i.e. the input byte is `|`.
+        let mut m = !(((x & LOW7) + LOW7) | x | LOW7);
+        while m != 0 {
+            f(base + (m.trailing_zeros() / 8) as usize);
+            m &= m - 1;
+        }
+        base += 8;
+    }
+    for (i, &c) in chunks.remainder().iter().enumerate() {
+        if c == b'|' {
+            f(base + i);
+        }
     }
 }
 
@@ -255,6 +339,12 @@ pub fn parse_time(s: &str, tz: &TimeZone) -> Result<Option<i64>, String> {
     if s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse::<i64>().map(Some).map_err(|_| format!("`{}` is not an epoch time", truncate(s)));
     }
+    // The usual shape, without jiff's general parser (same answer; see `civil`).
+    if let Some(local) = crate::civil::parse_civil(s) {
+        if let Some(t) = crate::civil::with_clock(tz, |c| c.instant_of_local(local)) {
+            return Ok(Some(t));
+        }
+    }
     let dt: DateTime = s.parse().map_err(|_| format!("`{}` is not a time (want YYYY-MM-DDTHH:MM:SS or epoch seconds)", truncate(s)))?;
     let z = dt.to_zoned(tz.clone()).map_err(|e| format!("`{s}`: {e}"))?;
     Ok(Some(z.timestamp().as_second()))
@@ -263,24 +353,69 @@ pub fn parse_time(s: &str, tz: &TimeZone) -> Result<Option<i64>, String> {
 /// sacct's elapsed format: `[D-]HH:MM:SS`, `MM:SS`, or `MM:SS.mmm`.
 pub fn parse_elapsed(s: &str) -> Result<i64, String> {
     let bad = || format!("`{}` is not an elapsed time ([D-]HH:MM:SS)", truncate(s));
-    let (days, rest) = match s.split_once('-') {
+    let (days, rest) = match split_once_byte(s, b'-') {
         Some((d, r)) => (d.parse::<i64>().map_err(|_| bad())?, r),
         None => (0, s),
     };
-    let parts: Vec<&str> = rest.split(':').collect();
+    let mut parts = [""; 3];
+    let mut count = 0;
+    for p in ByteSplit::new(rest, b':') {
+        if count == parts.len() {
+            return Err(bad());
+        }
+        parts[count] = p;
+        count += 1;
+    }
     let num = |p: &str| -> Result<i64, String> {
-        let p = p.split('.').next().unwrap_or("");
+        let p = split_once_byte(p, b'.').map(|x| x.0).unwrap_or(p);
         if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.len() > 9 {
             return Err(bad());
         }
-        p.parse::<i64>().map_err(|_| bad())
+        Ok(p.bytes().fold(0i64, |v, b| v * 10 + (b - b'0') as i64))
     };
-    let secs = match parts.as_slice() {
+    let secs = match &parts[..count] {
         [h, m, sec] => num(h)? * 3600 + num(m)? * 60 + num(sec)?,
         [m, sec] => num(m)? * 60 + num(sec)?,
         _ => return Err(bad()),
     };
     Ok(days * 86400 + secs)
+}
+
+/// `s.split_once(sep)` for an ASCII separator, by a plain byte scan (short fields: cheaper
+/// than the general searcher).
+fn split_once_byte(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == sep)?;
+    // `sep` is ASCII, so `i` and `i + 1` are character boundaries.
+    Some((&s[..i], &s[i + 1..]))
+}
+
+/// `s.split(sep)` for an ASCII separator, by a plain byte scan.
+struct ByteSplit<'a> {
+    rest: Option<&'a str>,
+    sep: u8,
+}
+
+impl<'a> ByteSplit<'a> {
+    fn new(s: &'a str, sep: u8) -> ByteSplit<'a> {
+        ByteSplit { rest: Some(s), sep }
+    }
+}
+
+impl<'a> Iterator for ByteSplit<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        let s = self.rest?;
+        match split_once_byte(s, self.sep) {
+            Some((head, tail)) => {
+                self.rest = Some(tail);
+                Some(head)
+            }
+            None => {
+                self.rest = None;
+                Some(s)
+            }
+        }
+    }
 }
 
 /// The TRES counts allocwatch charges by.
@@ -312,8 +447,8 @@ pub fn parse_tres(s: &str) -> Result<Tres, String> {
     if s.is_empty() {
         return Ok(t);
     }
-    for item in s.split(',') {
-        let Some((k, v)) = item.split_once('=') else {
+    for item in ByteSplit::new(s, b',') {
+        let Some((k, v)) = split_once_byte(item, b'=') else {
             return Err(format!("`{}` is not key=value", truncate(item)));
         };
         let count = || v.parse::<u64>().map_err(|_| format!("{k}=`{}` is not a count", truncate(v)));

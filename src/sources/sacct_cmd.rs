@@ -215,6 +215,17 @@ pub fn parse_parsable(out: &[u8], name: &str, ctx: &SourceContext) -> Result<Vec
             DEFAULT_FIELDS.replace(',', "|")
         ));
     }
+    // sacct ends every line with a newline: output that stops mid-line was cut short (a
+    // dropped connection behind the prefix, a killed process). Storing what came would move
+    // the watermark past records never seen: refuse the whole pull instead.
+    if !text.ends_with('\n') {
+        let last = text.rsplit('\n').next().unwrap_or("");
+        return Err(format!(
+            "{name}: output truncated: line {} stops mid-record (`{}`); nothing stored, the next pull retries",
+            text.lines().count(),
+            truncate(last, 80)
+        ));
+    }
     // The header is already known to be one the parser understands.
     debug_assert!(Columns::from_names(header).is_ok());
     let mut items = Vec::new();

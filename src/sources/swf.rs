@@ -4,7 +4,7 @@
 //! `UnixStartTime`. The group id becomes the account and the partition number is mapped to the
 //! name given by the header's `; Partition: N name` lines.
 
-use super::{LineError, Parsed};
+use super::{LineError, LineKind, Parsed};
 use crate::model::{JobRecord, Units};
 use std::collections::HashMap;
 
@@ -43,10 +43,34 @@ impl SwfHeader {
 
 /// Parse one SWF data line. `cluster` is the centre's cluster the trace belongs to.
 pub fn parse_line(header: &SwfHeader, cluster: &str, file: &str, line: u64, text: &str) -> Result<Parsed, LineError> {
+    let mut rec = JobRecord::empty();
+    Ok(match parse_line_into(header, cluster, file, line, text, &mut rec)? {
+        LineKind::Job => Parsed::Job(rec),
+        LineKind::Step => Parsed::Step,
+        LineKind::NotStarted => Parsed::NotStarted,
+    })
+}
+
+/// As [`parse_line`], writing a job into `rec` (reusing its strings' memory).
+pub fn parse_line_into(
+    header: &SwfHeader,
+    cluster: &str,
+    file: &str,
+    line: u64,
+    text: &str,
+    rec: &mut JobRecord,
+) -> Result<LineKind, LineError> {
     let err = |field: &str, reason: String| LineError { file: file.into(), line, field: Some(field.into()), reason };
-    let f: Vec<&str> = text.split_whitespace().collect();
-    if f.len() != 18 {
-        return Err(LineError { file: file.into(), line, field: None, reason: format!("expected 18 SWF fields, found {}", f.len()) });
+    let mut f = [""; 18];
+    let mut found = 0;
+    for (i, word) in text.split_whitespace().enumerate() {
+        if i < 18 {
+            f[i] = word;
+        }
+        found += 1;
+    }
+    if found != 18 {
+        return Err(LineError { file: file.into(), line, field: None, reason: format!("expected 18 SWF fields, found {found}") });
     }
     const NAMES: [&str; 18] = [
         "job number", "submit time", "wait time", "run time", "allocated processors", "average cpu time",
@@ -73,27 +97,40 @@ pub fn parse_line(header: &SwfHeader, cluster: &str, file: &str, line: u64, text
     let (submit, wait, run) = (v[1], v[2], v[3]);
     if submit < 0 || wait < 0 || run < 0 {
         // The archive writes -1 for unknown: the job never ran or was not recorded.
-        return Ok(Parsed::NotStarted);
+        return Ok(LineKind::NotStarted);
     }
     let procs = if v[4] > 0 { v[4] } else { 0 } as u64;
     let start_s = origin + submit + wait;
-    let partition = match v[15] {
-        -1 => String::new(),
-        n => header.partitions.get(&n).cloned().unwrap_or_else(|| n.to_string()),
-    };
-    Ok(Parsed::Job(JobRecord {
-        cluster: cluster.to_string(),
-        job_id_raw: v[0] as u64,
-        job_id: v[0].to_string(),
-        account: if v[12] < 0 { String::new() } else { v[12].to_string() },
-        partition,
-        user: if v[11] < 0 { String::new() } else { v[11].to_string() },
-        start_s,
-        end_s: start_s + run,
-        elapsed_s: run,
-        units: Units { cpus: procs, gpus: 0, billing: procs, nodes: 0 },
-        provisional: false,
-    }))
+    use std::fmt::Write as _;
+    rec.partition.clear();
+    match v[15] {
+        -1 => {}
+        n => match header.partitions.get(&n) {
+            Some(name) => rec.partition.push_str(name),
+            None => {
+                let _ = write!(rec.partition, "{n}");
+            }
+        },
+    }
+    rec.cluster.clear();
+    rec.cluster.push_str(cluster);
+    rec.job_id_raw = v[0] as u64;
+    rec.job_id.clear();
+    let _ = write!(rec.job_id, "{}", v[0]);
+    rec.account.clear();
+    if v[12] >= 0 {
+        let _ = write!(rec.account, "{}", v[12]);
+    }
+    rec.user.clear();
+    if v[11] >= 0 {
+        let _ = write!(rec.user, "{}", v[11]);
+    }
+    rec.start_s = start_s;
+    rec.end_s = start_s + run;
+    rec.elapsed_s = run;
+    rec.units = Units { cpus: procs, gpus: 0, billing: procs, nodes: 0 };
+    rec.provisional = false;
+    Ok(LineKind::Job)
 }
 
 #[cfg(test)]
