@@ -565,6 +565,49 @@ impl Store {
         Ok(out)
     }
 
+    /// Daily usage rows of some accounts of a centre over days `[from_day, to_day)` (one
+    /// allocation's burn-down): only those accounts' rows are read and named.
+    pub fn daily_usage_of_accounts(
+        &mut self,
+        centre: &str,
+        accounts: &[String],
+        from_day: DayNumber,
+        to_day: DayNumber,
+    ) -> Result<Vec<DailyRow>, StoreError> {
+        let Some(cid) = self.name_id(centre)? else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        let mut names: HashMap<i64, String> = HashMap::new();
+        for account in accounts {
+            let Some(aid) = self.name_id(account)? else { continue };
+            let path = self.path.clone();
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT day, cluster, partition, jobs, cpu_s, gpu_s, billing_s, node_s FROM usage_daily
+                     WHERE centre = ?1 AND day >= ?2 AND day < ?3 AND account = ?4",
+                )
+                .map_err(sq(&path))?;
+            let rows: Vec<(i32, i64, i64, i64, UnitSeconds)> = stmt
+                .query_map(params![cid, from_day, to_day, aid], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, UnitSeconds { cpu: r.get(4)?, gpu: r.get(5)?, billing: r.get(6)?, node: r.get(7)? }))
+                })
+                .map_err(sq(&path))?
+                .collect::<Result<_, _>>()
+                .map_err(sq(&path))?;
+            for (day, cl, part, jobs, usage) in rows {
+                for id in [cl, part] {
+                    if let std::collections::hash_map::Entry::Vacant(e) = names.entry(id) {
+                        let n: String = self.conn.query_row("SELECT name FROM names WHERE id = ?1", [id], |r| r.get(0)).map_err(sq(&path))?;
+                        e.insert(n);
+                    }
+                }
+                out.push(DailyRow { day, cluster: names[&cl].clone(), account: account.clone(), partition: names[&part].clone(), jobs, usage });
+            }
+        }
+        out.sort_by_key(|r| r.day);
+        Ok(out)
+    }
+
     /// Daily usage rows of a centre over days `[from_day, to_day)`, in key order, by interned
     /// name ids (see [`Store::names`]), handed to `f` one by one: a reconciliation reads
     /// millions of them, so no row is allocated.

@@ -148,7 +148,7 @@ pub fn load(store: &mut Store, config: &Config, grants: &Grants, report: &Alloca
             && centre.rule_for(cluster, partition).filter(|r| r.resource == a.resource).is_some()
     };
     let mut daily_hours: BTreeMap<DayNumber, f64> = BTreeMap::new();
-    for row in store.daily_usage(&centre.id, start_day, today.min(end_day))? {
+    for row in store.daily_usage_of_accounts(&centre.id, &a.accounts, start_day, today.min(end_day))? {
         if charges(&row.cluster, &row.account, &row.partition) {
             let rule = centre.rule_for(&row.cluster, &row.partition).expect("checked above");
             *daily_hours.entry(row.day).or_default() += rule.hours(&row.usage);
