@@ -34,6 +34,30 @@ pub struct FileImport {
     pub rejections: Vec<LineError>,
 }
 
+impl FileImport {
+    /// Log what the import did (a line), each kept rejection, and records of clusters the
+    /// centre does not list.
+    pub fn log(&self, centre: &str) {
+        let s = &self.stats;
+        tracing::info!(
+            centre,
+            file = %self.path.display(),
+            records = s.records,
+            inserted = s.inserted,
+            replaced = s.replaced,
+            unchanged = s.unchanged,
+            rejected = s.rejected,
+            "imported"
+        );
+        for r in &self.rejections {
+            tracing::warn!(centre, "rejected {r}");
+        }
+        for (cluster, n) in &s.unknown_clusters {
+            tracing::warn!(centre, cluster, records = n, "records of a cluster this centre does not list (charged anyway)");
+        }
+    }
+}
+
 /// Import one accounting file for a centre, in one transaction with its bookkeeping.
 pub fn import_file(
     store: &mut Store,

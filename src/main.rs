@@ -311,7 +311,7 @@ async fn pull(config: &Config, store: &mut Store) -> bool {
     for (centre, path, result) in engine::pull_file_sources(store, config, now()) {
         match result {
             Ok(None) => tracing::debug!(centre, file = %path.display(), "unchanged since last import"),
-            Ok(Some(imp)) => log_import(&centre, &imp),
+            Ok(Some(imp)) => imp.log(&centre),
             Err(e) => {
                 ok = false;
                 tracing::error!(centre, file = %path.display(), "import failed: {e}");
@@ -368,25 +368,6 @@ fn usage_bound(s: &str) -> Result<UsageBound, String> {
         .map_err(|_| format!("`{s}` is neither a date (YYYY-MM-DD) nor an RFC 3339 instant (2026-11-21T09:00:00Z)"))
 }
 
-fn log_import(centre: &str, imp: &engine::FileImport) {
-    let s = &imp.stats;
-    tracing::info!(
-        centre,
-        file = %imp.path.display(),
-        records = s.records,
-        inserted = s.inserted,
-        replaced = s.replaced,
-        unchanged = s.unchanged,
-        rejected = s.rejected,
-        "imported"
-    );
-    for r in &imp.rejections {
-        tracing::warn!("rejected {r}");
-    }
-    for (cluster, n) in &s.unknown_clusters {
-        tracing::warn!(centre, cluster, records = n, "records of a cluster this centre does not list (charged anyway)");
-    }
-}
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {

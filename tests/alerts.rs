@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
 /// One job per day for `account`: `hours` CPUs for one hour, from `from` (day index from
 /// 2026-01-01) to `to` exclusive.
@@ -147,20 +147,6 @@ fn to_count(ms: &[Mail], who: &str) -> usize {
     ms.iter().filter(|m| m.to == who).count()
 }
 
-/// Start a private aiosmtpd (the real server) for outage tests.
-fn private_smtp(port: u16, maildir: &Path) -> Child {
-    for d in ["new", "cur", "tmp"] {
-        std::fs::create_dir_all(maildir.join(d)).unwrap();
-    }
-    let child = Command::new("/usr/bin/python3")
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox", maildir.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start aiosmtpd");
-    wait_for(20, "private aiosmtpd to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
-    child
-}
 
 /// A tag unique to this run: the shared test SMTP server keeps every mail it received.
 fn unique_tag(base: &str) -> String {

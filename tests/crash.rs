@@ -191,19 +191,6 @@ fn outcome(cfg: &Path, store: &Path, maildir: &Path, tag: &str, last_check: Stri
     Outcome { usage, last_check, alerts, owed_points, mails: ids.len(), distinct_message_ids: distinct.len() }
 }
 
-fn private_smtp(port: u16, maildir: &Path) -> Child {
-    for d in ["new", "cur", "tmp"] {
-        std::fs::create_dir_all(maildir.join(d)).unwrap();
-    }
-    let child = Command::new("/usr/bin/python3")
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox", maildir.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start aiosmtpd");
-    wait_for(20, "aiosmtpd", || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
-    child
-}
 
 #[test]
 fn sigkill_at_random_points_loses_nothing() {

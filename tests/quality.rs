@@ -142,20 +142,6 @@ timeout_seconds = 5
     )
 }
 
-/// Start a private aiosmtpd (the real server).
-fn private_smtp(port: u16, maildir: &Path) -> Child {
-    for d in ["new", "cur", "tmp"] {
-        std::fs::create_dir_all(maildir.join(d)).unwrap();
-    }
-    let child = Command::new("/usr/bin/python3")
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox", maildir.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start aiosmtpd");
-    wait_for(20, "private aiosmtpd to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
-    child
-}
 
 /// faketime and aiosmtpd, or why the test cannot run.
 fn tools(test: &str) -> bool {

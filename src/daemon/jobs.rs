@@ -116,7 +116,7 @@ fn pull_centre(handle: &tokio::runtime::Handle, store_path: &std::path::Path, ce
     for (path, result) in engine::pull_centre_files(&mut store, centre, now) {
         match result {
             Ok(None) => tracing::debug!(centre = %centre.id, file = %path.display(), "unchanged since last import"),
-            Ok(Some(imp)) => log_import(&centre.id, &imp),
+            Ok(Some(imp)) => imp.log(&centre.id),
             Err(e) => {
                 tracing::error!(centre = %centre.id, file = %path.display(), "import failed: {e}");
                 failures.push(e.to_string());
@@ -150,22 +150,6 @@ fn log_live_pull(p: &crate::pull::LivePull) {
     }
 }
 
-fn log_import(centre: &str, imp: &engine::FileImport) {
-    let s = &imp.stats;
-    tracing::info!(
-        centre,
-        file = %imp.path.display(),
-        records = s.records,
-        inserted = s.inserted,
-        replaced = s.replaced,
-        unchanged = s.unchanged,
-        rejected = s.rejected,
-        "imported"
-    );
-    for r in &imp.rejections {
-        tracing::warn!(centre, "rejected {r}");
-    }
-}
 
 /// How long the reconciler waits after a request for others to join it.
 const COALESCE: Duration = Duration::from_millis(300);

@@ -120,3 +120,19 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// Start a private aiosmtpd (the real server, Maildir handler) on `port`, for tests that stop,
+/// freeze or restart their SMTP server without disturbing the shared one.
+pub fn private_smtp(port: u16, maildir: &Path) -> std::process::Child {
+    for d in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(d)).unwrap();
+    }
+    let child = Command::new("/usr/bin/python3")
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox", maildir.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start aiosmtpd");
+    wait_for(20, "private aiosmtpd to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+    child
+}
