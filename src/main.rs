@@ -325,26 +325,7 @@ async fn pull(config: &Config, store: &mut Store) -> bool {
 fn log_live_pull(result: Result<allocwatch::pull::LivePull, allocwatch::pull::PullError>) -> bool {
     match result {
         Ok(p) => {
-            let s = &p.stats;
-            tracing::info!(
-                centre = p.centre,
-                source = p.source,
-                from = %instant(p.window.0),
-                to = %instant(p.window.1),
-                records = s.records,
-                inserted = s.inserted,
-                replaced = s.replaced,
-                unchanged = s.unchanged,
-                rejected = s.rejected,
-                origin = p.origin,
-                "pulled"
-            );
-            for r in &p.rejections {
-                tracing::warn!(centre = p.centre, source = p.source, "rejected {r}");
-            }
-            for (cluster, n) in &s.unknown_clusters {
-                tracing::warn!(centre = p.centre, cluster, records = n, "records of a cluster this centre does not list (charged anyway)");
-            }
+            p.log();
             true
         }
         Err(e) => {

@@ -29,6 +29,33 @@ pub struct LivePull {
     pub origin: String,
 }
 
+impl LivePull {
+    /// Log what the pull did (a line), each kept rejection, and records of clusters the centre
+    /// does not list.
+    pub fn log(&self) {
+        let s = &self.stats;
+        tracing::info!(
+            centre = self.centre,
+            source = self.source,
+            from = %crate::alerts::rfc3339(self.window.0),
+            to = %crate::alerts::rfc3339(self.window.1),
+            records = s.records,
+            inserted = s.inserted,
+            replaced = s.replaced,
+            unchanged = s.unchanged,
+            rejected = s.rejected,
+            origin = self.origin,
+            "pulled"
+        );
+        for r in &self.rejections {
+            tracing::warn!(centre = self.centre, source = self.source, "rejected {r}");
+        }
+        for (cluster, n) in &s.unknown_clusters {
+            tracing::warn!(centre = self.centre, cluster, records = n, "records of a cluster this centre does not list (charged anyway)");
+        }
+    }
+}
+
 /// A pull that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {

@@ -106,7 +106,7 @@ fn pull_centre(handle: &tokio::runtime::Handle, store_path: &std::path::Path, ce
     let mut failures = Vec::new();
     for source in centre.sources.iter().filter(|s| s.live().is_some()) {
         match handle.block_on(crate::pull::pull_source(&mut store, centre, source, None, now)) {
-            Ok(p) => log_live_pull(&p),
+            Ok(p) => p.log(),
             Err(e) => {
                 tracing::error!(centre = %centre.id, "pull failed: {e}");
                 failures.push(e.to_string());
@@ -130,25 +130,6 @@ fn pull_centre(handle: &tokio::runtime::Handle, store_path: &std::path::Path, ce
     }
 }
 
-fn log_live_pull(p: &crate::pull::LivePull) {
-    let s = &p.stats;
-    tracing::info!(
-        centre = p.centre,
-        source = p.source,
-        from = %crate::alerts::rfc3339(p.window.0),
-        to = %crate::alerts::rfc3339(p.window.1),
-        records = s.records,
-        inserted = s.inserted,
-        replaced = s.replaced,
-        unchanged = s.unchanged,
-        rejected = s.rejected,
-        origin = p.origin,
-        "pulled"
-    );
-    for r in &p.rejections {
-        tracing::warn!(centre = p.centre, source = p.source, "rejected {r}");
-    }
-}
 
 
 /// How long the reconciler waits after a request for others to join it.
