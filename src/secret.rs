@@ -49,6 +49,56 @@ impl Secret {
     }
 }
 
+/// Where a secret is read from: never the configuration file itself. Read afresh each time
+/// (a rotated token file is picked up); errors name the variable or file, never the content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An environment variable of the allocwatch process.
+    Env(String),
+    /// A file (first line, trimmed).
+    File(std::path::PathBuf),
+}
+
+impl SecretSource {
+    /// Read the secret now.
+    pub fn read(&self) -> Result<Secret, String> {
+        match self {
+            SecretSource::Env(v) => Secret::from_env(v),
+            SecretSource::File(p) => Secret::from_file(p),
+        }
+    }
+
+    /// Read the secret now; an error names the configuration key it came from (`at.key_env`
+    /// or `at.key_file`), then the variable or file.
+    pub fn read_as(&self, at: &str, key: &str) -> Result<Secret, String> {
+        let which = match self {
+            SecretSource::Env(_) => "env",
+            SecretSource::File(_) => "file",
+        };
+        self.read().map_err(|e| format!("{at}.{key}_{which}: {e}"))
+    }
+
+    /// Where it is read from, for messages (`environment variable X`, `file /path`).
+    pub fn describe(&self) -> String {
+        match self {
+            SecretSource::Env(v) => format!("environment variable {v}"),
+            SecretSource::File(p) => format!("file {}", p.display()),
+        }
+    }
+
+    /// The source of a `<key>_env` / `<key>_file` pair of a configuration table (`at` names
+    /// the table, `key` the secret): at most one of them; `None` when neither is given.
+    pub fn from_keys(at: &str, key: &str, env: Option<String>, file: Option<std::path::PathBuf>) -> Result<Option<SecretSource>, String> {
+        match (env, file) {
+            (Some(_), Some(_)) => Err(format!("{at}: give {key}_env or {key}_file, not both")),
+            (Some(v), None) if v.trim().is_empty() => Err(format!("{at}.{key}_env: must name an environment variable")),
+            (Some(v), None) => Ok(Some(SecretSource::Env(v.trim().to_string()))),
+            (None, Some(f)) => Ok(Some(SecretSource::File(f))),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")

@@ -40,7 +40,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_allocwatch-bench"))
+    let out = Command::new(bench_bin())
         .args(["gen", "--jobs", "12000", "--seed", "7", "--accounts", "30", "--out"])
         .arg(dir.path().join("dump.log"))
         .arg("--config")

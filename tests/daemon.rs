@@ -284,7 +284,7 @@ command_prefix = ["sh", "-c", "sleep 3; echo 'ssh: connect to host login.slowc.e
     assert_eq!(r["ready"], true, "{r}");
     let m = d.get("/metrics", None);
     assert_eq!(m.status, 200);
-    assert_eq!(m.header("content-type"), Some(allocwatch::metrics::CONTENT_TYPE));
+    assert_eq!(m.header("content-type"), Some(allocwatch::daemon::metrics::CONTENT_TYPE));
     assert!(m.body.contains("allocwatch_job_runs_total{job=\"pull:idris\",outcome=\"ok\"}"), "{}", m.body);
     assert!(m.body.contains("allocwatch_allocation_consumed_hours{centre=\"idris\",project=\"A0170978492\""), "{}", m.body);
 

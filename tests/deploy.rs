@@ -247,10 +247,10 @@ fn compose_container_config_dockerfile_and_unit_agree() {
     let influx = config.influxdb.as_ref().expect("[influxdb]");
     assert_eq!(influx.url, "http://influxdb:8086");
     let env = aw["environment"].as_object().unwrap();
-    let allocwatch::sinks::influxdb::TokenSource::Env(var) = &influx.token else { panic!("token from the environment") };
+    let allocwatch::secret::SecretSource::Env(var) = &influx.token else { panic!("token from the environment") };
     assert!(env.contains_key(var), "{var} not set for the allocwatch service");
     let http = config.http.as_ref().expect("[http]");
-    let Some(allocwatch::daemon::settings::TokenSource::Env(var)) = &http.token else { panic!("API token from the environment") };
+    let Some(allocwatch::secret::SecretSource::Env(var)) = &http.token else { panic!("API token from the environment") };
     assert!(env.contains_key(var), "{var} not set for the allocwatch service");
     let port = http.listen.port().to_string();
     assert!(aw["ports"].as_array().unwrap().iter().any(|p| p.as_str().unwrap().ends_with(&format!(":{port}"))), "port {port} not published");

@@ -584,17 +584,19 @@ fn kill_9_with_points_waiting_loses_nothing() {
 
 #[test]
 fn metrics_render_after_a_cycle() {
-    use allocwatch::{allocations::Grants, config::Config, ledger::Store};
+    use allocwatch::{config::Config, domain::grants::Grants, store::Store};
     let fx = Fixture::new("metrics", None, "");
     let config = Config::load(&fx.config).unwrap();
     let grants = Grants::load(&config).unwrap();
     let mut store = Store::open(&config.store_path).unwrap();
-    for (_, _, r) in allocwatch::engine::pull_file_sources(&mut store, &config, t("2026-01-21T00:00:00Z")) {
+    for (_, _, r) in allocwatch::pull::files::import_all(&mut store, &config, t("2026-01-21T00:00:00Z")) {
         r.unwrap();
     }
-    allocwatch::cycle::run_cycle(&config, &grants, &mut store, t("2026-01-21T00:00:00Z"), "test", None).unwrap();
-    allocwatch::metrics::record_alert_sent("email");
-    let text = allocwatch::metrics::render();
+    let cycle = allocwatch::cycle::run_cycle(&config, &grants, &mut store, t("2026-01-21T00:00:00Z"), "test", None).unwrap();
+    let metrics = allocwatch::daemon::metrics::Metrics::new();
+    metrics.observe_cycle(&cycle.reconciliation, &cycle.indicators, cycle.recorded_at);
+    metrics.observe_delivery(&allocwatch::alerts::deliver::DeliveryReport { sent: 1, sent_by_channel: [("email".to_string(), 1)].into(), ..Default::default() });
+    let text = metrics.render();
     let line = |prefix: &str| text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{text}")).to_string();
     assert_eq!(
         line("allocwatch_allocation_granted_hours{centre=\"metrics\",project=\"P1\",resource=\"cpu\",committee=\"CT 5, physique=théorique\",period_start=\"2026-01-01\"}"),
@@ -617,8 +619,8 @@ fn metrics_render_after_a_cycle() {
 #[test]
 #[ignore = "a measurement, run by hand; see README"]
 fn write_throughput() {
-    use allocwatch::ledger::Store;
     use allocwatch::sinks::{influxdb, outbox, Point};
+    use allocwatch::store::Store;
     let Some(sv) = shared_servers("write_throughput") else { return };
     influx_create_db(sv.var("AW_INFLUX1_URL"), "aw_bench");
     let n: i64 = std::env::var("AW_BENCH_POINTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
@@ -647,7 +649,7 @@ fn write_throughput() {
                 })
                 .collect();
             let started = Instant::now();
-            store.with_transaction(|tx| outbox::enqueue_bounded(tx, n as u64, &points)).unwrap();
+            store.transaction(|tx| outbox::enqueue_bounded(tx, n as u64, &points, 0)).unwrap();
             let enqueue_s = started.elapsed().as_secs_f64();
             let sink = influxdb::InfluxSink::new(&influx).unwrap();
             let started = Instant::now();

@@ -47,7 +47,7 @@ fn http_api_under_load_with_5000_allocations() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_allocwatch-bench"))
+    let out = Command::new(bench_bin())
         .args(["gen", "--jobs", "300000", "--seed", "11", "--accounts", "3000", "--max-allocations", "5000", "--out"])
         .arg(dir.path().join("dump.log"))
         .arg("--config")

@@ -327,13 +327,14 @@ fn demo_shows_every_status() {
 /// same figures: they must agree at any instant (midnights and mid-day).
 #[test]
 fn streaming_and_replay_reconciliations_agree() {
-    use allocwatch::engine::{partial_day, reconcile_all, reconcile_view, LedgerView};
+    use allocwatch::reconcile::view::{reconcile_view, LedgerView};
+    use allocwatch::reconcile::{partial_day, reconcile_all};
     let dir = tempfile::tempdir().unwrap();
     let mut config = allocwatch::config::Config::load(&root().join("config/demo.toml")).unwrap();
     config.store_path = dir.path().join("demo.sqlite");
-    let grants = allocwatch::allocations::Grants::load(&config).unwrap();
-    let mut store = allocwatch::ledger::Store::open(&config.store_path).unwrap();
-    for (_, _, r) in allocwatch::engine::pull_file_sources(&mut store, &config, 0) {
+    let grants = allocwatch::domain::grants::Grants::load(&config).unwrap();
+    let mut store = allocwatch::store::Store::open(&config.store_path).unwrap();
+    for (_, _, r) in allocwatch::pull::files::import_all(&mut store, &config, 0) {
         r.unwrap();
     }
     let instants = ["2026-05-20T00:00:00Z", "2026-08-15T13:17:00Z", "2026-10-31T23:00:00Z", "2026-11-15T12:00:00Z", "2027-06-01T00:00:00Z"];
@@ -349,14 +350,14 @@ fn streaming_and_replay_reconciliations_agree() {
         for (x, y) in a.allocations.iter().zip(&b.allocations) {
             assert_eq!((x.project.as_str(), x.resource.as_str(), x.status), (y.project.as_str(), y.resource.as_str(), y.status), "at {at}");
             for (n, p, q) in [
-                ("consumed", x.consumed_hours, y.consumed_hours),
+                ("consumed", x.consumed_hours.value(), y.consumed_hours.value()),
                 ("burn", x.burn_rate_hours_per_day, y.burn_rate_hours_per_day),
-                ("unused", x.projected_unused_hours, y.projected_unused_hours),
+                ("unused", x.projected_unused_hours.value(), y.projected_unused_hours.value()),
             ] {
                 assert!((p - q).abs() <= 1e-9 * p.abs().max(1.0), "{n} of {} at {at}: {p} vs {q}", x.project);
             }
         }
-        let keys = |o: &[allocwatch::engine::OrphanUsage]| o.iter().map(|o| (o.account.clone(), o.partition.clone(), (o.hours * 1e6).round() as i64)).collect::<Vec<_>>();
+        let keys = |o: &[allocwatch::domain::reconciliation::OrphanUsage]| o.iter().map(|o| (o.account.clone(), o.partition.clone(), (o.hours.value() * 1e6).round() as i64)).collect::<Vec<_>>();
         assert_eq!(keys(&a.orphans), keys(&b.orphans), "orphans at {at}");
         assert_eq!(keys(&a.unmapped), keys(&b.unmapped), "unmapped at {at}");
     }

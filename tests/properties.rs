@@ -2,8 +2,8 @@
 //! exact; the ledger's incrementally maintained daily totals always equal a recomputation from
 //! its jobs, whatever sequence of inserts, repeats and corrections it saw.
 
-use allocwatch::ledger::{PullRecord, Store};
-use allocwatch::model::{prorate_daily, prorate_window, JobRecord, UnitSeconds, Units};
+use allocwatch::store::{PullRecord, Store};
+use allocwatch::domain::job::{prorate_daily, prorate_window, JobRecord, UnitSeconds, Units};
 use allocwatch::sources::{read_stream, FileFormat, Parsed, SourceContext};
 use jiff::tz::TimeZone;
 use proptest::prelude::*;
@@ -155,10 +155,10 @@ proptest! {
         ).unwrap();
         let header = "project,centre,resource,period_start,period_end,granted_hours,accounts\n";
         for name in ["a.csv", "a.toml"] {
-            let _ = allocwatch::allocations::Grants::parse(&cfg, &[(name.to_string(), text.clone())], &[]);
-            let _ = allocwatch::allocations::Grants::parse(&cfg, &[(name.to_string(), format!("{header}{text}"))], &[]);
+            let _ = allocwatch::domain::grants::Grants::parse(&cfg, &[(name.to_string(), text.clone())], &[]);
+            let _ = allocwatch::domain::grants::Grants::parse(&cfg, &[(name.to_string(), format!("{header}{text}"))], &[]);
         }
-        let _ = allocwatch::allocations::Grants::parse(&cfg, &[], &[("adj.csv".to_string(), format!("date,project,centre,resource,hours,kind\n{text}"))]);
+        let _ = allocwatch::domain::grants::Grants::parse(&cfg, &[], &[("adj.csv".to_string(), format!("date,project,centre,resource,hours,kind\n{text}"))]);
     }
 }
 

@@ -551,19 +551,16 @@ fn monthly_run_queues_quality_points_once_and_they_reach_victoriametrics() {
     std::fs::write(&cfg, format!("{base}\n[influxdb]\nurl = \"{url}\"\norg = \"allocwatch\"\nbucket = \"quality\"\ntoken_env = \"AW_TEST_TOKEN\"\ntimeout_seconds = 5\n")).unwrap();
     std::env::set_var("AW_TEST_TOKEN", "x");
     let config = allocwatch::config::Config::load(&cfg).unwrap();
-    let grants = allocwatch::allocations::Grants::load(&config).unwrap();
-    let mut store = allocwatch::ledger::Store::open(&config.store_path).unwrap();
+    let grants = allocwatch::domain::grants::Grants::load(&config).unwrap();
+    let mut store = allocwatch::store::Store::open(&config.store_path).unwrap();
     let now = ts("2026-10-02T13:00:00Z");
-    let before: i64 = store.connection().query_row("SELECT COUNT(*) FROM outbox_points", [], |r| r.get(0)).unwrap();
+    let before = store.outbox_depth().unwrap() as i64;
     let first = allocwatch::quality::run_scheduled(&config, &grants, &mut store, now).unwrap();
     let allocwatch::quality::Scheduled::Queued { period, points } = first else { panic!("{first:?}") };
     assert_eq!(period, "2026-09");
-    let lines: Vec<String> = {
-        let mut stmt = store.connection().prepare("SELECT line FROM outbox_points WHERE measurement = 'quality' ORDER BY id").unwrap();
-        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-    };
+    let lines: Vec<String> = store.outbox_peek(usize::MAX / 2).unwrap().into_iter().map(|(_, l)| l).filter(|l| l.starts_with("quality,")).collect();
     assert_eq!(lines.len() as u64, points);
-    let after: i64 = store.connection().query_row("SELECT COUNT(*) FROM outbox_points", [], |r| r.get(0)).unwrap();
+    let after = store.outbox_depth().unwrap() as i64;
     assert_eq!(after - before, points as i64);
     // 1 October 2026 00:00 UTC, the period end.
     let end_ns = ts("2026-10-01T00:00:00Z") * 1_000_000_000;

@@ -5,7 +5,7 @@
 //! saying so, when the data is absent.
 
 mod common;
-use allocwatch::model::{JobRecord, Units};
+use allocwatch::domain::job::{JobRecord, Units};
 use allocwatch::sources::slurm_json::decode_jobs;
 use allocwatch::sources::{read_stream, FileFormat, Parsed, SourceContext};
 use common::*;

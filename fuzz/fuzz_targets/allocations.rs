@@ -11,12 +11,12 @@ fuzz_target!(|data: &[u8]| {
     )
     .unwrap();
     for name in ["alloc.csv", "alloc.toml"] {
-        if let Err(e) = allocwatch::allocations::Grants::parse(&cfg, &[(name.into(), text.into())], &[]) {
+        if let Err(e) = allocwatch::domain::grants::Grants::parse(&cfg, &[(name.into(), text.into())], &[]) {
             assert!(e.to_string().starts_with(name));
         }
     }
     let alloc = "project,centre,resource,period_start,period_end,granted_hours,accounts\nP,c,cpu,2026-01-01,2027-01-01,100,a\n";
-    if let Err(e) = allocwatch::allocations::Grants::parse(&cfg, &[("a.csv".into(), alloc.into())], &[("adj.csv".into(), text.into())]) {
+    if let Err(e) = allocwatch::domain::grants::Grants::parse(&cfg, &[("a.csv".into(), alloc.into())], &[("adj.csv".into(), text.into())]) {
         assert!(e.to_string().starts_with("adj.csv"));
     }
 });

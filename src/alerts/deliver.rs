@@ -7,8 +7,10 @@
 //! "marked sent".
 
 use super::settings::{AlertSettings, EmailSettings, SmtpTls};
-use super::store::{self, Pending};
-use crate::ledger::Store;
+use crate::domain::retry::backoff;
+use crate::domain::time::rfc3339;
+use crate::store::alerts::Pending;
+use crate::store::Store;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -25,14 +27,8 @@ pub struct DeliveryReport {
     pub failed: usize,
     /// Messages still queued after the pass.
     pub pending: i64,
-}
-
-/// Delay before attempt `attempts + 1`: doubling from the initial delay up to the maximum,
-/// with "equal jitter" (half fixed, half random) so retries of many messages spread out.
-pub fn backoff_seconds(initial: f64, max: f64, attempts: i64, unit_random: f64) -> f64 {
-    let exp = initial * 2f64.powi((attempts.max(1) - 1).min(30) as i32);
-    let d = exp.min(max);
-    d / 2.0 + d / 2.0 * unit_random.clamp(0.0, 1.0)
+    /// Messages accepted, by channel (`email`, `webhook`, `alertmanager`).
+    pub sent_by_channel: std::collections::BTreeMap<String, u64>,
 }
 
 fn smtp_transport(e: &EmailSettings, timeout: Duration) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
@@ -112,7 +108,7 @@ pub fn stamp_alertmanager(payload: &str, now: i64) -> Result<String, String> {
         if let Some(o) = a.as_object_mut() {
             o.remove("allocwatch_resolved");
             o.remove("allocwatch_hold_minutes");
-            o.insert("endsAt".into(), serde_json::json!(super::rfc3339(ends)));
+            o.insert("endsAt".into(), serde_json::json!(rfc3339(ends)));
         }
     }
     Ok(v.to_string())
@@ -121,12 +117,12 @@ pub fn stamp_alertmanager(payload: &str, now: i64) -> Result<String, String> {
 /// Deliver every due message once (`force`: also those waiting for their retry time).
 /// A channel that fails is not retried again within the same pass.
 pub async fn deliver_pending(store: &mut Store, s: &AlertSettings, force: bool) -> Result<DeliveryReport, String> {
-    let sql = |e: rusqlite::Error| format!("notification outbox: {e}");
+    let sql = |e: crate::store::StoreError| format!("notification outbox: {e}");
     let now = jiff::Timestamp::now().as_second();
-    let due = store::due(store.connection(), now, force, 10_000).map_err(sql)?;
+    let due = store.due_notifications(now, force, 10_000).map_err(sql)?;
     let mut report = DeliveryReport::default();
     if due.is_empty() {
-        report.pending = store::pending_count(store.connection()).map_err(sql)?;
+        report.pending = store.pending_notifications().map_err(sql)?;
         return Ok(report);
     }
     let timeout = Duration::from_secs_f64(s.delivery.timeout_seconds);
@@ -165,13 +161,19 @@ pub async fn deliver_pending(store: &mut Store, s: &AlertSettings, force: bool) 
         let now = jiff::Timestamp::now().as_second();
         match result {
             Ok(()) => {
-                store::mark_sent(store.connection(), p.id, now).map_err(sql)?;
-                crate::metrics::record_alert_sent(&p.channel);
+                store.notification_sent(p.id, now).map_err(sql)?;
+                *report.sent_by_channel.entry(p.channel.clone()).or_default() += 1;
                 report.sent += 1;
             }
             Err(e) => {
-                let delay = backoff_seconds(s.delivery.retry_initial_seconds, s.delivery.retry_max_seconds, p.attempts + 1, fastrand::f64());
-                store::mark_failed(store.connection(), p.id, &e, now + delay.ceil() as i64).map_err(sql)?;
+                let delay = backoff(
+                    (p.attempts + 1).clamp(1, u32::MAX as i64) as u32,
+                    Duration::from_secs_f64(s.delivery.retry_initial_seconds),
+                    Duration::from_secs_f64(s.delivery.retry_max_seconds),
+                    fastrand::f64(),
+                )
+                .as_secs_f64();
+                store.notification_failed(p.id, &e, now + delay.ceil() as i64).map_err(sql)?;
                 tracing::warn!(channel = %p.channel, notification = p.id, attempts = p.attempts + 1, retry_in_s = delay.ceil(), "delivery failed: {e}");
                 report.failed += 1;
                 down.insert(p.channel.clone(), e);
@@ -179,30 +181,8 @@ pub async fn deliver_pending(store: &mut Store, s: &AlertSettings, force: bool) 
         }
     }
     if !deferred.is_empty() {
-        let path = store.path().to_path_buf();
-        store
-            .with_transaction(|tx| {
-                for id in &deferred {
-                    store::mark_deferred(tx, *id).map_err(crate::ledger::sq(&path))?;
-                }
-                Ok(())
-            })
-            .map_err(|e| format!("notification outbox: {e}"))?;
+        store.notifications_deferred(&deferred).map_err(sql)?;
     }
-    report.pending = store::pending_count(store.connection()).map_err(sql)?;
+    report.pending = store.pending_notifications().map_err(sql)?;
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::backoff_seconds;
-
-    #[test]
-    fn backoff_doubles_caps_and_jitters() {
-        assert_eq!(backoff_seconds(30.0, 3600.0, 1, 1.0), 30.0);
-        assert_eq!(backoff_seconds(30.0, 3600.0, 1, 0.0), 15.0);
-        assert_eq!(backoff_seconds(30.0, 3600.0, 3, 1.0), 120.0);
-        assert_eq!(backoff_seconds(30.0, 3600.0, 20, 1.0), 3600.0);
-        assert_eq!(backoff_seconds(0.0, 0.0, 5, 0.5), 0.0);
-    }
 }

@@ -1,31 +1,32 @@
-//! Alerts: rules evaluated after every reconciliation, a firing → resolved life cycle with
-//! reminders and acknowledgement, routing to researchers (their own project only) and the
-//! operations team, and a durable notification outbox delivered with retries.
+//! Alerts: the rules of [`crate::domain::rules`] evaluated after every reconciliation, the
+//! firing → resolved life cycle of [`crate::domain::lifecycle`], routing to researchers (their
+//! own project only) and the operations team, and a durable notification outbox delivered
+//! with retries.
 //!
-//! - [`rules`] (pure): which conditions hold at an instant;
-//! - [`lifecycle`] (pure): what fires, reminds, resolves;
+//! - this module: [`Alerting::evaluate_in_tx`] — rules → life cycle → messages, written in the
+//!   cycle's transaction — and [`AlertBook`], the same in memory (replays, benchmarks);
+//! - [`settings`]: the `[alerts]` section;
 //! - [`render`]: message templates (English and French, overridable);
-//! - [`store`]: alerts, audit trail and outbox in the store, written in the cycle transaction;
 //! - [`deliver`]: SMTP, webhook and Alertmanager delivery from the outbox.
 
 pub mod deliver;
-pub mod lifecycle;
 pub mod render;
-pub mod rules;
 pub mod settings;
-pub mod store;
 
-use crate::allocations::Grants;
-use crate::config::Config;
-use crate::engine::Reconciliation;
-use crate::model::{prorate_window, JobRecord, Units};
-use lifecycle::{plan, FiringAlert, Transition};
+use crate::domain::centre::Centre;
+use crate::domain::charge::{Charge, Charging};
+use crate::domain::grants::Grants;
+use crate::domain::job::{prorate_window, UnitSeconds};
+use crate::domain::lifecycle::{plan, FiringAlert, Transition};
+use crate::domain::reconciliation::Reconciliation;
+use crate::domain::rules::{self, Rule};
+use crate::domain::time::{day_start, local_day, rfc3339, DAY_S};
+use crate::store::alerts::{Notification, StoredFiring};
+use crate::store::{StoreError, Tx};
 use render::Templates;
-use rules::{allocation_subject, Rule};
 use serde_json::json;
 use settings::{AlertSettings, Audience, Channel, Lang};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use store::{Outgoing, StoredFiring};
 
 /// Alert evaluation and message composition for one configuration.
 pub struct Alerting {
@@ -79,20 +80,19 @@ impl Alerting {
     /// write the audit trail and queue every message owed.
     pub fn evaluate_in_tx(
         &self,
-        conn: &rusqlite::Connection,
-        config: &Config,
+        tx: &Tx<'_>,
+        centres: &[&Centre],
         grants: &Grants,
         rec: &Reconciliation,
         cycle_id: i64,
         now: i64,
-    ) -> Result<EvalSummary, String> {
-        let sql = |e: rusqlite::Error| format!("alerts: {e}");
-        let feeds = store::centre_feeds(conn).map_err(sql)?;
-        let stored = store::load_firing(conn).map_err(sql)?;
+    ) -> Result<EvalSummary, StoreError> {
+        let feeds = tx.centre_feeds()?;
+        let stored = tx.load_firing()?;
         let firing: Vec<FiringAlert> = stored.iter().map(|s| s.alert.clone()).collect();
-        let conditions = rules::evaluate(&self.settings, grants, rec, Some(&feeds));
+        let conditions = rules::evaluate(&self.settings.rules, &self.settings.checkpoints, grants, rec, Some(&feeds));
         let transitions = plan(conditions, &firing, rec.at, &self.settings.rules, &self.evaluated_rules(true), &quiet_subjects(rec));
-        let ids = store::apply(conn, cycle_id, rec.at, &transitions).map_err(sql)?;
+        let ids = tx.apply_transitions(cycle_id, rec.at, &transitions)?;
         let needing: HashSet<usize> = transitions
             .iter()
             .filter_map(|t| match t {
@@ -100,10 +100,10 @@ impl Alerting {
                 _ => None,
             })
             .collect();
-        let drivers = drivers(conn, config, grants, &needing, rec.at).map_err(sql)?;
+        let drivers = drivers(tx, centres, grants, &needing, rec.at)?;
         let stored_by_id: HashMap<i64, &StoredFiring> = stored.iter().map(|s| (s.alert.id, s)).collect();
-        let out = self.compose(grants, rec, &transitions, &ids, &stored_by_id, &drivers)?;
-        store::enqueue(conn, cycle_id, rec.at, now, &out).map_err(sql)?;
+        let out = self.compose(grants, rec, &transitions, &ids, &stored_by_id, &drivers).map_err(|e| tx.fail(format!("alerts: {e}")))?;
+        tx.enqueue_notifications(cycle_id, rec.at, now, &out)?;
         let mut s = EvalSummary { queued: out.len(), ..Default::default() };
         for t in &transitions {
             match t {
@@ -130,10 +130,9 @@ impl Alerting {
         ids: &[i64],
         stored: &HashMap<i64, &StoredFiring>,
         drivers: &HashMap<usize, Drivers>,
-    ) -> Result<Vec<Outgoing>, String> {
-        let at_text = jiff::Timestamp::from_second(rec.at).map(|t| t.to_string()).unwrap_or_default();
-        let by_subject: HashMap<String, usize> =
-            rec.allocations.iter().enumerate().map(|(i, a)| (allocation_subject(a), i)).collect();
+    ) -> Result<Vec<Notification>, String> {
+        let at_text = rfc3339(rec.at);
+        let by_subject: HashMap<String, usize> = rec.allocations.iter().enumerate().map(|(i, a)| (a.subject(), i)).collect();
         // One item per transition, with the figures and drivers that explain it.
         let mut items: Vec<(usize, serde_json::Value, Option<usize>)> = Vec::new(); // (transition, item, report index)
         for (n, t) in transitions.iter().enumerate() {
@@ -189,7 +188,7 @@ impl Alerting {
             });
             self.templates.render(lang, &ctx)
         };
-        let msg = |channel: Channel, audience: Audience, recipient: String, chosen: &[(usize, &serde_json::Value)], r: render::Rendered, payload: serde_json::Value| Outgoing {
+        let msg = |channel: Channel, audience: Audience, recipient: String, chosen: &[(usize, &serde_json::Value)], r: render::Rendered, payload: serde_json::Value| Notification {
             channel: channel.as_str().into(),
             audience: match audience { Audience::Researchers => "researchers".into(), Audience::Operations => "operations".into() },
             recipient,
@@ -286,11 +285,6 @@ impl Alerting {
     }
 }
 
-/// RFC 3339 (UTC) of epoch seconds.
-pub fn rfc3339(s: i64) -> String {
-    jiff::Timestamp::from_second(s).map(|t| t.to_string()).unwrap_or_default()
-}
-
 /// One Alertmanager v2 alert from a rendered item; `endsAt` is filled in at delivery
 /// ([`deliver::stamp_alertmanager`]) from `allocwatch_resolved` and `allocwatch_hold_minutes`.
 fn alertmanager_alert(item: &serde_json::Value, resolved: bool, hold_minutes: f64) -> serde_json::Value {
@@ -321,77 +315,55 @@ fn alertmanager_alert(item: &serde_json::Value, resolved: bool, hold_minutes: f6
 
 /// Subjects whose alerts resolve without a message: allocations that ended, or vanished.
 fn quiet_subjects(rec: &Reconciliation) -> HashSet<String> {
-    rec.allocations
-        .iter()
-        .filter(|a| matches!(a.status, crate::reconcile::Status::Ended | crate::reconcile::Status::NotStarted))
-        .map(allocation_subject)
-        .collect()
+    rec.allocations.iter().filter(|a| !a.is_running()).map(|a| a.subject()).collect()
 }
 
 /// Top users and partitions of the given allocations over the last [`DRIVER_WINDOW_DAYS`]:
-/// one pass over each centre's recent jobs.
-pub fn drivers(
-    conn: &rusqlite::Connection,
-    config: &Config,
-    grants: &Grants,
-    allocations: &HashSet<usize>,
-    at: i64,
-) -> rusqlite::Result<HashMap<usize, Drivers>> {
+/// one pass over each centre's recent jobs, each local day of a job charged by the one
+/// charging rule (usage of a day outside an allocation's period drives nothing of it).
+fn drivers(tx: &Tx<'_>, centres: &[&Centre], grants: &Grants, allocations: &HashSet<usize>, at: i64) -> Result<HashMap<usize, Drivers>, StoreError> {
     let mut by_centre: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for &i in allocations {
         by_centre.entry(grants.allocations[i].centre.as_str()).or_default().push(i);
     }
-    let from = at - DRIVER_WINDOW_DAYS * 86400;
+    let from = at - DRIVER_WINDOW_DAYS * DAY_S;
     let mut out = HashMap::new();
     for (centre_id, list) in by_centre {
-        let Some(centre) = config.centres.get(centre_id) else { continue };
-        let mut index: HashMap<(&str, &str), usize> = HashMap::new();
-        for &i in &list {
-            let a = &grants.allocations[i];
-            for acc in &a.accounts {
-                index.insert((acc.as_str(), a.resource.as_str()), i);
-            }
-        }
+        let Some(centre) = centres.iter().find(|c| c.id == centre_id) else { continue };
+        let charging = Charging::new(centre, grants);
+        let wanted: HashSet<usize> = list.iter().copied().collect();
         let mut users: HashMap<usize, HashMap<String, f64>> = HashMap::new();
         let mut parts: HashMap<usize, HashMap<String, f64>> = HashMap::new();
-        let mut stmt = conn.prepare_cached(
-            "SELECT cl.name, a.name, p.name, u.name, j.start, j.end, j.elapsed, j.cpus, j.gpus, j.billing, j.nodes
-             FROM jobs j JOIN names c ON c.id = j.centre JOIN names cl ON cl.id = j.cluster JOIN names a ON a.id = j.account
-                  JOIN names p ON p.id = j.partition JOIN names u ON u.id = j.user
-             WHERE c.name = ?1 AND j.centre = c.id
-               AND j.start >= ?2 - (SELECT COALESCE(MAX(max_wall_s), 0) FROM centre_stats s WHERE s.centre = c.id)
-               AND j.start < ?3 AND j.end > ?2",
-        )?;
-        let rows = stmt.query_map(rusqlite::params![centre_id, from, at], |r| {
-            Ok(JobRecord {
-                cluster: r.get(0)?,
-                account: r.get(1)?,
-                partition: r.get(2)?,
-                user: r.get(3)?,
-                job_id_raw: 0,
-                job_id: String::new(),
-                start_s: r.get(4)?,
-                end_s: r.get(5)?,
-                elapsed_s: r.get(6)?,
-                units: Units {
-                    cpus: r.get::<_, i64>(7)? as u64,
-                    gpus: r.get::<_, i64>(8)? as u64,
-                    billing: r.get::<_, i64>(9)? as u64,
-                    nodes: r.get::<_, i64>(10)? as u64,
-                },
-                provisional: false,
-            })
-        })?;
-        for job in rows {
-            let job = job?;
-            let Some(rule) = centre.rule_for(&job.cluster, &job.partition) else { continue };
-            let Some(&i) = index.get(&(job.account.as_str(), rule.resource.as_str())) else { continue };
-            let h = rule.hours(&prorate_window(&job, from, at));
-            if h <= 0.0 {
-                continue;
+        for job in tx.jobs_overlapping(&centre.id, from, at)? {
+            let placement = charging.place(&job.cluster, &job.account, &job.partition);
+            let Some(rule) = placement.rule() else { continue };
+            // The job's unit-seconds inside the window, per allocation its days charge.
+            let (a, b) = (job.start_s.max(from), job.end_s.min(at));
+            let mut charged: Vec<(usize, UnitSeconds)> = Vec::new();
+            let mut day = local_day(a, &centre.tz);
+            let mut seg = a;
+            while seg < b {
+                let next = day_start(day + 1, &centre.tz).min(b);
+                if let Charge::Allocation { allocation, .. } = placement.charge(day) {
+                    if wanted.contains(&allocation) {
+                        let us = prorate_window(&job, seg, next);
+                        match charged.iter_mut().find(|(i, _)| *i == allocation) {
+                            Some((_, sum)) => sum.add(&us),
+                            None => charged.push((allocation, us)),
+                        }
+                    }
+                }
+                seg = next;
+                day += 1;
             }
-            *users.entry(i).or_default().entry(job.user.clone()).or_default() += h;
-            *parts.entry(i).or_default().entry(job.partition.clone()).or_default() += h;
+            for (i, us) in charged {
+                let h = charging.rule(rule).hours(&us);
+                if h <= 0.0 {
+                    continue;
+                }
+                *users.entry(i).or_default().entry(job.user.clone()).or_default() += h;
+                *parts.entry(i).or_default().entry(job.partition.clone()).or_default() += h;
+            }
         }
         for &i in &list {
             let top = |m: Option<HashMap<String, f64>>| {
@@ -404,38 +376,6 @@ pub fn drivers(
         }
     }
     Ok(out)
-}
-
-/// One replayed alert event.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ReplayEvent {
-    /// Instant (RFC 3339).
-    pub at: String,
-    /// `firing`, `reminder`, `resolved`.
-    pub kind: String,
-    /// Rule.
-    pub rule: String,
-    /// Subject.
-    pub subject: String,
-    /// Threshold/checkpoint.
-    pub discriminator: String,
-    /// Who would have been told.
-    pub recipients: Vec<String>,
-    /// One line.
-    pub title: String,
-}
-
-/// How early an allocation that ran out of hours was warned.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LeadTime {
-    /// Allocation subject.
-    pub subject: String,
-    /// When it was first found exhausted.
-    pub exhausted_at: String,
-    /// First warning to its researchers (over_pace, checkpoint, threshold ≥ 75 %), if any.
-    pub first_warned_at: Option<String>,
-    /// Days between them.
-    pub lead_days: Option<f64>,
 }
 
 /// Alert state kept in memory (replays and benchmarks): the same rules and life cycle as the
@@ -451,7 +391,7 @@ impl AlertBook {
     /// Evaluate the rules on a reconciliation (feed health not known: `stale_feed` is skipped)
     /// and apply the transitions; returns them with each alert's one-line title.
     pub fn observe(&mut self, alerting: &Alerting, grants: &Grants, rec: &Reconciliation) -> Vec<(Transition, String)> {
-        let conditions = rules::evaluate(&alerting.settings, grants, rec, None);
+        let conditions = rules::evaluate(&alerting.settings.rules, &alerting.settings.checkpoints, grants, rec, None);
         let transitions = plan(conditions, &self.firing, rec.at, &alerting.settings.rules, &alerting.evaluated_rules(false), &quiet_subjects(rec));
         let mut out = Vec::with_capacity(transitions.len());
         for t in transitions {
@@ -484,99 +424,4 @@ impl AlertBook {
     pub fn firing(&self) -> usize {
         self.firing.len()
     }
-}
-
-/// Replay: evaluate the rules at every step of `[from, to)` over the ledger, without sending or
-/// storing anything. Feed health is not replayed (`stale_feed` is skipped).
-pub fn replay(
-    alerting: &Alerting,
-    config: &Config,
-    grants: &Grants,
-    store: &mut crate::ledger::Store,
-    from: i64,
-    to: i64,
-    step_s: i64,
-) -> Result<(Vec<ReplayEvent>, Vec<LeadTime>), crate::ledger::StoreError> {
-    let view = crate::engine::LedgerView::load(config, grants, store, from, to)?;
-    let mut book = AlertBook::default();
-    let mut events = Vec::new();
-    let mut first_warning: HashMap<String, i64> = HashMap::new();
-    let mut exhausted: BTreeMap<String, i64> = BTreeMap::new();
-    let mut at = from;
-    let no_partial = crate::engine::PartialDay::new();
-    while at < to {
-        // Steps that are not local midnights need the partial day from the jobs.
-        let partial = if config.centres.values().all(|c| crate::model::day_start(crate::model::local_day(at, &c.tz), &c.tz) == at) {
-            None
-        } else {
-            Some(crate::engine::partial_day(config, store, at)?)
-        };
-        let rec = crate::engine::reconcile_view(config, grants, &view, partial.as_ref().unwrap_or(&no_partial), at);
-        let transitions = book.observe(alerting, grants, &rec);
-        let by_subject: HashMap<String, usize> = rec.allocations.iter().map(|a| (allocation_subject(a), a.index)).collect();
-        for (t, title) in &transitions {
-            let key = t.key().clone();
-            if matches!(t, Transition::Hold(..)) {
-                continue;
-            }
-            if key.rule == Rule::Exhausted && matches!(t, Transition::Fire(_)) {
-                exhausted.entry(key.subject.clone()).or_insert(at);
-            }
-            // A warning of coming exhaustion: over pace, a checkpoint, or a threshold ≥ 75 %.
-            let warns = matches!(key.rule, Rule::OverPace | Rule::Checkpoint)
-                || (key.rule == Rule::Threshold && key.discriminator.parse::<f64>().is_ok_and(|p| p >= 75.0));
-            if matches!(t, Transition::Fire(_)) && warns {
-                first_warning.entry(key.subject.clone()).or_insert(at);
-            }
-            if !t.notifies() {
-                continue;
-            }
-            let mut recipients = Vec::new();
-            for r in alerting.settings.routes.iter().filter(|r| r.rules.contains(&key.rule)) {
-                match r.audience {
-                    Audience::Researchers => {
-                        if let Some(&i) = by_subject.get(&key.subject) {
-                            let a = &grants.allocations[i];
-                            for m in std::iter::once(&a.pi).chain(a.members.iter()).filter(|m| !m.is_empty()) {
-                                if !recipients.contains(m) {
-                                    recipients.push(m.clone());
-                                }
-                            }
-                        }
-                    }
-                    Audience::Operations => {
-                        for c in &r.channels {
-                            let who = format!("operations:{}", c.as_str());
-                            if !recipients.contains(&who) {
-                                recipients.push(who);
-                            }
-                        }
-                    }
-                }
-            }
-            events.push(ReplayEvent {
-                at: rfc3339(at),
-                kind: t.kind().into(),
-                rule: key.rule.as_str().into(),
-                subject: key.subject.clone(),
-                discriminator: key.discriminator.clone(),
-                recipients,
-                title: title.clone(),
-            });
-        }
-        at += step_s;
-    }
-    let leads = exhausted
-        .into_iter()
-        .map(|(subject, ex)| {
-            let warned = first_warning.get(&subject).copied().filter(|w| *w <= ex);
-            LeadTime {
-                exhausted_at: rfc3339(ex),
-                first_warned_at: warned.map(rfc3339),
-                lead_days: warned.map(|w| (ex - w) as f64 / 86400.0),
-                subject,
-            }
-        })
-        .collect();
-    Ok((events, leads))
 }

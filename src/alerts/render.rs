@@ -155,7 +155,7 @@ fn sample() -> serde_json::Value {
         "checkpoint_days_left": 3.0, "account": "x", "partition": "p", "cluster": "c", "jobs": 1, "hours": 2.0,
         "window_days": 30, "last_success_age_hours": 7.0, "consecutive_failures": 3, "last_error": "e",
     });
-    let items: Vec<serde_json::Value> = super::rules::Rule::ALL
+    let items: Vec<serde_json::Value> = crate::domain::rules::Rule::ALL
         .iter()
         .flat_map(|r| {
             ["firing", "reminder", "resolved"].map(|k| {

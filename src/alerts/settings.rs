@@ -1,9 +1,10 @@
-//! The `[alerts]` configuration section: rules and their thresholds, take-back checkpoints,
-//! routing, channels and delivery policy. Every default is documented in
-//! `config/allocwatch.example.toml` and README.md.
+//! The `[alerts]` configuration section: which rules tell what and when, take-back
+//! checkpoints, routing, channels and delivery policy. Every default is documented in
+//! `config/allocwatch.example.toml` and README.md. The pace thresholds are not here: they are
+//! the status's (`[reconcile]`), and the pace rules fire on the status.
 
-use super::rules::Rule;
-use crate::config::ConfigError;
+use crate::domain::rules::{Checkpoint, Rule, RuleCommon, RuleSettings};
+use crate::secret::Secret;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -61,84 +62,6 @@ impl Channel {
     }
 }
 
-/// Settings common to every rule.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RuleCommon {
-    /// Evaluate this rule.
-    pub enabled: bool,
-    /// Re-notify while firing at most every this many days (0: never).
-    pub renotify_days: f64,
-    /// Notify when the alert resolves.
-    pub notify_resolved: bool,
-}
-
-/// All rule settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RuleSettings {
-    /// `threshold`: consumed crossed these percentages of the grant.
-    pub threshold: RuleCommon,
-    /// Percentages for `threshold`.
-    pub thresholds_pct: Vec<f64>,
-    /// `over_pace`.
-    pub over_pace: RuleCommon,
-    /// Drift above which `over_pace` fires, pp.
-    pub over_pace_drift_pp: f64,
-    /// …or projected exhaustion more than this many days before the period end.
-    pub over_pace_exhaustion_days: f64,
-    /// `under_pace`.
-    pub under_pace: RuleCommon,
-    /// Drift below which `under_pace` fires, pp (negative).
-    pub under_pace_drift_pp: f64,
-    /// …once this share of the period has elapsed, %.
-    pub under_pace_min_elapsed_pct: f64,
-    /// `checkpoint`: take-back checkpoints about to be missed.
-    pub checkpoint: RuleCommon,
-    /// `exhausted`.
-    pub exhausted: RuleCommon,
-    /// `orphan_usage`.
-    pub orphan_usage: RuleCommon,
-    /// Hours of orphan usage in the window before it alerts.
-    pub orphan_min_hours: f64,
-    /// `stale_feed`.
-    pub stale_feed: RuleCommon,
-    /// A centre's last successful pull older than this is stale, hours.
-    pub stale_max_age_hours: f64,
-    /// …or this many consecutive failed pulls.
-    pub stale_max_failures: u32,
-}
-
-impl RuleSettings {
-    /// Common settings of a rule.
-    pub fn common(&self, rule: Rule) -> &RuleCommon {
-        match rule {
-            Rule::Threshold => &self.threshold,
-            Rule::OverPace => &self.over_pace,
-            Rule::UnderPace => &self.under_pace,
-            Rule::Checkpoint => &self.checkpoint,
-            Rule::Exhausted => &self.exhausted,
-            Rule::OrphanUsage => &self.orphan_usage,
-            Rule::StaleFeed => &self.stale_feed,
-        }
-    }
-}
-
-/// A dated take-back checkpoint declared by the allocator.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Checkpoint {
-    /// When it is applied (centre-local midnight).
-    pub date: jiff::civil::Date,
-    /// Allocations under this share of their grant at the date lose part of their balance, %.
-    pub min_consumed_pct: f64,
-    /// Share of the unused balance taken back, %.
-    pub takeback_pct: f64,
-    /// Warn this many days before.
-    pub warn_days: f64,
-    /// Only these centres (empty: all).
-    pub centres: Vec<String>,
-    /// Only these committees (empty: all).
-    pub committees: Vec<String>,
-}
-
 /// One routing line: these rules go to this audience over these channels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
@@ -174,7 +97,7 @@ pub struct EmailSettings {
     /// Login, if the relay wants one.
     pub username: Option<String>,
     /// Password, read from the environment or a file at start (never logged).
-    pub password: Option<super::super::secret::Secret>,
+    pub password: Option<Secret>,
     /// Sender address.
     pub from: String,
     /// Extra CA certificate (PEM) to trust, e.g. an internal relay's.
@@ -195,7 +118,7 @@ pub enum WebhookFormat {
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
     /// Endpoint (its query may hold a secret: never logged whole).
-    pub url: super::super::secret::Secret,
+    pub url: Secret,
     /// Body format.
     pub format: WebhookFormat,
 }
@@ -276,8 +199,30 @@ macro_rules! rule_struct {
 }
 
 rule_struct!(RawThreshold, 0.0, false; { thresholds_pct: Vec<f64> = vec![50.0, 75.0, 90.0] });
-rule_struct!(RawOverPace, 7.0, true; { drift_pp: f64 = 10.0, exhaustion_days_before_end: f64 = 30.0 });
-rule_struct!(RawUnderPace, 7.0, true; { drift_pp: f64 = -20.0, min_elapsed_pct: f64 = 25.0 });
+/// A pace rule's table. Its old thresholds are read only to be refused by name (`moved_key`):
+/// they are the status's now.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawPaceRule {
+    enabled: bool,
+    renotify_days: f64,
+    notify_resolved: Option<bool>,
+    drift_pp: Option<toml::Value>,
+    exhaustion_days_before_end: Option<toml::Value>,
+    min_elapsed_pct: Option<toml::Value>,
+}
+
+impl Default for RawPaceRule {
+    fn default() -> Self {
+        RawPaceRule { enabled: true, renotify_days: 7.0, notify_resolved: None, drift_pp: None, exhaustion_days_before_end: None, min_elapsed_pct: None }
+    }
+}
+
+impl RawPaceRule {
+    fn common(&self) -> RuleCommon {
+        RuleCommon { enabled: self.enabled, renotify_days: self.renotify_days, notify_resolved: self.notify_resolved.unwrap_or(true) }
+    }
+}
 rule_struct!(RawCheckpointRule, 7.0, false; {});
 rule_struct!(RawExhausted, 7.0, true; {});
 rule_struct!(RawOrphan, 7.0, true; { min_hours: f64 = 1.0 });
@@ -289,9 +234,9 @@ pub(crate) struct RawRules {
     #[serde(default)]
     threshold: RawThreshold,
     #[serde(default)]
-    over_pace: RawOverPace,
+    over_pace: RawPaceRule,
     #[serde(default)]
-    under_pace: RawUnderPace,
+    under_pace: RawPaceRule,
     #[serde(default)]
     checkpoint: RawCheckpointRule,
     #[serde(default)]
@@ -424,21 +369,34 @@ pub struct RawAlerts {
     delivery: RawDelivery,
 }
 
+/// A pace threshold set under `[alerts.rules]`: where it lives now (status and alerts share one).
+fn moved_key(key: &str, set: bool, now: &str) -> Result<(), String> {
+    if set {
+        return Err(format!(
+            "alerts.rules.{key}: pace thresholds are no longer set per alert rule; the over_pace and under_pace alerts fire on the \
+             allocation's status, whose thresholds are [reconcile] {now}: move the value there (and remove it here)"
+        ));
+    }
+    Ok(())
+}
+
 impl RawAlerts {
     /// Validate; relative paths are resolved against `base`. Errors name the key.
-    pub fn validate(self, file: &str, base: &Path) -> Result<AlertSettings, ConfigError> {
-        let fail = |message: String| ConfigError { file: file.to_string(), message };
+    pub fn validate(self, base: &Path) -> Result<AlertSettings, String> {
+        let fail = |message: String| message;
         let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
         let r = &self.rules;
+        moved_key("over_pace.drift_pp", r.over_pace.drift_pp.is_some(), "over_pace_drift_pp")?;
+        moved_key("over_pace.exhaustion_days_before_end", r.over_pace.exhaustion_days_before_end.is_some(), "exhaustion_warning_days")?;
+        moved_key("over_pace.min_elapsed_pct", r.over_pace.min_elapsed_pct.is_some(), "under_pace_min_elapsed_pct")?;
+        moved_key("under_pace.drift_pp", r.under_pace.drift_pp.is_some(), "under_pace_drift_pp")?;
+        moved_key("under_pace.exhaustion_days_before_end", r.under_pace.exhaustion_days_before_end.is_some(), "exhaustion_warning_days")?;
+        moved_key("under_pace.min_elapsed_pct", r.under_pace.min_elapsed_pct.is_some(), "under_pace_min_elapsed_pct")?;
         let rules = RuleSettings {
             threshold: r.threshold.common(),
             thresholds_pct: r.threshold.thresholds_pct(),
             over_pace: r.over_pace.common(),
-            over_pace_drift_pp: r.over_pace.drift_pp(),
-            over_pace_exhaustion_days: r.over_pace.exhaustion_days_before_end(),
             under_pace: r.under_pace.common(),
-            under_pace_drift_pp: r.under_pace.drift_pp(),
-            under_pace_min_elapsed_pct: r.under_pace.min_elapsed_pct(),
             checkpoint: r.checkpoint.common(),
             exhausted: r.exhausted.common(),
             orphan_usage: r.orphan_usage.common(),
@@ -464,12 +422,6 @@ impl RawAlerts {
             if !(c.renotify_days.is_finite() && c.renotify_days >= 0.0) {
                 return Err(fail(format!("alerts.rules.{name}.renotify_days: must be ≥ 0 (0 = never)")));
             }
-        }
-        if !(rules.under_pace_drift_pp < 0.0) {
-            return Err(fail("alerts.rules.under_pace.drift_pp: must be negative (e.g. -20)".into()));
-        }
-        if !(rules.over_pace_drift_pp > 0.0) {
-            return Err(fail("alerts.rules.over_pace.drift_pp: must be positive (e.g. 10)".into()));
         }
         let mut checkpoints = Vec::new();
         for (i, c) in self.checkpoints.into_iter().enumerate() {
@@ -498,8 +450,8 @@ impl RawAlerts {
             Some(e) => {
                 let password = match (&e.password_env, &e.password_file) {
                     (Some(_), Some(_)) => return Err(fail("alerts.email: give password_env or password_file, not both".into())),
-                    (Some(var), None) => Some(super::super::secret::Secret::from_env(var).map_err(|m| fail(format!("alerts.email.password_env: {m}")))?),
-                    (None, Some(f)) => Some(super::super::secret::Secret::from_file(&resolve(f)).map_err(|m| fail(format!("alerts.email.password_file: {m}")))?),
+                    (Some(var), None) => Some(Secret::from_env(var).map_err(|m| fail(format!("alerts.email.password_env: {m}")))?),
+                    (None, Some(f)) => Some(Secret::from_file(&resolve(f)).map_err(|m| fail(format!("alerts.email.password_file: {m}")))?),
                     (None, None) => None,
                 };
                 if password.is_some() && e.username.is_none() {
@@ -520,8 +472,8 @@ impl RawAlerts {
             None => None,
             Some(w) => {
                 let url = match (w.url, w.url_env) {
-                    (Some(u), None) => super::super::secret::Secret::new(u),
-                    (None, Some(var)) => super::super::secret::Secret::from_env(&var).map_err(|m| fail(format!("alerts.webhook.url_env: {m}")))?,
+                    (Some(u), None) => Secret::new(u),
+                    (None, Some(var)) => Secret::from_env(&var).map_err(|m| fail(format!("alerts.webhook.url_env: {m}")))?,
                     _ => return Err(fail("alerts.webhook: give exactly one of url or url_env".into())),
                 };
                 if !(url.expose().starts_with("http://") || url.expose().starts_with("https://")) {

@@ -5,10 +5,12 @@
 //! cookie the page's sign-in form sets), compared in constant time; health, metrics and the page
 //! may be left open by configuration. Without a token configured, what is not open is refused.
 
-use super::burndown;
 use super::page::{self, FeedView, TableQuery};
 use super::state::{CycleSnapshot, Shared};
-use crate::engine::AllocationReport;
+use crate::domain::burndown::BurnDown;
+use crate::domain::reconciliation::AllocationReport;
+use crate::domain::time::rfc3339;
+use crate::store::alerts::AlertRow;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -38,10 +40,6 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 fn now() -> i64 {
     jiff::Timestamp::now().as_second()
-}
-
-fn rfc3339(s: i64) -> String {
-    crate::alerts::rfc3339(s)
 }
 
 /// What a route needs.
@@ -147,7 +145,7 @@ async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
     let s = shared.clone();
     let store_ok = tokio::task::spawn_blocking(move || {
         let store = s.api_store.lock().unwrap_or_else(|p| p.into_inner());
-        store.connection().query_row("SELECT COUNT(*) FROM cycles", [], |r| r.get::<_, i64>(0)).map_err(|e| e.to_string())
+        store.ping().map_err(|e| e.to_string())
     })
     .await
     .unwrap_or_else(|e| Err(e.to_string()));
@@ -176,7 +174,7 @@ async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
 
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     guard!(shared, headers, Access::Metrics);
-    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::render()).into_response()
+    ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], shared.metrics.render()).into_response()
 }
 
 async fn api_allocations(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -201,19 +199,18 @@ fn find<'c>(c: &'c CycleSnapshot, centre: &str, project: &str, resource: &str, p
     let mut matching: Vec<&AllocationReport> =
         c.reconciliation.allocations.iter().filter(|a| a.centre == centre && a.project == project && a.resource == resource).collect();
     if let Some(p) = period.filter(|p| !p.is_empty()) {
-        return matching.into_iter().find(|a| a.period_start == p);
+        return matching.into_iter().find(|a| a.period_start.to_string() == p);
     }
-    matching.sort_by(|a, b| a.period_start.cmp(&b.period_start));
-    let at = rfc3339(c.reconciliation.at);
-    let at_date = at.get(..10).unwrap_or("");
-    matching.iter().find(|a| a.period_start.as_str() <= at_date && at_date < a.period_end.as_str()).copied().or(matching.last().copied())
+    matching.sort_by_key(|a| a.period_start);
+    let at = c.reconciliation.at;
+    matching.iter().find(|a| a.start_s <= at && at < a.end_s).copied().or(matching.last().copied())
 }
 
-async fn load_burndown(shared: &Arc<Shared>, c: &Arc<CycleSnapshot>, report: &AllocationReport) -> Result<burndown::BurnDown, String> {
+async fn load_burndown(shared: &Arc<Shared>, c: &Arc<CycleSnapshot>, report: &AllocationReport) -> Result<BurnDown, String> {
     let (s, c2, r) = (shared.clone(), c.clone(), report.clone());
     tokio::task::spawn_blocking(move || {
         let mut store = s.api_store.lock().unwrap_or_else(|p| p.into_inner());
-        burndown::load(&mut store, &c2.loaded.config, &c2.loaded.grants, &r, c2.reconciliation.at).map_err(|e| e.to_string())
+        crate::reconcile::burndown::load(&mut store, &c2.loaded.config, &c2.loaded.grants, &r, c2.reconciliation.at).map_err(|e| e.to_string())
     })
     .await
     .unwrap_or_else(|e| Err(e.to_string()))
@@ -252,11 +249,11 @@ struct AlertsQuery {
     all: bool,
 }
 
-async fn alerts(shared: &Arc<Shared>, all: bool) -> Result<Vec<crate::alerts::store::AlertRow>, String> {
+async fn alerts(shared: &Arc<Shared>, all: bool) -> Result<Vec<AlertRow>, String> {
     let s = shared.clone();
     tokio::task::spawn_blocking(move || {
         let store = s.api_store.lock().unwrap_or_else(|p| p.into_inner());
-        crate::alerts::store::list(store.connection(), all).map_err(|e| e.to_string())
+        store.alerts(all).map_err(|e| e.to_string())
     })
     .await
     .unwrap_or_else(|e| Err(e.to_string()))
@@ -275,7 +272,7 @@ async fn feeds(shared: &Arc<Shared>) -> Result<serde_json::Value, String> {
     let s = shared.clone();
     let (health, sources) = tokio::task::spawn_blocking(move || {
         let store = s.api_store.lock().unwrap_or_else(|p| p.into_inner());
-        let health = crate::alerts::store::centre_feeds(store.connection()).map_err(|e| e.to_string())?;
+        let health = store.centre_feeds().map_err(|e| e.to_string())?;
         let sources = store.feeds().map_err(|e| e.to_string())?;
         Ok::<_, String>((health, sources))
     })
@@ -375,7 +372,7 @@ async fn allocation_page(
         Ok(b) => b,
         Err(e) => return server_error(e),
     };
-    let subject = crate::alerts::rules::allocation_subject(report);
+    let subject = report.subject();
     let alerts: Vec<_> = match alerts(&shared, true).await {
         Ok(a) => a.into_iter().filter(|r| r.subject == subject).collect(),
         Err(e) => return server_error(e),
@@ -386,7 +383,7 @@ async fn allocation_page(
         .adjustments
         .iter()
         .filter(|x| x.allocation == report.index)
-        .map(|x| (x.date.to_string(), x.hours, format!("{:?}", x.kind).to_lowercase(), x.reason.clone()))
+        .map(|x| (x.date.to_string(), x.hours, x.kind.as_str().to_string(), x.reason.clone()))
         .collect();
     html(page::allocation(&b, &adjustments, &alerts, c.finished_at_s, now()))
 }

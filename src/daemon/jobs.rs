@@ -6,8 +6,9 @@
 //! connection, so one centre's slow or failing pull never holds up another centre or HTTP.
 
 use super::state::{CycleSnapshot, Shared};
-use crate::engine;
-use crate::ledger::Store;
+use crate::domain::time::rfc3339;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,7 +39,7 @@ fn enter(shared: &Shared, job: &str) -> Option<tokio::sync::OwnedMutexGuard<()>>
         Ok(g) => Some(g),
         Err(_) => {
             shared.with_job(job, |j| j.skipped_ticks += 1);
-            crate::metrics::record_tick_skipped(job);
+            shared.metrics.record_tick_skipped(job);
             tracing::warn!(job, "tick skipped: the previous run is still going");
             None
         }
@@ -53,7 +54,7 @@ async fn jitter(shared: &Shared, max: Duration) -> bool {
     let d = max.mul_f64(fastrand::f64());
     tokio::select! {
         _ = tokio::time::sleep(d) => true,
-        _ = shared.stopping() => false,
+        _ = shared.shutdown.stopping() => false,
     }
 }
 
@@ -83,7 +84,7 @@ pub async fn centre_tick(shared: Arc<Shared>, centre_id: String, trigger: Trigge
         .await
         .unwrap_or_else(|e| Err(format!("the pull panicked: {e}")));
     let secs = clock.elapsed().as_secs_f64();
-    crate::metrics::record_job_run(&job, result.is_ok(), secs);
+    shared.metrics.record_job_run(&job, result.is_ok(), secs);
     shared.with_job(&job, |j| {
         j.last_finished_at = Some(now());
         j.last_ok = Some(result.is_ok());
@@ -99,38 +100,17 @@ pub async fn centre_tick(shared: Arc<Shared>, centre_id: String, trigger: Trigge
 }
 
 /// Pull one centre's sources into the store (on a blocking thread; live sources' I/O is driven
-/// by the runtime through `handle`). `Err` names what failed; what was stored is kept (each
-/// file import and each live pull is its own transaction).
-fn pull_centre(handle: &tokio::runtime::Handle, store_path: &std::path::Path, centre: &crate::config::Centre, now: i64) -> Result<(), String> {
+/// by the runtime through `handle`) with the one function `check` uses too. `Err` names what
+/// failed; what was stored is kept (each file import and each live pull is its own transaction).
+fn pull_centre(handle: &tokio::runtime::Handle, store_path: &std::path::Path, centre: &crate::config::CentreConfig, now: i64) -> Result<(), String> {
     let mut store = Store::open(store_path).map_err(|e| e.to_string())?;
-    let mut failures = Vec::new();
-    for source in centre.sources.iter().filter(|s| s.live().is_some()) {
-        match handle.block_on(crate::pull::pull_source(&mut store, centre, source, None, now)) {
-            Ok(p) => p.log(),
-            Err(e) => {
-                tracing::error!(centre = %centre.id, "pull failed: {e}");
-                failures.push(e.to_string());
-            }
-        }
-    }
-    for (path, result) in engine::pull_centre_files(&mut store, centre, now) {
-        match result {
-            Ok(None) => tracing::debug!(centre = %centre.id, file = %path.display(), "unchanged since last import"),
-            Ok(Some(imp)) => imp.log(&centre.id),
-            Err(e) => {
-                tracing::error!(centre = %centre.id, file = %path.display(), "import failed: {e}");
-                failures.push(e.to_string());
-            }
-        }
-    }
+    let mut failures = handle.block_on(crate::pull::pull_centre(&mut store, centre, now)).log(&centre.id);
     match failures.len() {
         0 => Ok(()),
         1 => Err(failures.remove(0)),
         n => Err(format!("{n} sources failed; first: {}", failures[0])),
     }
 }
-
-
 
 /// How long the reconciler waits after a request for others to join it.
 const COALESCE: Duration = Duration::from_millis(300);
@@ -186,17 +166,18 @@ pub async fn reconciler(shared: Arc<Shared>, mut requests: tokio::sync::mpsc::Un
                         tracing::info!(fired = s.fired, reminders = s.reminded, resolved = s.resolved, firing = s.held, queued = s.queued, "alerts");
                     }
                 }
-                crate::metrics::record_job_run("reconcile", true, secs);
-                super::systemd::status(&format!("cycle {} at {}: {} allocations", cycle.id, crate::alerts::rfc3339(at), rec.allocations.len()));
+                shared.metrics.observe_cycle(&rec, &cycle.indicators, cycle.recorded_at);
+                shared.metrics.record_job_run("reconcile", true, secs);
+                super::systemd::status(&format!("cycle {} at {}: {} allocations", cycle.id, rfc3339(at), rec.allocations.len()));
                 shared.publish_cycle(CycleSnapshot { id: cycle.id, reconciliation: rec, finished_at_s: now(), loaded });
             }
             Ok((st, Err(e))) => {
                 store = Some(st);
-                crate::metrics::record_job_run("reconcile", false, secs);
+                shared.metrics.record_job_run("reconcile", false, secs);
                 tracing::error!("reconciliation failed (nothing recorded; the next pull retries): {e}");
             }
             Err(e) => {
-                crate::metrics::record_job_run("reconcile", false, secs);
+                shared.metrics.record_job_run("reconcile", false, secs);
                 tracing::error!("reconciliation panicked: {e}");
                 match Store::open(&shared.store_path) {
                     Ok(s) => store = Some(s),
@@ -211,9 +192,9 @@ pub async fn reconciler(shared: Arc<Shared>, mut requests: tokio::sync::mpsc::Un
 }
 
 /// The notifier: delivers the notification outbox after each cycle (and every 30 s for
-/// retries that come due), with the alert settings in force.
+/// retries that come due), with the alert settings in force; once the shutdown drains, one
+/// last pass delivers what the last cycles queued, and it returns.
 pub struct Notifier {
-    stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -223,15 +204,13 @@ const NOTIFIER_POLL: Duration = Duration::from_secs(30);
 impl Notifier {
     /// Start on its own store connection.
     pub fn spawn(shared: Arc<Shared>, store: Store) -> Notifier {
-        let (stop, rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(notifier_loop(shared, store, rx));
-        Notifier { stop, task }
+        let shutdown = shared.shutdown.clone();
+        Notifier { task: tokio::spawn(notifier_loop(shared, store, shutdown)) }
     }
 
-    /// Make a last delivery pass (bounded by `deadline`) and stop; what is not delivered stays
-    /// queued for the next start.
-    pub async fn stop(self, deadline: Duration) {
-        let _ = self.stop.send(true);
+    /// Wait for the last delivery pass (bounded by `deadline`) once the shutdown drains; what is
+    /// not delivered stays queued for the next start.
+    pub async fn finished(self, deadline: Duration) {
         let mut task = self.task;
         if tokio::time::timeout(deadline, &mut task).await.is_err() {
             tracing::warn!("alert delivery did not finish its last pass in time; the rest stays queued");
@@ -240,26 +219,28 @@ impl Notifier {
     }
 }
 
-async fn notifier_loop(shared: Arc<Shared>, mut store: Store, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn notifier_loop(shared: Arc<Shared>, mut store: Store, shutdown: Shutdown) {
     loop {
-        let stopping = tokio::select! {
-            _ = shared.notifier_wake.notified() => false,
-            _ = tokio::time::sleep(NOTIFIER_POLL) => false,
-            _ = stop.changed() => true,
-        };
+        tokio::select! {
+            _ = shared.notifier_wake.notified() => {}
+            _ = tokio::time::sleep(NOTIFIER_POLL) => {}
+            _ = shutdown.draining() => {}
+        }
+        // Draining: this pass is the last one, after the last cycle committed.
+        let last = shutdown.phase() == crate::shutdown::Phase::Draining;
         let loaded = shared.loaded();
         if let Some(a) = &loaded.alerting {
             match crate::alerts::deliver::deliver_pending(&mut store, &a.settings, false).await {
-                Ok(r) if r.sent + r.failed > 0 || stopping => {
-                    tracing::info!(sent = r.sent, failed = r.failed, queued = r.pending, "notifications")
+                Ok(r) => {
+                    shared.metrics.observe_delivery(&r);
+                    if r.sent + r.failed > 0 || last {
+                        tracing::info!(sent = r.sent, failed = r.failed, queued = r.pending, "notifications")
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => tracing::error!("notification delivery: {e}"),
             }
         }
-        // A stop that came during this pass is seen by `changed()` at once: one more pass
-        // then delivers what the last cycles queued meanwhile.
-        if stopping {
+        if last {
             return;
         }
     }
@@ -284,22 +265,25 @@ pub async fn quality_tick(shared: Arc<Shared>) {
     let result = tokio::task::spawn_blocking(move || {
         let mut store = Store::open(&store_path).map_err(|e| e.to_string())?;
         use crate::quality::Scheduled;
-        match crate::quality::run_scheduled(&loaded.config, &loaded.grants, &mut store, started_at).map_err(|e| e.to_string())? {
-            Scheduled::NotConfigured => Ok("no [influxdb] section: nothing to queue".to_string()),
-            Scheduled::AlreadyQueued { period } => Ok(format!("{period} already queued")),
-            Scheduled::Queued { period, points } => Ok(format!("{period}: {points} quality points queued")),
-        }
+        let (done, enqueued) = crate::quality::run_scheduled_counted(&loaded.config, &loaded.grants, &mut store, started_at).map_err(|e| e.to_string())?;
+        let summary = match done {
+            Scheduled::NotConfigured => "no [influxdb] section: nothing to queue".to_string(),
+            Scheduled::AlreadyQueued { period } => format!("{period} already queued"),
+            Scheduled::Queued { period, points } => format!("{period}: {points} quality points queued"),
+        };
+        Ok((summary, enqueued))
     })
     .await
     .unwrap_or_else(|e| Err(format!("the quality report panicked: {e}")));
-    crate::metrics::record_job_run(QUALITY_JOB, result.is_ok(), clock.elapsed().as_secs_f64());
+    shared.metrics.record_job_run(QUALITY_JOB, result.is_ok(), clock.elapsed().as_secs_f64());
     shared.with_job(QUALITY_JOB, |j| {
         j.last_finished_at = Some(now());
         j.last_ok = Some(result.is_ok());
         j.last_error = result.as_ref().err().cloned();
     });
     match result {
-        Ok(summary) => {
+        Ok((summary, enqueued)) => {
+            shared.metrics.observe_enqueued(&enqueued);
             tracing::info!("quality report: {summary}");
             shared.wake_writer();
         }

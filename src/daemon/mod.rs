@@ -7,24 +7,26 @@
 //!   Every pull is followed by a reconciliation ([`jobs::reconciler`]: requests that arrive
 //!   while a cycle runs are served by the next one). The quality report
 //!   ([`crate::quality::run_scheduled`]) has its own schedule.
-//! - **Life cycle**: SIGTERM/SIGINT stop new work, let pulls and the cycle in flight finish
-//!   within `shutdown_grace_seconds` (what does not is abandoned: its transaction never
-//!   commits), make a last delivery pass of both outboxes, and exit 0. SIGHUP reloads the
+//! - **Life cycle**: one [`ShutdownSignal`] reaches every task. SIGTERM/SIGINT move it to
+//!   *stopping* (no new work; pulls and the cycle in flight finish within
+//!   `shutdown_grace_seconds` — what does not is abandoned: its transaction never commits), then
+//!   to *draining* (a last delivery pass of both outboxes, the listener closes), and exit 0. SIGHUP reloads the
 //!   configuration and allocation files; a bad one is refused, logged, and the old one keeps
 //!   running. systemd `Type=notify` readiness, reload and stop notices, and watchdog.
 //! - **HTTP** ([`http`]): health, readiness, metrics, JSON API and the status page ([`page`]).
 //!
 //! Never here: business logic (reconciliation, alert rules): this module schedules and serves.
 
-pub mod burndown;
 pub mod http;
 mod jobs;
+pub mod metrics;
 pub mod page;
-pub mod settings;
 mod state;
 mod systemd;
 
-use crate::ledger::Store;
+use crate::shutdown::{Shutdown, ShutdownSignal};
+use crate::sinks::outbox::{PassObserver, Writer};
+use crate::store::Store;
 use jobs::Trigger;
 use state::{Loaded, Shared};
 use std::path::PathBuf;
@@ -108,29 +110,41 @@ async fn install_jobs(sched: &JobScheduler, shared: &Arc<Shared>) -> Result<Vec<
     Ok(ids)
 }
 
+/// The writer's passes, counted in the daemon's metrics.
+fn observe_passes(shared: &Arc<Shared>) -> PassObserver {
+    let s = Arc::downgrade(shared);
+    Arc::new(move |r| {
+        if let Some(s) = s.upgrade() {
+            s.metrics.observe_drain(r);
+        }
+    })
+}
+
 async fn serve(opts: RunOptions, loaded: Loaded) -> Result<(), RunError> {
     use tokio::signal::unix::{signal, SignalKind};
     // Signals first: a SIGTERM during start-up is not lost.
     let mut term = signal(SignalKind::terminate()).map_err(runtime)?;
     let mut int = signal(SignalKind::interrupt()).map_err(runtime)?;
     let mut hup = signal(SignalKind::hangup()).map_err(runtime)?;
+    let signal_ = ShutdownSignal::new();
+    let shutdown: Shutdown = signal_.subscribe();
 
     let store_path = loaded.config.store_path.clone();
     let open = || Store::open(&store_path).map_err(runtime);
     let (api_store, cycle_store, notifier_store) = (open()?, open()?, open()?);
-    let writer = crate::sinks::outbox::Writer::spawn(&loaded.config).map_err(|e| match e.exit_code() {
+    let http_settings = loaded.config.http.clone();
+    let influx = loaded.config.influxdb.clone();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let shared = Arc::new(Shared::new(loaded, opts.config_path.clone(), opts.store_override.clone(), api_store, tx, shutdown.clone()));
+    let writer = Writer::spawn(influx.as_ref(), &store_path, &shutdown, observe_passes(&shared)).map_err(|e| match e.exit_code() {
         2 => RunError::Config(e.to_string()),
         _ => RunError::Runtime(e.to_string()),
     })?;
-    let http_settings = loaded.config.http.clone();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let shared = Arc::new(Shared::new(loaded, opts.config_path.clone(), opts.store_override.clone(), api_store, tx));
     shared.set_writer(writer);
     let reconciler = tokio::spawn(jobs::reconciler(shared.clone(), rx, cycle_store));
     let notifier = jobs::Notifier::spawn(shared.clone(), notifier_store);
 
     // The listener: bound before readiness is announced.
-    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http_task = match &http_settings {
         Some(h) => {
             let listener = tokio::net::TcpListener::bind(h.listen).await.map_err(|e| runtime(format!("http.listen: cannot listen on {}: {e}", h.listen)))?;
@@ -140,10 +154,9 @@ async fn serve(opts: RunOptions, loaded: Loaded) -> Result<(), RunError> {
             }
             tracing::info!(%addr, "HTTP listening");
             let app = http::router(shared.clone());
+            let closing = shutdown.clone();
             Some(tokio::spawn(async move {
-                let r = axum::serve(listener, app).with_graceful_shutdown(async move {
-                    let _ = http_stopped.await;
-                });
+                let r = axum::serve(listener, app).with_graceful_shutdown(async move { closing.draining().await });
                 if let Err(e) = r.await {
                     tracing::error!("HTTP server: {e}");
                 }
@@ -159,7 +172,7 @@ async fn serve(opts: RunOptions, loaded: Loaded) -> Result<(), RunError> {
     for id in shared.loaded().config.centres.keys() {
         tokio::spawn(jobs::centre_tick(shared.clone(), id.clone(), Trigger::Startup));
     }
-    let watchdog = systemd::spawn_watchdog();
+    let watchdog = systemd::spawn_watchdog(shutdown.clone());
     {
         let l = shared.loaded();
         tracing::info!(
@@ -185,10 +198,10 @@ async fn serve(opts: RunOptions, loaded: Loaded) -> Result<(), RunError> {
         }
     }
 
-    // ---- Shutdown: no new work, in-flight work finishes (or is abandoned), outboxes flush.
+    // ---- Shutdown: no new work, in-flight work finishes (or is abandoned), outboxes drain.
     systemd::stopping();
     let deadline = Instant::now() + shared.loaded().config.daemon.shutdown_grace;
-    shared.begin_stop();
+    signal_.stop();
     if let Err(e) = sched.shutdown().await {
         tracing::warn!("scheduler shutdown: {e}");
     }
@@ -202,6 +215,7 @@ async fn serve(opts: RunOptions, loaded: Loaded) -> Result<(), RunError> {
     if tokio::time::timeout_at(deadline.into(), in_flight).await.is_err() {
         tracing::warn!("shutdown grace period over: abandoning the pulls or cycle still running (nothing of them is committed)");
     }
+    signal_.drain();
     let flush = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
     let writer = shared.set_writer(None);
     tokio::join!(
@@ -210,13 +224,9 @@ async fn serve(opts: RunOptions, loaded: Loaded) -> Result<(), RunError> {
                 w.stop().await;
             }
         },
-        notifier.stop(flush)
+        notifier.finished(flush)
     );
-    if let Some(w) = watchdog {
-        w.abort();
-    }
-    let _ = http_stop.send(());
-    if let Some(t) = http_task {
+    for t in [http_task, watchdog].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     tracing::info!("allocwatch stopped");
@@ -228,7 +238,7 @@ async fn reload(shared: &Arc<Shared>, sched: &JobScheduler, job_ids: &mut Vec<Uu
     let mut new = match Loaded::load(&shared.config_path, shared.store_override.as_deref()) {
         Ok(l) => l,
         Err(e) => {
-            crate::metrics::record_config_reload(false);
+            shared.metrics.record_config_reload(false);
             tracing::error!("configuration reload REJECTED, the running configuration stays in force: {e}");
             return;
         }
@@ -243,10 +253,10 @@ async fn reload(shared: &Arc<Shared>, sched: &JobScheduler, job_ids: &mut Vec<Uu
     }
     let influx_changed = new.config.influxdb != old.config.influxdb;
     let writer = if influx_changed {
-        match crate::sinks::outbox::Writer::spawn(&new.config) {
+        match Writer::spawn(new.config.influxdb.as_ref(), &shared.store_path, &shared.shutdown, observe_passes(shared)) {
             Ok(w) => Some(w),
             Err(e) => {
-                crate::metrics::record_config_reload(false);
+                shared.metrics.record_config_reload(false);
                 tracing::error!("configuration reload REJECTED, the running configuration stays in force: {e}");
                 return;
             }
@@ -271,7 +281,7 @@ async fn reload(shared: &Arc<Shared>, sched: &JobScheduler, job_ids: &mut Vec<Uu
         Ok(ids) => *job_ids = ids,
         Err(e) => tracing::error!("installing the new schedule: {e}"),
     }
-    crate::metrics::record_config_reload(true);
+    shared.metrics.record_config_reload(true);
     tracing::info!(centres, allocations, "configuration reloaded");
     shared.request_reconciliation("reload");
 }

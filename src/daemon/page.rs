@@ -6,10 +6,11 @@
 //! Every name that comes from data (projects, accounts, committees, centres, error messages) is
 //! escaped with [`esc`] before it reaches HTML, and with [`path_segment`] before it reaches a URL.
 
-use super::burndown::BurnDown;
-use crate::alerts::store::AlertRow;
-use crate::engine::{AllocationReport, Reconciliation};
-use crate::report::hours;
+use crate::domain::burndown::BurnDown;
+use crate::domain::hours::{format_hours, ResourceHours};
+use crate::domain::reconciliation::{AllocationReport, Reconciliation};
+use crate::domain::time::timestamp;
+use crate::store::alerts::AlertRow;
 use std::fmt::Write as _;
 
 /// Escape text for HTML content and attribute values.
@@ -136,14 +137,14 @@ fn head(title: &str, meta: &str) -> String {
 
 const FOOT: &str = "</main><footer>allocwatch · figures in each resource's hours (core-hours or GPU-hours) · JSON: <a href=\"/api/v1/allocations\">/api/v1/allocations</a></footer></body></html>\n";
 
+/// An instant as the page shows it (`2026-11-15 12:00 UTC`).
 fn instant(s: i64) -> String {
-    jiff::Timestamp::from_second(s)
-        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_else(|_| s.to_string())
+    timestamp(s).strftime("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn date_of(rfc3339: &str) -> &str {
-    rfc3339.get(..10).unwrap_or(rfc3339)
+/// Hours as the page shows them (the table's thousands-separated format).
+fn hours(h: ResourceHours) -> String {
+    format_hours(h.value())
 }
 
 fn ago(seconds: i64) -> String {
@@ -254,8 +255,8 @@ fn sort_rows(rows: &mut [&AllocationReport], key: &str, desc: bool) {
             "resource" => a.resource.cmp(&b.resource),
             "committee" => a.committee.cmp(&b.committee),
             "period" => a.period_start.cmp(&b.period_start),
-            "granted" => a.granted_hours.total_cmp(&b.granted_hours),
-            "consumed" => a.consumed_hours.total_cmp(&b.consumed_hours),
+            "granted" => a.granted_hours.value().total_cmp(&b.granted_hours.value()),
+            "consumed" => a.consumed_hours.value().total_cmp(&b.consumed_hours.value()),
             "used" => num(a.consumed_pct).total_cmp(&num(b.consumed_pct)),
             "drift" => num(a.drift_pp).total_cmp(&num(b.drift_pp)),
             "burn" => a.burn_rate_hours_per_day.total_cmp(&b.burn_rate_hours_per_day),
@@ -278,14 +279,15 @@ pub fn allocation_href(a: &AllocationReport) -> String {
         path_segment(&a.centre),
         path_segment(&a.project),
         path_segment(&a.resource),
-        path_segment(&a.period_start)
+        path_segment(&a.period_start.to_string())
     )
 }
 
 fn used_cell(a: &AllocationReport) -> String {
     let Some(pct) = a.consumed_pct else { return "<span class=\"muted\">-</span>".into() };
     let fill = pct.clamp(0.0, 100.0);
-    let exp = if a.granted_hours > 0.0 { (100.0 * a.expected_hours / a.granted_hours).clamp(0.0, 100.0) } else { 0.0 };
+    let (granted, expected) = (a.granted_hours.value(), a.expected_hours.value());
+    let exp = if granted > 0.0 { (100.0 * expected / granted).clamp(0.0, 100.0) } else { 0.0 };
     format!(
         "<span class=\"bar\" title=\"consumed {pct:.1} % · expected {exp:.1} %\" style=\"--c:var(--{})\"><span class=\"fill\" style=\"width:{fill:.1}%\"></span><span class=\"exp\" style=\"left:{exp:.1}%\"></span></span>{pct:.1} %",
         a.status.as_str()
@@ -387,7 +389,7 @@ pub fn index(rec: &Reconciliation, cycle_id: i64, finished_at_s: i64, now_s: i64
             None => "<span class=\"muted\">-</span>".into(),
         };
         let exhaustion = match &a.projected_exhaustion {
-            Some(t) => esc(date_of(t)),
+            Some(t) => esc(&t.date().to_string()),
             None => "<span class=\"muted\">-</span>".into(),
         };
         let _ = write!(
@@ -400,12 +402,12 @@ pub fn index(rec: &Reconciliation, cycle_id: i64, finished_at_s: i64, now_s: i64
             href = esc(&allocation_href(a)),
             p = esc(&a.project),
             r = esc(&a.resource),
-            ps = esc(&a.period_start),
-            pe = esc(&a.period_end),
+            ps = esc(&a.period_start.to_string()),
+            pe = esc(&a.period_end.to_string()),
             g = hours(a.granted_hours),
             u = hours(a.consumed_hours),
             used = used_cell(a),
-            b = hours(a.burn_rate_hours_per_day),
+            b = format_hours(a.burn_rate_hours_per_day),
             sl = status_label(a.status.as_str()),
         );
     }
@@ -472,8 +474,8 @@ pub fn allocation(b: &BurnDown, adjustments: &[(String, f64, String, String)], a
         esc(&a.resource),
         esc(&a.centre),
         esc(if a.committee.is_empty() { "-" } else { &a.committee }),
-        esc(&a.period_start),
-        esc(&a.period_end),
+        esc(&a.period_start.to_string()),
+        esc(&a.period_end.to_string()),
         a.status.as_str(),
         status_label(a.status.as_str())
     );
@@ -485,9 +487,9 @@ pub fn allocation(b: &BurnDown, adjustments: &[(String, f64, String, String)], a
         ("Expected by now", format!("{} h", hours(a.expected_hours))),
         ("Drift", a.drift_pp.map(|d| format!("{d:+.1} pp")).unwrap_or_else(|| "-".into())),
         ("Remaining", format!("{} h", hours(a.remaining_hours))),
-        ("Burn rate", format!("{} h/day", hours(a.burn_rate_hours_per_day))),
+        ("Burn rate", format!("{} h/day", format_hours(a.burn_rate_hours_per_day))),
         ("Period elapsed", format!("{:.1} %", a.elapsed_pct)),
-        ("Projected exhaustion", a.projected_exhaustion.as_deref().map(date_of).unwrap_or("-").to_string()),
+        ("Projected exhaustion", a.projected_exhaustion.as_ref().map(|t| t.date().to_string()).unwrap_or_else(|| "-".into())),
         ("Projected unused", format!("{} h", hours(a.projected_unused_hours))),
     ];
     h.push_str("<div class=\"figs\">");
@@ -656,20 +658,20 @@ pub fn burndown_svg(b: &BurnDown) -> String {
     }
     if (b.start_s..=b.end_s).contains(&b.at_s) {
         let xx = x(b.at_s as f64);
-        let label = jiff::Timestamp::from_second(b.at_s).map(|t| t.strftime("%Y-%m-%d").to_string()).unwrap_or_default();
+        let label = timestamp(b.at_s).strftime("%Y-%m-%d").to_string();
         let anchor = if xx > x1 - 60.0 { "end" } else { "start" };
         let _ = write!(s, "<line class=\"now\" x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"{y0}\" y2=\"{y1}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">now · {label}</text>", if anchor == "end" { xx - 4.0 } else { xx + 4.0 }, y0 + 12.0);
     }
     if let Some(days) = b.allocation.projected_exhaustion_days {
         let t = b.at_s as f64 + days * 86400.0;
-        let (xx, yy) = (x(t), y(b.allocation.granted_hours));
-        let label = b.allocation.projected_exhaustion.as_deref().map(date_of).unwrap_or("");
+        let (xx, yy) = (x(t), y(b.allocation.granted_hours.value()));
+        let label = b.allocation.projected_exhaustion.as_ref().map(|t| t.date().to_string()).unwrap_or_default();
         let _ = write!(
             s,
             "<circle class=\"exhaustion\" cx=\"{xx:.1}\" cy=\"{yy:.1}\" r=\"5\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">runs out ≈ {}</text>",
             xx - 8.0,
             yy - 8.0,
-            esc(label)
+            esc(&label)
         );
     }
     s.push_str("</svg>");

@@ -1,12 +1,15 @@
 //! What the daemon's tasks share: the configuration in force (swapped whole on reload), the
-//! last cycle (served by the API and the status page), the jobs' status, and the stop signal.
+//! last cycle (served by the API and the status page), the jobs' status, the metrics, and the
+//! shutdown signal.
 
+use super::metrics::Metrics;
 use crate::alerts::Alerting;
-use crate::allocations::Grants;
 use crate::config::Config;
-use crate::engine::Reconciliation;
-use crate::ledger::Store;
+use crate::domain::grants::Grants;
+use crate::domain::reconciliation::Reconciliation;
 use crate::secret::Secret;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -38,7 +41,7 @@ impl Loaded {
             None => None,
         };
         let http_token = match config.http.as_ref().and_then(|h| h.token.as_ref()) {
-            Some(t) => Some(t.read().map_err(|e| format!("{}: {e}", config.path.display()))?),
+            Some(t) => Some(t.read_as("http", "token").map_err(|e| format!("{}: {e}", config.path.display()))?),
             None => None,
         };
         Ok(Loaded { config, grants, alerting, http_token })
@@ -88,7 +91,10 @@ pub struct Shared {
     pub store_override: Option<PathBuf>,
     /// A connection for the HTTP API's reads (behind a lock: one request at a time uses it).
     pub api_store: Mutex<Store>,
-    stop: tokio::sync::watch::Sender<bool>,
+    /// The daemon's metrics.
+    pub metrics: Metrics,
+    /// The shutdown signal (its owner is `serve`).
+    pub shutdown: Shutdown,
     reconcile: Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
     guards: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     jobs: Mutex<BTreeMap<String, JobStatus>>,
@@ -105,6 +111,7 @@ impl Shared {
         store_override: Option<PathBuf>,
         api_store: Store,
         reconcile: tokio::sync::mpsc::UnboundedSender<String>,
+        shutdown: Shutdown,
     ) -> Shared {
         Shared {
             store_path: loaded.config.store_path.clone(),
@@ -113,7 +120,8 @@ impl Shared {
             config_path,
             store_override,
             api_store: Mutex::new(api_store),
-            stop: tokio::sync::watch::channel(false).0,
+            metrics: Metrics::new(),
+            shutdown,
             reconcile: Mutex::new(Some(reconcile)),
             guards: Mutex::new(HashMap::new()),
             jobs: Mutex::new(BTreeMap::new()),
@@ -156,20 +164,9 @@ impl Shared {
         std::mem::replace(&mut *self.writer.lock().unwrap_or_else(|p| p.into_inner()), w)
     }
 
-    /// Stop taking new work (SIGTERM/SIGINT).
-    pub fn begin_stop(&self) {
-        self.stop.send_replace(true);
-    }
-
     /// Whether the daemon is stopping.
     pub fn is_stopping(&self) -> bool {
-        *self.stop.borrow()
-    }
-
-    /// Resolves once the daemon is stopping.
-    pub async fn stopping(&self) {
-        let mut rx = self.stop.subscribe();
-        let _ = rx.wait_for(|s| *s).await;
+        self.shutdown.is_stopping()
     }
 
     /// Ask for a reconciliation (after a pull, a reload); requests that arrive while a cycle

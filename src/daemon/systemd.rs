@@ -35,16 +35,19 @@ pub fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec))
 }
 
-/// Ping the watchdog at half its interval for as long as the runtime schedules this task: a
-/// wedged runtime stops the pings and systemd restarts the service.
-pub fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
+/// Ping the watchdog at half its interval for as long as the runtime schedules this task (a
+/// wedged runtime stops the pings and systemd restarts the service), until the shutdown
+/// drains.
+pub fn spawn_watchdog(shutdown: crate::shutdown::Shutdown) -> Option<tokio::task::JoinHandle<()>> {
     let interval = watchdog_interval()?;
     tracing::info!(interval_seconds = interval.as_secs_f64(), "systemd watchdog enabled");
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval / 2);
         loop {
-            tick.tick().await;
-            send(&[sd_notify::NotifyState::Watchdog]);
+            tokio::select! {
+                _ = tick.tick() => send(&[sd_notify::NotifyState::Watchdog]),
+                _ = shutdown.draining() => return,
+            }
         }
     }))
 }

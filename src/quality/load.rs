@@ -1,17 +1,21 @@
 //! Loading the facts of a quality report: allocations and adjustments (from their files),
 //! reconciliations at the window start, month ends and window end (from the ledger, through
-//! [`crate::engine::LedgerView`]), alerts, reminders, notifications and pulls (from the store),
-//! and the CPU usage of the window by class (allocated, orphan, unmapped).
+//! [`crate::reconcile::view::LedgerView`]), alerts, reminders, notifications and pulls (from the
+//! store), and the CPU usage of the window by class (allocated, orphan, unmapped), each class
+//! decided by the one charging rule.
 
-use super::compute::*;
-use super::{Period, QualityError};
-use crate::alerts::rules::Rule;
-use crate::allocations::Grants;
-use crate::config::Config;
-use crate::engine::{self, AllocationReport, LedgerView, PartialDay};
-use crate::ledger::{sq, Store, StoreError};
-use crate::model::{day_number, day_start, local_day};
-use rusqlite::params;
+use super::QualityError;
+use crate::config::{CentreConfig, Config};
+use crate::domain::charge::{Charge, Charging};
+use crate::domain::grants::Grants;
+use crate::domain::hours::HoursKind;
+use crate::domain::quality::*;
+use crate::domain::reconciliation::AllocationReport;
+use crate::domain::rules::Rule;
+use crate::domain::time::{date_start, day_date, day_start, local_day, rfc3339};
+use crate::reconcile::view::{reconcile_view, LedgerView};
+use crate::reconcile::{at_midnight_everywhere, partial_day, PartialDay};
+use crate::store::{Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Up to when the figures may look.
@@ -26,13 +30,10 @@ pub enum AsOf {
 
 /// The latest instant the store knows of: its latest reconciliation, else its latest pull.
 pub fn store_as_of(store: &Store) -> Result<Option<i64>, StoreError> {
-    let conn = store.connection();
-    let e = sq(store.path());
-    let cycle: Option<i64> = conn.query_row("SELECT MAX(at) FROM cycles", [], |r| r.get(0)).map_err(&e)?;
-    if cycle.is_some() {
-        return Ok(cycle);
+    match store.latest_cycle_at()? {
+        Some(t) => Ok(Some(t)),
+        None => store.latest_pull_at(),
     }
-    conn.query_row("SELECT MAX(finished_at) FROM pulls", [], |r| r.get(0)).map_err(&e)
 }
 
 /// Load the facts of `period` (restricted to one centre if asked).
@@ -54,12 +55,12 @@ pub fn load(
             QualityError::Usage(format!("store {}: no reconciliation or pull recorded yet: nothing to report (run `allocwatch check` first)", store.path().display()))
         })?,
     };
-    let centres: Vec<&crate::config::Centre> = config.centres.values().filter(|c| centre.map_or(true, |x| x == c.id)).collect();
+    let centres: Vec<&CentreConfig> = config.centres.values().filter(|c| centre.is_none_or(|x| x == c.id)).collect();
     let windows: Vec<CentreWindow> = centres
         .iter()
         .map(|c| {
-            let start_s = day_start(day_number(period.start), &c.tz);
-            let period_end_s = day_start(day_number(period.end), &c.tz);
+            let start_s = date_start(period.start, &c.tz);
+            let period_end_s = date_start(period.end, &c.tz);
             CentreWindow { centre: c.id.clone(), start_s, end_s: period_end_s.min(as_of).max(start_s), period_end_s }
         })
         .collect();
@@ -67,16 +68,16 @@ pub fn load(
         return Err(QualityError::Usage(format!(
             "period {} starts after the store's latest data ({}): nothing to report yet",
             period.label,
-            jiff::Timestamp::from_second(as_of).map(|t| t.to_string()).unwrap_or_default()
+            rfc3339(as_of)
         )));
     }
     let window_of: HashMap<&str, &CentreWindow> = windows.iter().map(|w| (w.centre.as_str(), w)).collect();
 
     // Month-end instants per centre: the month's local end, or as_of when earlier.
-    let months: Vec<Period> = period.months().into_iter().filter(|m| centres.iter().any(|c| day_start(day_number(m.start), &c.tz) < as_of)).collect();
-    let month_instants = |c: &crate::config::Centre, m: &Period| -> Option<(i64, i64)> {
-        let s = day_start(day_number(m.start), &c.tz);
-        (s < as_of).then(|| (s, day_start(day_number(m.end), &c.tz).min(as_of)))
+    let months: Vec<Period> = period.months().into_iter().filter(|m| centres.iter().any(|c| date_start(m.start, &c.tz) < as_of)).collect();
+    let month_instants = |c: &CentreConfig, m: &Period| -> Option<(i64, i64)> {
+        let s = date_start(m.start, &c.tz);
+        (s < as_of).then(|| (s, date_start(m.end, &c.tz).min(as_of)))
     };
 
     // Reconcile once per distinct instant needed: window starts and ends, month ends.
@@ -96,12 +97,8 @@ pub fn load(
     let view = LedgerView::load(config, grants, store, from, until)?;
     let mut recs: HashMap<i64, HashMap<usize, AllocationReport>> = HashMap::new();
     for &t in &instants {
-        let partial = if centres.iter().all(|c| day_start(local_day(t, &c.tz), &c.tz) == t) {
-            PartialDay::new()
-        } else {
-            engine::partial_day(config, store, t)?
-        };
-        let rec = engine::reconcile_view(config, grants, &view, &partial, t);
+        let partial = if at_midnight_everywhere(config, t) { PartialDay::new() } else { partial_day(config, store, t)? };
+        let rec = reconcile_view(config, grants, &view, &partial, t);
         recs.insert(t, rec.allocations.into_iter().map(|a| (a.index, a)).collect());
     }
     let at = |t: i64, i: usize| recs.get(&t).and_then(|m| m.get(&i));
@@ -114,22 +111,23 @@ pub fn load(
     for (i, a) in grants.allocations.iter().enumerate() {
         let Some(c) = config.centres.get(&a.centre) else { continue };
         let committee = if a.committee.is_empty() { NO_COMMITTEE.to_string() } else { a.committee.clone() };
-        let subject = format!("{}/{}/{}/{}", a.centre, a.project, a.resource, a.period_start);
+        let subject = a.subject();
         committee_of_subject.insert(subject.clone(), committee.clone());
         let Some(w) = window_of.get(a.centre.as_str()) else { continue };
-        let start_s = day_start(day_number(a.period_start), &c.tz);
-        let end_s = day_start(day_number(a.period_end), &c.tz);
+        let start_s = date_start(a.period_start, &c.tz);
+        let end_s = date_start(a.period_end, &c.tz);
         let overlap = (start_s.max(w.start_s), end_s.min(w.end_s));
         if overlap.1 <= overlap.0 {
             continue;
         }
-        let last_day = crate::model::day_date(local_day(overlap.1 - 1, &c.tz));
-        let consumed = |t: i64| at(t, i).map(|r| r.consumed_hours).unwrap_or(0.0);
+        let last_day = day_date(local_day(overlap.1 - 1, &c.tz));
+        let consumed = |t: i64| at(t, i).map(|r| r.consumed_hours.value()).unwrap_or(0.0);
         fact_of_index.insert(i, allocations.len());
         allocations.push(AllocationFacts {
             centre: a.centre.clone(),
             project: a.project.clone(),
             resource: a.resource.clone(),
+            kind: c.kind_of(&a.resource).unwrap_or(HoursKind::CoreHours),
             committee,
             subject,
             origin: a.origin.clone(),
@@ -147,7 +145,7 @@ pub fn load(
     let mut standings = Vec::new();
     let add_standing = |snapshot: &str, t: i64, i: usize, standings: &mut Vec<Standing>| {
         let (Some(&k), Some(r)) = (fact_of_index.get(&i), at(t, i)) else { return };
-        if let Some((status, drift_pp)) = standing(&r.indicators, th) {
+        if let Some((status, drift_pp)) = standing(r, th) {
             standings.push(Standing { snapshot: snapshot.to_string(), allocation: k, at_s: t, status, drift_pp, consumed_pct: r.consumed_pct });
         }
     };
@@ -157,8 +155,8 @@ pub fn load(
             continue;
         }
         add_standing("end", w.end_s, i, &mut standings);
-        let start_s = day_start(day_number(a.period_start), &c.tz);
-        let end_s = day_start(day_number(a.period_end), &c.tz);
+        let start_s = date_start(a.period_start, &c.tz);
+        let end_s = date_start(a.period_end, &c.tz);
         for m in &months {
             if let Some((ms, me)) = month_instants(c, m) {
                 if start_s < me && end_s > ms {
@@ -183,106 +181,32 @@ pub fn load(
                 committee: if a.committee.is_empty() { NO_COMMITTEE.to_string() } else { a.committee.clone() },
                 project: a.project.clone(),
                 resource: a.resource.clone(),
+                hours_kind: c.kind_of(&a.resource).unwrap_or(HoursKind::CoreHours),
                 date: x.date.to_string(),
-                effective_s: day_start(day_number(x.date), &c.tz),
+                effective_s: date_start(x.date, &c.tz),
                 hours: x.hours,
-                kind: format!("{:?}", x.kind).to_lowercase(),
+                kind: x.kind.as_str().to_string(),
                 reason: x.reason.clone(),
                 origin: x.origin.clone(),
             })
         })
         .collect();
 
-    let path = store.path().to_path_buf();
-    let e = sq(&path);
-    let conn = store.connection();
     let in_scope = |c: &str| window_of.contains_key(c);
     // Alerts: all of them (a warning may predate the period), of the report's centres.
-    let mut alerts = Vec::new();
-    {
-        let mut stmt = conn.prepare("SELECT id, rule, subject, discriminator, centre, fired_at FROM alerts ORDER BY id").map_err(&e)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, i64>(5)?)))
-            .map_err(&e)?;
-        for row in rows {
-            let (id, rule, subject, discriminator, centre, fired_at) = row.map_err(&e)?;
-            if !in_scope(&centre) {
-                continue;
-            }
-            let about_allocation = Rule::parse(&rule).is_some_and(|r| r.concerns_allocation());
-            let committee = if about_allocation { committee_of_subject.get(&subject).cloned() } else { None };
-            alerts.push(AlertFacts { id, rule, subject, discriminator, centre, committee, fired_at });
-        }
-    }
-    let mut reminders = Vec::new();
-    {
-        let mut stmt = conn
-            .prepare("SELECT id, alert_id, at FROM alert_events WHERE event = 'reminder' AND at >= ?1 AND at < ?2 ORDER BY id")
-            .map_err(&e)?;
-        let rows = stmt.query_map(params![from, until], |r| Ok(ReminderFacts { event_id: r.get(0)?, alert_id: r.get(1)?, at: r.get(2)? })).map_err(&e)?;
-        for row in rows {
-            reminders.push(row.map_err(&e)?);
-        }
-    }
-    let mut notifications = Vec::new();
-    {
-        let mut stmt = conn
-            .prepare(
-                "SELECT id, at, channel, audience, recipient, state, attempts, deferrals, last_error, alert_ids FROM notifications
-                 WHERE at >= ?1 AND at < ?2 ORDER BY id",
-            )
-            .map_err(&e)?;
-        let rows = stmt
-            .query_map(params![from, until], |r| {
-                let ids: String = r.get(9)?;
-                Ok(NotificationFacts {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    channel: r.get(2)?,
-                    audience: r.get(3)?,
-                    recipient: r.get(4)?,
-                    state: r.get(5)?,
-                    attempts: r.get(6)?,
-                    deferrals: r.get(7)?,
-                    last_error: r.get(8)?,
-                    alert_ids: ids.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
-                })
-            })
-            .map_err(&e)?;
-        for row in rows {
-            notifications.push(row.map_err(&e)?);
-        }
-    }
-    let mut pulls = Vec::new();
-    {
-        let mut stmt = conn
-            .prepare(
-                "SELECT id, centre, source, started_at, finished_at, ok, records, rejected, error FROM pulls
-                 WHERE started_at >= ?1 AND started_at < ?2 ORDER BY id",
-            )
-            .map_err(&e)?;
-        let rows = stmt
-            .query_map(params![from, until], |r| {
-                Ok(PullFacts {
-                    id: r.get(0)?,
-                    centre: r.get(1)?,
-                    source: r.get(2)?,
-                    started_at: r.get(3)?,
-                    finished_at: r.get(4)?,
-                    ok: r.get::<_, i64>(5)? != 0,
-                    records: r.get(6)?,
-                    rejected: r.get(7)?,
-                    error: r.get(8)?,
-                })
-            })
-            .map_err(&e)?;
-        for row in rows {
-            let p = row.map_err(&e)?;
-            if in_scope(&p.centre) {
-                pulls.push(p);
-            }
-        }
-    }
+    let alerts: Vec<AlertFacts> = store
+        .alert_facts()?
+        .into_iter()
+        .filter(|a| in_scope(&a.centre))
+        .map(|a| {
+            let about_allocation = Rule::parse(&a.rule).is_some_and(|r| r.concerns_allocation());
+            let committee = if about_allocation { committee_of_subject.get(&a.subject).cloned() } else { None };
+            AlertFacts { id: a.id, rule: a.rule, subject: a.subject, discriminator: a.discriminator, centre: a.centre, committee, fired_at: a.fired_at }
+        })
+        .collect();
+    let reminders = store.reminder_facts(from, until)?;
+    let notifications = store.notification_facts(from, until)?;
+    let pulls: Vec<PullFacts> = store.pull_facts(from, until)?.into_iter().filter(|p| in_scope(&p.centre)).collect();
 
     // CPU usage of each window by class: whole days from the daily buckets, a partial last day
     // from the jobs.
@@ -292,13 +216,11 @@ pub fn load(
         if w.end_s <= w.start_s {
             continue;
         }
-        let by_account = engine::allocations_by_account(grants, &c.id);
-        let classify = |cluster: &str, account: &str, partition: &str, day: i32| match c.rule_for(cluster, partition) {
-            None => UsageClass::Unmapped,
-            Some(rule) => match engine::target_allocation(grants, &by_account, account, &rule.resource, day) {
-                Some(_) => UsageClass::Allocated,
-                None => UsageClass::Orphan,
-            },
+        let charging = Charging::new(c, grants);
+        let classify = |cluster: &str, account: &str, partition: &str, day: i32| match charging.charge(cluster, account, partition, day) {
+            Charge::Unmapped => UsageClass::Unmapped,
+            Charge::Allocation { .. } => UsageClass::Allocated,
+            Charge::Orphan { .. } => UsageClass::Orphan,
         };
         let mut sums: BTreeMap<(String, String, String, UsageClass), i64> = BTreeMap::new();
         let end_day = local_day(w.end_s, &c.tz);
@@ -307,7 +229,7 @@ pub fn load(
             *sums.entry((row.cluster, row.account, row.partition, class)).or_default() += row.usage.cpu;
         }
         if day_start(end_day, &c.tz) < w.end_s {
-            let partial = engine::partial_day(config, store, w.end_s)?;
+            let partial = partial_day(config, store, w.end_s)?;
             for ((cluster, account, partition), us) in partial.get(&c.id).into_iter().flatten() {
                 let class = classify(cluster, account, partition, end_day);
                 *sums.entry((cluster.clone(), account.clone(), partition.clone(), class)).or_default() += us.cpu;

@@ -3,97 +3,28 @@
 //! allocations stand, how well alerts warned ahead and were delivered, and how healthy the
 //! accounting feeds were. Every figure is defined in `docs/quality-indicators.md`.
 //!
-//! - [`compute`] (pure): loaded facts → figures, and the facts behind any figure (`--explain`);
+//! - [`crate::domain::quality`] (pure): loaded facts → figures, and the facts behind any
+//!   figure (`--explain`);
 //! - [`load`]: the facts, from the store (ledger, pulls, alerts, notifications), the allocation
 //!   and adjustment files, and reconciliations at the period's month ends;
 //! - [`render`]: Markdown for people, CSV and JSON for spreadsheets; byte-for-byte reproducible;
 //! - [`run_scheduled`]: the monthly run that queues the `quality` points for InfluxDB once.
 
-pub mod compute;
 pub mod load;
 pub mod render;
 
-use crate::allocations::Grants;
 use crate::config::Config;
-use crate::ledger::{sq, Store, StoreError};
+use crate::domain::grants::Grants;
+use crate::domain::time::{date_start, day_start, day_number};
+use crate::sinks::outbox::Enqueued;
 use crate::sinks::Point;
-use jiff::civil::Date;
-use rusqlite::{params, OptionalExtension};
+use crate::store::{Store, StoreError};
 
-pub use compute::{compute, explain, Evidence, Inputs, QualityReport};
+pub use crate::domain::quality::{compute, explain, round2, Evidence, Inputs, Period, QualityReport};
 pub use load::{load, AsOf};
 
 /// Default minimum warning lead for `warned_ahead_pct`, in days (`--lead-days`).
 pub const DEFAULT_LEAD_DAYS: f64 = 7.0;
-
-/// A reporting period: a calendar month, quarter or year, in each centre's local days.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Period {
-    /// As given and as tagged: `2026-09`, `2026-Q3`, `2026`.
-    pub label: String,
-    /// First day.
-    pub start: Date,
-    /// Day after the last day (exclusive).
-    pub end: Date,
-}
-
-impl Period {
-    /// Parse `YYYY`, `YYYY-Qn` or `YYYY-MM`.
-    pub fn parse(s: &str) -> Result<Period, String> {
-        let s = s.trim();
-        let bad = || format!("`{s}` is not a period: use a year (2026), a quarter (2026-Q3) or a month (2026-09)");
-        let (y, rest) = match s.split_once('-') {
-            Some((y, r)) => (y, Some(r)),
-            None => (s, None),
-        };
-        if y.len() != 4 || !y.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        let year: i16 = y.parse().map_err(|_| bad())?;
-        if !(1970..=9998).contains(&year) {
-            return Err(bad());
-        }
-        match rest {
-            None => Ok(Period { label: format!("{year:04}"), start: Date::constant(year, 1, 1), end: Date::constant(year + 1, 1, 1) }),
-            Some(r) if r.len() == 2 && (r.starts_with('Q') || r.starts_with('q')) => {
-                let q: i8 = r[1..].parse().map_err(|_| bad())?;
-                if !(1..=4).contains(&q) {
-                    return Err(bad());
-                }
-                let start = Date::new(year, 3 * q - 2, 1).map_err(|_| bad())?;
-                let end = if q == 4 { Date::new(year + 1, 1, 1) } else { Date::new(year, 3 * q + 1, 1) }.map_err(|_| bad())?;
-                Ok(Period { label: format!("{year:04}-Q{q}"), start, end })
-            }
-            Some(r) if r.len() == 2 && r.bytes().all(|b| b.is_ascii_digit()) => {
-                let m: i8 = r.parse().map_err(|_| bad())?;
-                if !(1..=12).contains(&m) {
-                    return Err(bad());
-                }
-                Ok(Period::month(year, m))
-            }
-            Some(_) => Err(bad()),
-        }
-    }
-
-    /// The calendar month `month` of `year`.
-    pub fn month(year: i16, month: i8) -> Period {
-        let start = Date::new(year, month, 1).expect("valid month");
-        let end = if month == 12 { Date::new(year + 1, 1, 1) } else { Date::new(year, month + 1, 1) }.expect("valid month");
-        Period { label: format!("{year:04}-{month:02}"), start, end }
-    }
-
-    /// The calendar months of the period, in order.
-    pub fn months(&self) -> Vec<Period> {
-        let mut out = Vec::new();
-        let mut d = self.start;
-        while d < self.end {
-            let m = Period::month(d.year(), d.month());
-            d = m.end;
-            out.push(m);
-        }
-        out
-    }
-}
 
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +54,7 @@ pub const MEASUREMENT: &str = "quality";
 /// `scope_id`, `indicator`, field `value` (float, rounded as printed), stamped with the period
 /// end (UTC midnight) so that sending a period again overwrites its points.
 pub fn points(report: &QualityReport) -> Vec<Point> {
-    let ts = report.period.end.to_zoned(jiff::tz::TimeZone::UTC).expect("valid date").timestamp().as_second();
+    let ts = date_start(report.period.end, &jiff::tz::TimeZone::UTC);
     report
         .figures
         .iter()
@@ -135,7 +66,7 @@ pub fn points(report: &QualityReport) -> Vec<Point> {
                     .tag("scope", f.scope.kind.as_str())
                     .tag("scope_id", &f.scope.id)
                     .tag("indicator", &f.indicator)
-                    .float("value", render::round2(v)),
+                    .float("value", round2(v)),
             )
         })
         .collect()
@@ -160,16 +91,17 @@ pub enum Scheduled {
     },
 }
 
+/// What a queued run enqueued (for the daemon's metrics), beside what it did.
+pub type Enqueue = (Scheduled, Enqueued);
+
 /// The latest calendar month that has ended at `now` in every configured centre's zone.
 pub fn last_finished_month(config: &Config, now: i64) -> Period {
-    let utc = jiff::Timestamp::from_second(now).expect("valid instant").to_zoned(jiff::tz::TimeZone::UTC).date();
+    let utc = crate::domain::time::local_date(now, &jiff::tz::TimeZone::UTC);
     let mut m = Period::month(utc.year(), utc.month());
     loop {
         let prev = m.start.yesterday().expect("after 1970");
         m = Period::month(prev.year(), prev.month());
-        let ended = config.centres.values().all(|c| {
-            crate::model::day_start(crate::model::day_number(m.end), &c.tz) <= now
-        });
+        let ended = config.centres.values().all(|c| day_start(day_number(m.end), &c.tz) <= now);
         if ended {
             return m;
         }
@@ -180,52 +112,42 @@ pub fn last_finished_month(config: &Config, now: i64) -> Period {
 /// queue its `quality` points in the outbox, once per period (recorded in `quality_runs`, in the
 /// same transaction). Call it any time after a month has ended; calling again is a no-op.
 pub fn run_scheduled(config: &Config, grants: &Grants, store: &mut Store, now: i64) -> Result<Scheduled, QualityError> {
+    run_scheduled_counted(config, grants, store, now).map(|(s, _)| s)
+}
+
+/// [`run_scheduled`], also returning what went into the outbox (the daemon's metrics).
+pub fn run_scheduled_counted(config: &Config, grants: &Grants, store: &mut Store, now: i64) -> Result<Enqueue, QualityError> {
     if config.influxdb.is_none() {
-        return Ok(Scheduled::NotConfigured);
+        return Ok((Scheduled::NotConfigured, Enqueued::default()));
     }
     let period = last_finished_month(config, now);
-    if queued_before(store, &period.label)? {
-        return Ok(Scheduled::AlreadyQueued { period: period.label });
+    if store.quality_queued(&period.label)? {
+        return Ok((Scheduled::AlreadyQueued { period: period.label }, Enqueued::default()));
     }
     let inputs = load(config, grants, store, &period, None, DEFAULT_LEAD_DAYS, AsOf::At(now))?;
     let report = compute(&inputs);
     enqueue(config, store, &report, "schedule")
 }
 
-/// Whether a period's points were already queued.
-pub fn queued_before(store: &Store, period: &str) -> Result<bool, StoreError> {
-    store
-        .connection()
-        .query_row("SELECT 1 FROM quality_runs WHERE period = ?1", [period], |_| Ok(()))
-        .optional()
-        .map(|o| o.is_some())
-        .map_err(sq(store.path()))
-}
-
 /// Queue a report's points (again, if asked: same series and timestamps overwrite) and record
 /// the run, in one transaction.
-pub fn enqueue(config: &Config, store: &mut Store, report: &QualityReport, trigger: &str) -> Result<Scheduled, QualityError> {
+pub fn enqueue(config: &Config, store: &mut Store, report: &QualityReport, trigger: &str) -> Result<Enqueue, QualityError> {
     let pts = points(report);
-    let path = store.path().to_path_buf();
     let label = report.period.label.clone();
     let now = jiff::Timestamp::now().as_second();
-    let queued = store.with_transaction(|tx| {
-        let e = crate::sinks::outbox::enqueue(tx, config, &pts)?;
-        tx.execute(
-            "INSERT INTO quality_runs (period, enqueued_at, points, trigger) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (period) DO UPDATE SET enqueued_at = excluded.enqueued_at, points = excluded.points, trigger = excluded.trigger",
-            params![label, now, e.queued as i64, trigger],
-        )
-        .map_err(sq(&path))?;
-        Ok(e)
+    let queued = store.transaction(|tx| {
+        let e = crate::sinks::outbox::enqueue(tx, config.influxdb.as_ref(), &pts, now)?;
+        tx.record_quality_run(&label, now, e.queued, trigger)?;
+        Ok::<_, StoreError>(e)
     })?;
-    crate::metrics::observe_enqueued(&queued);
-    Ok(Scheduled::Queued { period: label, points: queued.queued })
+    Ok((Scheduled::Queued { period: label, points: queued.queued }, queued))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use jiff::civil::Date;
 
     #[test]
     fn periods_parse_to_calendar_bounds() {

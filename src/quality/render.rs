@@ -2,7 +2,8 @@
 //! spreadsheets), and `--explain` listings. Reproducible: fixed ordering, fixed float format
 //! (two decimals, counts as integers), no wall-clock anything.
 
-use super::compute::{Evidence, QualityReport, Scope, ScopeKind, Unit, RULES, STANDINGS};
+use crate::domain::quality::{fixed, round2, Evidence, QualityReport, Scope, ScopeKind, Unit, RULES, STANDINGS};
+use crate::domain::time::rfc3339 as utc;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
@@ -15,21 +16,6 @@ pub enum QualityFormat {
     Csv,
     /// One object with the period and the figures.
     Json,
-}
-
-/// Round to two decimals, without a negative zero.
-pub fn round2(v: f64) -> f64 {
-    let r = (v * 100.0).round() / 100.0;
-    if r == 0.0 {
-        0.0
-    } else {
-        r
-    }
-}
-
-/// Two decimals, fixed.
-pub fn fixed(v: f64) -> String {
-    format!("{:.2}", round2(v))
 }
 
 /// A number of days as typed: `7`, `7.5`.
@@ -47,10 +33,6 @@ fn value_text(v: Option<f64>, unit: Unit) -> String {
         (Some(x), Unit::Count) => format!("{}", x.round() as i64),
         (Some(x), _) => fixed(x),
     }
-}
-
-fn utc(s: i64) -> String {
-    jiff::Timestamp::from_second(s).map(|t| t.to_string()).unwrap_or_else(|_| s.to_string())
 }
 
 /// Render a report.
@@ -165,18 +147,22 @@ fn markdown(r: &QualityReport) -> String {
     let _ = writeln!(out, "- Warned ahead: at least {} days before exhaustion", days_text(r.min_lead_days));
     let _ = writeln!(out, "- Definitions: docs/quality-indicators.md; the facts behind a figure: `allocwatch report quality --period {} --explain INDICATOR`\n", r.period.label);
 
+    // One row per scope and kind of hours: core-hours and GPU-hours are never added.
     let _ = writeln!(out, "## Hours granted and consumed\n");
-    let rows: Vec<Vec<String>> = all
-        .iter()
-        .map(|s| {
-            let mut row = vec![scope_label(s)];
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for s in &all {
+        if r.kinds.is_empty() {
+            rows.push(vec![scope_label(s), String::new(), cell(s, "allocations"), String::new(), String::new(), String::new(), String::new(), String::new(), cell(s, "adjustments")]);
+        }
+        for k in &r.kinds {
+            let mut row = vec![scope_label(s), k.as_str().to_string()];
             for ind in ["allocations", "granted_hours", "consumed_hours", "utilisation_pct", "added_hours", "taken_back_hours", "adjustments"] {
-                row.push(cell(s, ind));
+                row.push(cell(s, &format!("{ind}.{}", k.id())));
             }
-            row
-        })
-        .collect();
-    md_table(&mut out, &h(&["scope", "allocations", "granted h", "consumed h", "utilisation %", "added h", "taken back h", "adjustments"]), &rows, 1);
+            rows.push(row);
+        }
+    }
+    md_table(&mut out, &h(&["scope", "hours", "allocations", "granted", "consumed", "utilisation %", "added", "taken back", "adjustments"]), &rows, 2);
 
     let status_headers = ["on track", "over pace", "under pace", "exhausted", "within ±10 pp %"];
     let status_row = |s: &Scope, suffix: &str| {

@@ -10,6 +10,7 @@
 //! certificate store (a centre's internal CA in `/etc/ssl/certs`).
 
 use super::{IndicatorSink, SinkError, SinkErrorKind};
+use crate::secret::SecretSource;
 use influxdb2::api::write::TimestampPrecision;
 use influxdb2::models::WriteDataPoint;
 use serde::Deserialize;
@@ -68,40 +69,6 @@ fn default_backoff_max() -> f64 {
     300.0
 }
 
-/// Where the API token comes from: never the configuration file itself.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TokenSource {
-    /// An environment variable.
-    Env(String),
-    /// A file holding the token (surrounding whitespace ignored).
-    File(PathBuf),
-}
-
-impl TokenSource {
-    /// Read the token. Errors name the variable or file, never any part of the token.
-    pub fn read(&self) -> Result<String, String> {
-        let token = match self {
-            TokenSource::Env(var) => std::env::var(var)
-                .map_err(|_| format!("influxdb.token_env: environment variable {var} is not set (or not UTF-8)"))?,
-            TokenSource::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("influxdb.token_file: cannot read {}: {}", path.display(), e.kind()))?,
-        };
-        let token = token.trim().to_string();
-        if token.is_empty() {
-            return Err(format!("influxdb: the token from {} is empty", self.describe()));
-        }
-        Ok(token)
-    }
-
-    /// Where the token is read from, for messages.
-    pub fn describe(&self) -> String {
-        match self {
-            TokenSource::Env(v) => format!("environment variable {v}"),
-            TokenSource::File(p) => format!("file {}", p.display()),
-        }
-    }
-}
-
 /// The validated `[influxdb]` section. Its absence disables the sink (and the outbox).
 #[derive(Debug, Clone, PartialEq)]
 pub struct InfluxConfig {
@@ -112,7 +79,7 @@ pub struct InfluxConfig {
     /// Bucket.
     pub bucket: String,
     /// Where the token comes from.
-    pub token: TokenSource,
+    pub token: SecretSource,
     /// Bound on one write request, connection included.
     pub timeout: Duration,
     /// Points per request.
@@ -154,17 +121,10 @@ impl RawInfluxConfig {
                         environment (token_env) or a file readable only by allocwatch (token_file)"
                 .into());
         }
-        let token = match (self.token_env, self.token_file) {
-            (Some(v), None) if !v.is_empty() => TokenSource::Env(v),
-            (None, Some(p)) => TokenSource::File(resolve(&p)),
-            (Some(_), Some(_)) => return Err("influxdb: give token_env or token_file, not both".into()),
-            _ => {
-                return Err(
-                    "influxdb.token_env: name the environment variable holding the API token (or set token_file); \
-                     a token is never written in the configuration"
-                        .into(),
-                )
-            }
+        let Some(token) = SecretSource::from_keys("influxdb", "token", self.token_env, self.token_file.map(|p| resolve(&p)))? else {
+            return Err("influxdb.token_env: name the environment variable holding the API token (or set token_file); \
+                        a token is never written in the configuration"
+                .into());
         };
         let positive = |key: &str, v: f64| {
             if v.is_finite() && v > 0.0 && v <= 86_400.0 {
@@ -224,7 +184,7 @@ impl WriteDataPoint for Body {
 impl InfluxSink {
     /// Build the client (reads the token now; errors name the key, never the token).
     pub fn new(cfg: &InfluxConfig) -> Result<InfluxSink, String> {
-        let token = cfg.token.read()?;
+        let token = cfg.token.read_as("influxdb", "token")?.expose().to_string();
         let http = reqwest::Client::builder().connect_timeout(cfg.timeout).timeout(cfg.timeout);
         let mut builder = influxdb2::ClientBuilder::with_builder(http, cfg.url.clone(), cfg.org.clone(), token);
         if cfg.gzip {
@@ -340,9 +300,9 @@ mod tests {
         assert_eq!(c.url, "https://eu.example.org");
         assert_eq!(c.timeout, Duration::from_secs(10));
         assert_eq!((c.batch_size, c.max_outbox_points, c.gzip), (5000, DEFAULT_MAX_OUTBOX_POINTS, true));
-        assert_eq!(c.token, TokenSource::Env("AW_TOKEN".into()));
+        assert_eq!(c.token, SecretSource::Env("AW_TOKEN".into()));
         let c = parse(&OK.replace("token_env = \"AW_TOKEN\"", "token_file = \"tok\"")).unwrap();
-        assert_eq!(c.token, TokenSource::File("/etc/aw/tok".into()));
+        assert_eq!(c.token, SecretSource::File("/etc/aw/tok".into()));
         for (bad, key) in [
             (OK.replace("https://eu.example.org/", "https://u:p@eu.example.org"), "influxdb.url"),
             (OK.replace("https://eu.example.org/", "https://eu.example.org/influx"), "influxdb.url"),
@@ -367,11 +327,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("tok");
         std::fs::write(&f, "  sekrit-token\n").unwrap();
-        assert_eq!(TokenSource::File(f.clone()).read().unwrap(), "sekrit-token");
+        assert_eq!(SecretSource::File(f.clone()).read_as("influxdb", "token").unwrap().expose(), "sekrit-token");
         std::fs::write(&f, " \n").unwrap();
-        let e = TokenSource::File(f).read().unwrap_err();
+        let e = SecretSource::File(f).read_as("influxdb", "token").unwrap_err();
         assert!(e.contains("empty"), "{e}");
-        let e = TokenSource::Env("AW_SURELY_UNSET_VARIABLE_4".into()).read().unwrap_err();
+        let e = SecretSource::Env("AW_SURELY_UNSET_VARIABLE_4".into()).read_as("influxdb", "token").unwrap_err();
         assert!(e.contains("influxdb.token_env") && e.contains("AW_SURELY_UNSET_VARIABLE_4"), "{e}");
     }
 

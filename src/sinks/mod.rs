@@ -14,10 +14,10 @@
 pub mod influxdb;
 pub mod outbox;
 
-use crate::config::Config;
-use crate::engine::Reconciliation;
-use crate::ledger::StoreError;
-use rusqlite::{params, Transaction};
+use crate::domain::reconciliation::Reconciliation;
+pub use crate::store::FeedActivity;
+use crate::store::{StoreError, Tx};
+use influxdb::InfluxConfig;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -193,30 +193,6 @@ pub trait IndicatorSink: Send + Sync {
     fn target(&self) -> String;
 }
 
-/// Pull activity of one feed (a centre's source kind) since the previous cycle.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FeedActivity {
-    /// Centre id.
-    pub centre: String,
-    /// Source kind: the ledger's source name up to its first `:` (`file`, `sacct`…), so a
-    /// file drop counts as one feed, not one per file.
-    pub source: String,
-    /// Pulls attempted since the previous cycle.
-    pub pulls: i64,
-    /// Failed pulls since the previous cycle.
-    pub failures: i64,
-    /// Records ingested by the successful ones.
-    pub records: i64,
-    /// Lines they rejected.
-    pub rejected: i64,
-    /// Seconds spent pulling since the previous cycle (the ledger keeps whole seconds).
-    pub pull_duration_seconds: f64,
-    /// Seconds from the last successful pull (ever) to the cycle; none if there never was one.
-    pub seconds_since_last_success: Option<f64>,
-    /// Epoch second of the last successful pull, if any.
-    pub last_success_s: Option<i64>,
-}
-
 /// The points one cycle owes: `allocation` per allocation, `orphan_usage` per (centre, account,
 /// partition, resource) with usage no allocation covers, `centre_feed` per feed. All are
 /// stamped with the reconciliation instant.
@@ -229,24 +205,25 @@ pub fn cycle_points(rec: &Reconciliation, feeds: &[FeedActivity]) -> Vec<Point> 
                 .tag("project", &a.project)
                 .tag("resource", &a.resource)
                 .tag("committee", &a.committee)
-                .tag("period_start", &a.period_start)
-                .float("granted_hours", a.granted_hours)
-                .float("consumed_hours", a.consumed_hours)
-                .float("expected_hours", a.expected_hours)
-                .float("remaining_hours", a.remaining_hours)
+                .tag("period_start", &a.period_start.to_string())
+                .float("granted_hours", a.granted_hours.value())
+                .float("consumed_hours", a.consumed_hours.value())
+                .float("expected_hours", a.expected_hours.value())
+                .float("remaining_hours", a.remaining_hours.value())
                 .float_opt("consumed_pct", a.consumed_pct)
                 .float_opt("drift_pp", a.drift_pp)
                 .float("burn_rate_hours_per_day", a.burn_rate_hours_per_day)
                 .float_opt("projected_exhaustion_days", a.projected_exhaustion_days)
-                .float("projected_unused_hours", a.projected_unused_hours)
+                .float("projected_unused_hours", a.projected_unused_hours.value())
                 .integer("status_code", a.status.code()),
         );
     }
     // Cluster is not a tag: the same account and partition on two clusters of a centre (same
-    // resource, since the rule decides it) add up into one series instead of overwriting.
+    // resource, since the rule decides it, so the same kind of hours) add up into one series
+    // instead of overwriting.
     let mut stray: BTreeMap<(&str, &str, &str, Option<&str>), f64> = BTreeMap::new();
     for o in rec.orphans.iter().chain(&rec.unmapped) {
-        *stray.entry((&o.centre, &o.account, &o.partition, o.resource.as_deref())).or_default() += o.hours;
+        *stray.entry((&o.centre, &o.account, &o.partition, o.resource.as_deref())).or_default() += o.hours.value();
     }
     for ((centre, account, partition, resource), hours) in stray {
         out.push(
@@ -286,63 +263,10 @@ pub struct CycleRecord {
 /// Called by a cycle inside its transaction: note which pulls this cycle accounts for, and
 /// append the cycle's points to the outbox when a sink is configured. `now` is the wall clock
 /// (epoch seconds) that ages the feeds.
-pub fn record_cycle(
-    tx: &Transaction<'_>,
-    config: &Config,
-    cycle_id: i64,
-    rec: &Reconciliation,
-    now: i64,
-) -> Result<CycleRecord, StoreError> {
-    let feeds = feed_activity(tx, cycle_id, now)?;
-    let enqueued = match &config.influxdb {
-        Some(influx) => outbox::enqueue_bounded(tx, influx.max_outbox_points, &cycle_points(rec, &feeds))?,
-        None => outbox::Enqueued::default(),
-    };
+pub fn record_cycle(tx: &Tx<'_>, influx: Option<&InfluxConfig>, cycle_id: i64, rec: &Reconciliation, now: i64) -> Result<CycleRecord, StoreError> {
+    let feeds = tx.feed_activity(cycle_id, now)?;
+    let enqueued = outbox::enqueue(tx, influx, &cycle_points(rec, &feeds), now)?;
     Ok(CycleRecord { feeds, enqueued })
-}
-
-/// Pull activity per (centre, source kind) since the previous cycle, and mark the pulls seen
-/// by this one (`cycle_pulls`), so the next cycle counts only newer pulls.
-fn feed_activity(tx: &Transaction<'_>, cycle_id: i64, now: i64) -> Result<Vec<FeedActivity>, StoreError> {
-    let e = outbox::store_err(tx);
-    let prev: i64 = tx
-        .query_row("SELECT COALESCE(MAX(last_pull_id), 0) FROM cycle_pulls", [], |r| r.get(0))
-        .map_err(&e)?;
-    let last: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM pulls", [], |r| r.get(0)).map_err(&e)?;
-    tx.execute("INSERT INTO cycle_pulls (cycle_id, last_pull_id) VALUES (?1, ?2)", params![cycle_id, last])
-        .map_err(&e)?;
-    let mut stmt = tx
-        .prepare(
-            "SELECT centre, kind,
-                    MAX(CASE WHEN ok = 1 THEN finished_at END),
-                    SUM(id > ?1),
-                    SUM(id > ?1 AND ok = 0),
-                    SUM(CASE WHEN id > ?1 AND ok = 1 THEN records ELSE 0 END),
-                    SUM(CASE WHEN id > ?1 AND ok = 1 THEN rejected ELSE 0 END),
-                    SUM(CASE WHEN id > ?1 THEN MAX(finished_at - started_at, 0) ELSE 0 END)
-             FROM (SELECT *, CASE WHEN instr(source, ':') > 0 THEN substr(source, 1, instr(source, ':') - 1)
-                                  ELSE source END AS kind
-                   FROM pulls WHERE id <= ?2)
-             GROUP BY centre, kind ORDER BY centre, kind",
-        )
-        .map_err(&e)?;
-    let rows = stmt
-        .query_map(params![prev, last], |r| {
-            let last_success: Option<i64> = r.get(2)?;
-            Ok(FeedActivity {
-                centre: r.get(0)?,
-                source: r.get(1)?,
-                last_success_s: last_success,
-                seconds_since_last_success: last_success.map(|s| (now - s).max(0) as f64),
-                pulls: r.get(3)?,
-                failures: r.get(4)?,
-                records: r.get(5)?,
-                rejected: r.get(6)?,
-                pull_duration_seconds: r.get::<_, i64>(7)? as f64,
-            })
-        })
-        .map_err(&e)?;
-    rows.collect::<Result<_, _>>().map_err(&e)
 }
 
 #[cfg(test)]

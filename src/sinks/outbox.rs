@@ -17,24 +17,19 @@
 
 use super::influxdb::{InfluxConfig, InfluxSink};
 use super::{IndicatorSink, Point, SinkError, SinkErrorKind};
-use crate::config::Config;
-use crate::ledger::{Store, StoreError};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use crate::domain::retry::backoff;
+use crate::domain::time::rfc3339;
+use crate::shutdown::{Shutdown, ShutdownSignal};
+use crate::store::outbox::QueuedLine;
+use crate::store::{Store, StoreError, Tx};
 use serde::Serialize;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Name of the sink in `outbox_state` (one sink today).
-const SINK: &str = "influxdb";
 
 /// How long an idle writer waits before looking at the outbox again without being woken
 /// (points enqueued by another process, e.g. a manual `check`).
 const IDLE_POLL: Duration = Duration::from_secs(30);
-
-/// Map a SQLite error on the store behind `conn` to a [`StoreError`] naming the file.
-pub(crate) fn store_err(conn: &Connection) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Sqlite { path: conn.path().unwrap_or("(store)").to_string(), source }
-}
 
 /// What an enqueue did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,75 +46,48 @@ pub struct Enqueued {
     pub depth: u64,
 }
 
-/// Append points to the outbox in the caller's transaction, when the configuration has a sink
+/// Append points to the outbox in the caller's transaction, when a sink is configured
 /// (otherwise nothing is kept). This is the entry point for anything that owes indicators
-/// (cycles, alerts, quality checks); report the result with [`crate::metrics::observe_enqueued`]
-/// once the transaction has committed.
-pub fn enqueue(tx: &Transaction<'_>, config: &Config, points: &[Point]) -> Result<Enqueued, StoreError> {
-    match &config.influxdb {
-        Some(influx) => enqueue_bounded(tx, influx.max_outbox_points, points),
+/// (cycles, quality runs); `now` is when they are enqueued.
+pub fn enqueue(tx: &Tx<'_>, influx: Option<&InfluxConfig>, points: &[Point], now: i64) -> Result<Enqueued, StoreError> {
+    match influx {
+        Some(influx) => enqueue_bounded(tx, influx.max_outbox_points, points, now),
         None => Ok(Enqueued::default()),
     }
 }
 
-/// Append points, then drop the oldest beyond `max_points`.
-pub fn enqueue_bounded(tx: &Transaction<'_>, max_points: u64, points: &[Point]) -> Result<Enqueued, StoreError> {
-    let e = store_err(tx);
-    let now = jiff::Timestamp::now().as_second();
+/// Render points, append them, then drop the oldest beyond `max_points` (loudly).
+pub fn enqueue_bounded(tx: &Tx<'_>, max_points: u64, points: &[Point], now: i64) -> Result<Enqueued, StoreError> {
     let mut out = Enqueued::default();
-    {
-        let mut insert = tx
-            .prepare_cached("INSERT INTO outbox_points (measurement, timestamp_ns, line, enqueued_at) VALUES (?1, ?2, ?3, ?4)")
-            .map_err(&e)?;
-        for p in points {
-            let r = p.line_protocol();
-            if !r.non_finite.is_empty() {
-                out.non_finite_fields += r.non_finite.len() as u64;
-                tracing::warn!(measurement = %p.measurement, tags = ?p.tags, fields = ?r.non_finite, "non-finite values left out: InfluxDB refuses NaN and infinities");
-            }
-            match r.line {
-                Some(line) => {
-                    insert.execute(params![p.measurement, p.timestamp_ns, line, now]).map_err(&e)?;
-                    out.queued += 1;
-                }
-                None => {
-                    out.empty_points += 1;
-                    tracing::warn!(measurement = %p.measurement, tags = ?p.tags, "point without a finite field not written");
-                }
+    let mut lines = Vec::with_capacity(points.len());
+    for p in points {
+        let r = p.line_protocol();
+        if !r.non_finite.is_empty() {
+            out.non_finite_fields += r.non_finite.len() as u64;
+            tracing::warn!(measurement = %p.measurement, tags = ?p.tags, fields = ?r.non_finite, "non-finite values left out: InfluxDB refuses NaN and infinities");
+        }
+        match r.line {
+            Some(line) => lines.push(QueuedLine { measurement: p.measurement.clone(), timestamp_ns: p.timestamp_ns, line }),
+            None => {
+                out.empty_points += 1;
+                tracing::warn!(measurement = %p.measurement, tags = ?p.tags, "point without a finite field not written");
             }
         }
     }
-    let depth = count(tx, "outbox_points")?;
-    if depth > max_points {
-        let n = depth - max_points;
-        let (oldest_at, oldest_ts): (i64, i64) = tx
-            .query_row("SELECT enqueued_at, timestamp_ns FROM outbox_points ORDER BY id LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(&e)?;
-        tx.execute("DELETE FROM outbox_points WHERE id IN (SELECT id FROM outbox_points ORDER BY id LIMIT ?1)", [n as i64])
-            .map_err(&e)?;
-        tx.execute("UPDATE outbox_state SET dropped_total = dropped_total + ?1 WHERE sink = ?2", params![n as i64, SINK])
-            .map_err(&e)?;
+    let appended = tx.append_points(&lines, now, max_points)?;
+    if let Some((oldest_at, oldest_ts)) = appended.oldest_dropped {
         tracing::error!(
-            dropped = n,
+            dropped = appended.dropped_oldest,
             max_outbox_points = max_points,
-            oldest_enqueued_at = %instant(oldest_at),
-            oldest_point_at = %instant(oldest_ts.div_euclid(1_000_000_000)),
+            oldest_enqueued_at = %rfc3339(oldest_at),
+            oldest_point_at = %rfc3339(oldest_ts.div_euclid(1_000_000_000)),
             "OUTBOX FULL: dropped the oldest indicator points; the sink has been unreachable too long (see `allocwatch outbox status`)"
         );
-        out.dropped_oldest = n;
     }
-    out.depth = depth.min(max_points);
+    out.queued = appended.queued;
+    out.dropped_oldest = appended.dropped_oldest;
+    out.depth = appended.depth;
     Ok(out)
-}
-
-fn count(conn: &Connection, table: &str) -> Result<u64, StoreError> {
-    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0))
-        .map(|n| n as u64)
-        .map_err(store_err(conn))
-}
-
-fn instant(s: i64) -> String {
-    jiff::Timestamp::from_second(s).map(|t| t.to_string()).unwrap_or_else(|_| s.to_string())
 }
 
 /// The outbox as `allocwatch outbox status` shows it.
@@ -150,35 +118,20 @@ pub struct OutboxStatus {
 }
 
 /// Read the outbox status.
-pub fn status(conn: &Connection) -> Result<OutboxStatus, StoreError> {
-    let e = store_err(conn);
-    let depth = count(conn, "outbox_points")?;
-    let rejected = count(conn, "outbox_rejected")?;
-    let oldest: Option<(i64, i64)> = conn
-        .query_row("SELECT enqueued_at, timestamp_ns FROM outbox_points ORDER BY id LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()
-        .map_err(&e)?;
-    type Row = (Option<i64>, Option<i64>, Option<String>, Option<i64>, i64, i64, i64);
-    let s: Row = conn
-        .query_row(
-            "SELECT last_attempt_at, last_success_at, last_error, last_error_at, consecutive_failures, sent_total, dropped_total
-             FROM outbox_state WHERE sink = ?1",
-            [SINK],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
-        )
-        .map_err(&e)?;
+pub fn status(store: &Store) -> Result<OutboxStatus, StoreError> {
+    let s = store.outbox_state()?;
     Ok(OutboxStatus {
-        depth,
-        oldest_enqueued_at: oldest.map(|o| instant(o.0)),
-        oldest_point_at: oldest.map(|o| instant(o.1.div_euclid(1_000_000_000))),
-        last_attempt_at: s.0.map(instant),
-        last_success_at: s.1.map(instant),
-        last_error: s.2,
-        last_error_at: s.3.map(instant),
-        consecutive_failures: s.4,
-        sent_total: s.5,
-        dropped_total: s.6,
-        rejected,
+        depth: s.depth,
+        oldest_enqueued_at: s.oldest.map(|o| rfc3339(o.0)),
+        oldest_point_at: s.oldest.map(|o| rfc3339(o.1.div_euclid(1_000_000_000))),
+        last_attempt_at: s.last_attempt_at.map(rfc3339),
+        last_success_at: s.last_success_at.map(rfc3339),
+        last_error: s.last_error,
+        last_error_at: s.last_error_at.map(rfc3339),
+        consecutive_failures: s.consecutive_failures,
+        sent_total: s.sent_total,
+        dropped_total: s.dropped_total,
+        rejected: s.rejected,
     })
 }
 
@@ -215,58 +168,6 @@ pub struct DrainReport {
     pub error: Option<SinkError>,
 }
 
-fn peek(conn: &Connection, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
-    let e = store_err(conn);
-    let mut stmt = conn.prepare_cached("SELECT id, line FROM outbox_points ORDER BY id LIMIT ?1").map_err(&e)?;
-    let rows = stmt.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?))).map_err(&e)?;
-    rows.collect::<Result<_, _>>().map_err(&e)
-}
-
-fn mark_sent(store: &mut Store, first: i64, last: i64, n: u64, now: i64) -> Result<(), StoreError> {
-    store.with_transaction(|tx| {
-        let e = store_err(tx);
-        tx.execute("DELETE FROM outbox_points WHERE id BETWEEN ?1 AND ?2", params![first, last]).map_err(&e)?;
-        tx.execute(
-            "UPDATE outbox_state SET last_attempt_at = ?1, last_success_at = ?1, consecutive_failures = 0,
-                    sent_total = sent_total + ?2 WHERE sink = ?3",
-            params![now, n as i64, SINK],
-        )
-        .map_err(&e)?;
-        Ok(())
-    })
-}
-
-fn mark_failed(store: &mut Store, error: &str, now: i64) -> Result<(), StoreError> {
-    store.with_transaction(|tx| {
-        tx.execute(
-            "UPDATE outbox_state SET last_attempt_at = ?1, last_error = ?2, last_error_at = ?1,
-                    consecutive_failures = consecutive_failures + 1 WHERE sink = ?3",
-            params![now, error, SINK],
-        )
-        .map_err(store_err(tx))?;
-        Ok(())
-    })
-}
-
-fn quarantine(store: &mut Store, id: i64, error: &str, now: i64) -> Result<(), StoreError> {
-    store.with_transaction(|tx| {
-        let e = store_err(tx);
-        tx.execute(
-            "INSERT OR REPLACE INTO outbox_rejected (id, measurement, timestamp_ns, line, error, rejected_at)
-             SELECT id, measurement, timestamp_ns, line, ?2, ?3 FROM outbox_points WHERE id = ?1",
-            params![id, error, now],
-        )
-        .map_err(&e)?;
-        tx.execute("DELETE FROM outbox_points WHERE id = ?1", [id]).map_err(&e)?;
-        tx.execute(
-            "UPDATE outbox_state SET last_attempt_at = ?1, last_error = ?2, last_error_at = ?1 WHERE sink = ?3",
-            params![now, error, SINK],
-        )
-        .map_err(&e)?;
-        Ok(())
-    })
-}
-
 /// Send the outbox oldest first until it is empty or a transient failure stops the pass
 /// (no waiting here: the caller decides when to try again).
 pub async fn drain<S: IndicatorSink>(store: &mut Store, sink: &S, batch_size: usize) -> Result<DrainReport, StoreError> {
@@ -274,7 +175,7 @@ pub async fn drain<S: IndicatorSink>(store: &mut Store, sink: &S, batch_size: us
     let batch_size = batch_size.max(1);
     let mut limit = batch_size;
     loop {
-        let batch = peek(store.connection(), limit)?;
+        let batch = store.outbox_peek(limit)?;
         let (Some(&(first, _)), Some(&(last, _))) = (batch.first(), batch.last()) else { break };
         let lines: Vec<String> = batch.into_iter().map(|(_, l)| l).collect();
         let n = lines.len() as u64;
@@ -282,8 +183,7 @@ pub async fn drain<S: IndicatorSink>(store: &mut Store, sink: &S, batch_size: us
         let now = jiff::Timestamp::now().as_second();
         match result {
             Ok(()) => {
-                mark_sent(store, first, last, n, now)?;
-                crate::metrics::add_points_sent(n);
+                store.outbox_delivered(first, last, n, now)?;
                 report.sent += n;
                 report.batches += 1;
                 report.sent_ranges.push((first, last));
@@ -296,30 +196,18 @@ pub async fn drain<S: IndicatorSink>(store: &mut Store, sink: &S, batch_size: us
             }
             Err(e) if e.kind == SinkErrorKind::Rejected => {
                 tracing::error!(outbox_id = first, line = %lines[0], "{} refused this point ({}); kept in outbox_rejected", sink.target(), e.message);
-                quarantine(store, first, &e.message, now)?;
-                crate::metrics::add_points_rejected(1);
+                store.outbox_quarantine(first, &e.message, now)?;
                 report.rejected += 1;
             }
             Err(e) => {
-                mark_failed(store, &e.message, now)?;
-                crate::metrics::add_send_failure();
+                store.outbox_failed(&e.message, now)?;
                 report.error = Some(e);
                 break;
             }
         }
     }
-    report.remaining = count(store.connection(), "outbox_points")?;
-    crate::metrics::set_outbox_depth(report.remaining);
+    report.remaining = store.outbox_depth()?;
     Ok(report)
-}
-
-/// Retry delay after `failures` consecutive failures (≥ 1): `initial` doubled per failure, at
-/// most `max`, scaled by `0.5 + 0.5 × unit_random` (`unit_random` in [0, 1)) so that many
-/// daemons do not retry in lockstep.
-pub fn backoff_delay(failures: u32, initial: Duration, max: Duration, unit_random: f64) -> Duration {
-    let doubled = initial.as_secs_f64() * 2f64.powi(failures.saturating_sub(1).min(60) as i32);
-    let capped = doubled.min(max.as_secs_f64());
-    Duration::from_secs_f64(capped * (0.5 + 0.5 * unit_random.clamp(0.0, 1.0)))
 }
 
 /// Setting up delivery failed.
@@ -345,8 +233,8 @@ impl SetupError {
 
 /// One pass over the outbox now, on a private runtime (for `check` and `outbox flush`).
 /// `None` when no sink is configured.
-pub fn flush_now(config: &Config, store: &mut Store) -> Result<Option<DrainReport>, SetupError> {
-    let Some(influx) = &config.influxdb else { return Ok(None) };
+pub fn flush_now(influx: Option<&InfluxConfig>, store: &mut Store) -> Result<Option<DrainReport>, SetupError> {
+    let Some(influx) = influx else { return Ok(None) };
     let sink = InfluxSink::new(influx).map_err(SetupError::Config)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -359,29 +247,33 @@ pub fn flush_now(config: &Config, store: &mut Store) -> Result<Option<DrainRepor
     Ok(Some(report))
 }
 
+/// What the writer tells its owner after each pass (the daemon counts it in its metrics).
+pub type PassObserver = Arc<dyn Fn(&DrainReport) + Send + Sync>;
+
 /// The daemon's writer task: started by [`Writer::spawn`], woken after each cycle, stopped
-/// (after a last pass) on shutdown.
-#[derive(Debug)]
+/// (after a last pass) when its shutdown drains.
 pub struct Writer {
     wake: Arc<tokio::sync::Notify>,
-    shutdown: tokio::sync::watch::Sender<bool>,
+    stop: ShutdownSignal,
     task: tokio::task::JoinHandle<()>,
     grace: Duration,
 }
 
 impl Writer {
     /// Start the writer on the current tokio runtime with its own store connection; `None`
-    /// when no sink is configured.
-    pub fn spawn(config: &Config) -> Result<Option<Writer>, SetupError> {
-        let Some(influx) = config.influxdb.clone() else { return Ok(None) };
+    /// when no sink is configured. It follows `shutdown` (a last pass once it drains), and
+    /// [`Writer::stop`] stops it alone (a reload that replaces it).
+    pub fn spawn(influx: Option<&InfluxConfig>, store_path: &Path, shutdown: &Shutdown, observe: PassObserver) -> Result<Option<Writer>, SetupError> {
+        let Some(influx) = influx.cloned() else { return Ok(None) };
         let sink = InfluxSink::new(&influx).map_err(SetupError::Config)?;
-        let store = Store::open(&config.store_path)?;
-        crate::metrics::set_outbox_depth(count(store.connection(), "outbox_points")?);
+        let store = Store::open(store_path)?;
+        observe(&DrainReport { remaining: store.outbox_depth()?, ..Default::default() });
         let wake = Arc::new(tokio::sync::Notify::new());
-        let (shutdown, stop) = tokio::sync::watch::channel(false);
+        let stop = ShutdownSignal::child(shutdown);
         tracing::info!(target_sink = %sink.target(), batch_size = influx.batch_size, "indicator writer started");
-        let task = tokio::spawn(writer_loop(store, sink, influx.clone(), wake.clone(), stop));
-        Ok(Some(Writer { wake, shutdown, task, grace: influx.timeout * 3 }))
+        let grace = influx.timeout * 3;
+        let task = tokio::spawn(writer_loop(store, sink, influx, wake.clone(), stop.subscribe(), observe));
+        Ok(Some(Writer { wake, stop, task, grace }))
     }
 
     /// New points are waiting: send them now (a wake-up is never lost).
@@ -389,10 +281,10 @@ impl Writer {
         self.wake.notify_one();
     }
 
-    /// Stop: the writer makes one last pass (bounded) and exits; what it could not send stays
-    /// queued for the next start.
+    /// Wait for the writer's last pass (bounded), after its shutdown drained or after stopping
+    /// it alone; what it could not send stays queued for the next start.
     pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
+        self.stop.drain();
         let mut task = self.task;
         if tokio::time::timeout(self.grace, &mut task).await.is_err() {
             tracing::warn!("indicator writer did not finish its last pass in time; the rest stays queued");
@@ -401,17 +293,25 @@ impl Writer {
     }
 }
 
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").field("grace", &self.grace).finish_non_exhaustive()
+    }
+}
+
 async fn writer_loop(
     mut store: Store,
     sink: InfluxSink,
     cfg: InfluxConfig,
     wake: Arc<tokio::sync::Notify>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    shutdown: Shutdown,
+    observe: PassObserver,
 ) {
     let mut failures: u32 = 0;
     loop {
         let delay = match drain(&mut store, &sink, cfg.batch_size).await {
             Ok(r) => {
+                observe(&r);
                 if r.sent > 0 || r.rejected > 0 {
                     tracing::info!(sent = r.sent, batches = r.batches, refused = r.rejected, remaining = r.remaining, "indicators delivered to {}", sink.target());
                 }
@@ -425,7 +325,7 @@ async fn writer_loop(
                     }
                     Some(e) => {
                         failures += 1;
-                        let d = backoff_delay(failures, cfg.backoff_initial, cfg.backoff_max, fastrand::f64());
+                        let d = backoff(failures, cfg.backoff_initial, cfg.backoff_max, fastrand::f64());
                         tracing::warn!(remaining = r.remaining, failures, retry_in_seconds = d.as_secs_f64(), "{}: {}", sink.target(), e.message);
                         Some(d)
                     }
@@ -433,21 +333,27 @@ async fn writer_loop(
             }
             Err(e) => {
                 failures += 1;
-                let d = backoff_delay(failures, cfg.backoff_initial, cfg.backoff_max, fastrand::f64());
+                let d = backoff(failures, cfg.backoff_initial, cfg.backoff_max, fastrand::f64());
                 tracing::error!(retry_in_seconds = d.as_secs_f64(), "outbox: {e}");
                 Some(d)
             }
         };
-        let stopping = tokio::select! {
-            _ = tokio::time::sleep(delay.unwrap_or(IDLE_POLL)) => false,
+        tokio::select! {
+            _ = tokio::time::sleep(delay.unwrap_or(IDLE_POLL)) => {}
             // While backing off, new points wait for the retry; otherwise they go at once.
-            _ = wake.notified(), if delay.is_none() => false,
-            _ = stop.changed() => true,
-        };
-        if stopping || *stop.borrow() {
+            _ = wake.notified(), if delay.is_none() => {}
+            _ = shutdown.draining() => {}
+        }
+        if shutdown.phase() == crate::shutdown::Phase::Draining {
             match drain(&mut store, &sink, cfg.batch_size).await {
-                Ok(r) if r.error.is_none() => tracing::info!(sent = r.sent, "indicator writer stopped; outbox empty"),
-                Ok(r) => tracing::warn!(remaining = r.remaining, "indicator writer stopped; points stay queued for the next start"),
+                Ok(r) => {
+                    observe(&r);
+                    if r.error.is_none() {
+                        tracing::info!(sent = r.sent, "indicator writer stopped; outbox empty")
+                    } else {
+                        tracing::warn!(remaining = r.remaining, "indicator writer stopped; points stay queued for the next start")
+                    }
+                }
                 Err(e) => tracing::error!("indicator writer stopped: {e}"),
             }
             return;
@@ -459,17 +365,6 @@ async fn writer_loop(
 mod tests {
     use super::*;
 
-    #[test]
-    fn backoff_doubles_caps_and_jitters() {
-        let s = Duration::from_secs;
-        assert_eq!(backoff_delay(1, s(2), s(60), 1.0), s(2));
-        assert_eq!(backoff_delay(1, s(2), s(60), 0.0), s(1));
-        assert_eq!(backoff_delay(3, s(2), s(60), 1.0), s(8));
-        assert_eq!(backoff_delay(6, s(2), s(60), 1.0), s(60));
-        assert_eq!(backoff_delay(500, s(2), s(60), 0.5), Duration::from_secs_f64(45.0));
-        assert_eq!(backoff_delay(0, s(2), s(60), 1.0), s(2));
-    }
-
     fn pt(i: i64) -> Point {
         Point::at_second("m", i).tag("k", "v").float("f", i as f64)
     }
@@ -479,17 +374,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
         let points: Vec<Point> = (1..=5).map(pt).collect();
-        let r = store.with_transaction(|tx| enqueue_bounded(tx, 8, &points)).unwrap();
+        let r = store.transaction(|tx| enqueue_bounded(tx, 8, &points, 0)).unwrap();
         assert_eq!((r.queued, r.depth, r.dropped_oldest), (5, 5, 0));
         let mut more: Vec<Point> = (6..=10).map(pt).collect();
         more.push(Point::at_second("m", 11).float("nan", f64::NAN));
         more[0] = more[0].clone().float("inf", f64::INFINITY);
-        let r = store.with_transaction(|tx| enqueue_bounded(tx, 8, &more)).unwrap();
+        let r = store.transaction(|tx| enqueue_bounded(tx, 8, &more, 0)).unwrap();
         assert_eq!(r, Enqueued { queued: 5, non_finite_fields: 2, empty_points: 1, dropped_oldest: 2, depth: 8 });
-        let lines: Vec<String> = peek(store.connection(), 100).unwrap().into_iter().map(|(_, l)| l).collect();
+        let lines: Vec<String> = store.outbox_peek(100).unwrap().into_iter().map(|(_, l)| l).collect();
         let want: Vec<String> = (3..=10).map(|i| format!("m,k=v f={i} {i}000000000")).collect();
         assert_eq!(lines, want);
-        let st = status(store.connection()).unwrap();
+        let st = status(&store).unwrap();
         assert_eq!((st.depth, st.dropped_total, st.rejected), (8, 2, 0));
         assert_eq!(st.oldest_point_at.as_deref(), Some("1970-01-01T00:00:03Z"));
     }
@@ -523,12 +418,12 @@ mod tests {
         let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
         let mut points: Vec<Point> = (1..=20).map(pt).collect();
         points[12] = Point::at_second("bad", 13).float("f", 13.0);
-        store.with_transaction(|tx| enqueue_bounded(tx, 100, &points)).unwrap();
+        store.transaction(|tx| enqueue_bounded(tx, 100, &points, 0)).unwrap();
         let sink = Picky { down: true.into(), seen: Default::default() };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let r = rt.block_on(drain(&mut store, &sink, 8)).unwrap();
         assert_eq!((r.sent, r.remaining, r.error.map(|e| e.message)), (0, 20, Some("down".to_string())));
-        let st = status(store.connection()).unwrap();
+        let st = status(&store).unwrap();
         assert_eq!((st.consecutive_failures, st.last_error.as_deref()), (1, Some("down")));
 
         sink.down.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -543,12 +438,9 @@ mod tests {
         assert_eq!(delivered, want.iter().collect::<Vec<_>>());
         let ranges = &r.sent_ranges;
         assert!(ranges.windows(2).all(|w| w[0].1 < w[1].0), "{ranges:?}");
-        let st = status(store.connection()).unwrap();
+        let st = status(&store).unwrap();
         assert_eq!((st.depth, st.sent_total, st.rejected, st.consecutive_failures), (0, 19, 1, 0));
-        let (line, err): (String, String) = store
-            .connection()
-            .query_row("SELECT line, error FROM outbox_rejected", [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap();
+        let (line, err): (String, String) = store.outbox_rejected().unwrap().remove(0);
         assert_eq!((line.as_str(), err.as_str()), ("bad f=13 13000000000", "HTTP 400: bad line"));
     }
 }

@@ -4,8 +4,9 @@
 //! - [`sacct`]: `sacct -P` text (files dropped by the centre, or the command's output);
 //! - [`swf`]: Standard Workload Format traces, for replaying public workloads;
 //! - [`slurm_json`]: Slurm's accounting job JSON (slurmrestd, `sacct --json`);
-//! - [`sacct_cmd`] and [`slurmrestd`]: live sources pulled over a window (the driver that
-//!   stores what they return is `crate::pull`).
+//! - [`sacct_cmd`] and [`slurmrestd`]: live sources pulled over a window, both behind the one
+//!   [`LiveSource`] trait (the driver that stores what they return is `crate::pull`): a new
+//!   kind of live source is one module implementing it and one configuration variant.
 
 pub mod sacct;
 pub mod sacct_cmd;
@@ -13,10 +14,12 @@ pub mod slurm_json;
 pub mod slurmrestd;
 pub mod swf;
 
-use crate::model::JobRecord;
+pub use crate::domain::job::LineError;
+use crate::domain::job::JobRecord;
 use flate2::read::MultiGzDecoder;
 use jiff::tz::TimeZone;
-use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -53,29 +56,6 @@ pub enum ParsedRef<'a> {
     Step,
     /// A job that never started.
     NotStarted,
-}
-
-/// A rejected input line: where, which field, and why. Rejected lines are counted and skipped;
-/// the rest of the input is still ingested.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LineError {
-    /// File (or source description) the line came from.
-    pub file: String,
-    /// 1-based line number.
-    pub line: u64,
-    /// The field at fault, when one is.
-    pub field: Option<String>,
-    /// What was wrong, and what was expected.
-    pub reason: String,
-}
-
-impl fmt::Display for LineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.field {
-            Some(field) => write!(f, "{}:{}: field {}: {}", self.file, self.line, field, self.reason),
-            None => write!(f, "{}:{}: {}", self.file, self.line, self.reason),
-        }
-    }
 }
 
 /// A failure that stops reading a whole input (unreadable file, no usable header).
@@ -129,6 +109,31 @@ pub struct PullSettings {
     pub overlap_s: i64,
     /// How far back the first pull of a source goes (no watermark yet).
     pub first_pull_s: i64,
+}
+
+/// What one fetch of a live source returned.
+#[derive(Debug)]
+pub struct Fetched {
+    /// Jobs (steps and jobs that never started included, to be counted), or errors naming the
+    /// line or job at fault.
+    pub items: Vec<Result<Parsed, LineError>>,
+    /// Where the data came from (command, URL, API version, Slurm release), for the logs.
+    pub origin: String,
+}
+
+/// A source of accounting pulled over a window: the seam between the pull driver and every
+/// kind of live source.
+pub trait LiveSource: Send + Sync {
+    /// Its id, window and timeout.
+    fn settings(&self) -> &PullSettings;
+    /// Where it reads, for messages (never a secret).
+    fn describe(&self) -> String;
+    /// What a pull at `now` would do, in one line, for `config check` (tokens named by where
+    /// they come from, never shown).
+    fn plan(&self, now: i64, tz: &TimeZone) -> String;
+    /// Fetch the jobs of `[from, to)` (epoch seconds). `Err` says what failed, naming the
+    /// source; nothing is stored then.
+    fn fetch<'a>(&'a self, from: i64, to: i64, ctx: &'a SourceContext) -> Pin<Box<dyn Future<Output = Result<Fetched, String>> + Send + 'a>>;
 }
 
 /// Default overlap of pull windows: 2 days.

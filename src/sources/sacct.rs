@@ -5,7 +5,7 @@
 //! `YYYY-MM-DDTHH:MM:SS`, which is local time of the centre and is read in its time zone.
 
 use super::{LineError, LineKind, Parsed};
-use crate::model::{JobRecord, Units};
+use crate::domain::job::{JobRecord, Units};
 use jiff::{civil::DateTime, tz::TimeZone};
 
 /// Which position holds each field the ledger needs.
@@ -340,8 +340,8 @@ pub fn parse_time(s: &str, tz: &TimeZone) -> Result<Option<i64>, String> {
         return s.parse::<i64>().map(Some).map_err(|_| format!("`{}` is not an epoch time", truncate(s)));
     }
     // The usual shape, without jiff's general parser (same answer; see `civil`).
-    if let Some(local) = crate::civil::parse_civil(s) {
-        if let Some(t) = crate::civil::with_clock(tz, |c| c.instant_of_local(local)) {
+    if let Some(local) = crate::domain::civil::parse_civil(s) {
+        if let Some(t) = crate::domain::civil::with_clock(tz, |c| c.instant_of_local(local)) {
             return Ok(Some(t));
         }
     }

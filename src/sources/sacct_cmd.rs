@@ -11,7 +11,7 @@
 
 use super::sacct::{Columns, DEFAULT_FIELDS};
 use jiff::tz::TimeZone;
-use super::{read_stream, slurm_json, FileFormat, LineError, Parsed, PullSettings, SourceContext};
+use super::{read_stream, slurm_json, Fetched, FileFormat, LineError, LiveSource, Parsed, PullSettings, SourceContext};
 use serde::Deserialize;
 use std::process::Stdio;
 use std::time::Duration;
@@ -183,7 +183,7 @@ impl SacctSource {
     }
 
     /// Run sacct over `[from, to)` and parse what it prints.
-    pub async fn fetch(&self, from: i64, to: i64, ctx: &SourceContext) -> Result<Vec<Result<Parsed, LineError>>, String> {
+    pub async fn run(&self, from: i64, to: i64, ctx: &SourceContext) -> Result<Vec<Result<Parsed, LineError>>, String> {
         let (argv, env) = self.command(from, to, &ctx.tz);
         let out = run_command(&argv, &env, self.settings.timeout).await?;
         let name = format!("sacct output ({})", self.describe());
@@ -194,6 +194,24 @@ impl SacctSource {
                 Ok(slurm_json::decode_jobs(&doc, &name, &ctx.default_cluster, ctx.observed_at)?.items)
             }
         }
+    }
+}
+
+impl LiveSource for SacctSource {
+    fn settings(&self) -> &PullSettings {
+        &self.settings
+    }
+
+    fn describe(&self) -> String {
+        SacctSource::describe(self)
+    }
+
+    fn plan(&self, now: i64, tz: &TimeZone) -> String {
+        format!("runs `{}`", self.command_line(now - self.settings.overlap_s, now, tz))
+    }
+
+    fn fetch<'a>(&'a self, from: i64, to: i64, ctx: &'a SourceContext) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Fetched, String>> + Send + 'a>> {
+        Box::pin(async move { Ok(Fetched { items: self.run(from, to, ctx).await?, origin: SacctSource::describe(self) }) })
     }
 }
 

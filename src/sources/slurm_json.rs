@@ -8,7 +8,7 @@
 //! forms wherever either may appear, so one decoder serves every version.
 
 use super::{LineError, Parsed};
-use crate::model::{JobRecord, Units};
+use crate::domain::job::{JobRecord, Units};
 use serde_json::Value;
 
 /// API versions whose job JSON this decoder reads, oldest first.

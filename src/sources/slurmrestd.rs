@@ -9,7 +9,8 @@
 
 use super::sacct_cmd::run_command;
 use super::slurm_json::{self, jobs_endpoints, version_key, SUPPORTED_VERSIONS};
-use super::{LineError, Parsed, PullSettings, SourceContext};
+use super::{Fetched, LineError, LiveSource, Parsed, PullSettings, SourceContext};
+use crate::secret::SecretSource;
 use base64::Engine;
 use reqwest_unix as reqwest;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -28,13 +29,9 @@ pub enum Endpoint {
 
 /// Where the JWT comes from (read at every pull; never logged).
 #[derive(Debug, Clone, PartialEq)]
-pub enum TokenSource {
-    /// No token (unix socket with local authentication).
-    None,
-    /// An environment variable of the allocwatch process.
-    Env(String),
-    /// A file holding the token (e.g. written by a cron job running `scontrol token`).
-    File(PathBuf),
+pub enum RestToken {
+    /// An environment variable or a file (e.g. written by a cron job running `scontrol token`).
+    Stored(SecretSource),
     /// A command printing a fresh token (`SLURM_JWT=` prefix accepted), run at every pull.
     Command(Vec<String>),
 }
@@ -50,8 +47,8 @@ pub struct RestSource {
     pub api_version: Option<String>,
     /// `X-SLURM-USER-NAME`.
     pub user: Option<String>,
-    /// `X-SLURM-USER-TOKEN`.
-    pub token: TokenSource,
+    /// `X-SLURM-USER-TOKEN`; none over a unix socket with local authentication.
+    pub token: Option<RestToken>,
     /// `cluster=` filter; empty: slurmrestd's default.
     pub clusters: Vec<String>,
 }
@@ -124,15 +121,15 @@ impl RawRestSource {
             }
         };
         let token = match (self.token_env, self.token_file, self.token_command) {
-            (None, None, None) => TokenSource::None,
-            (Some(v), None, None) if !v.is_empty() => TokenSource::Env(v),
-            (None, Some(f), None) => TokenSource::File(resolve(&f)),
-            (None, None, Some(c)) if !c.is_empty() && c.iter().all(|a| !a.is_empty()) => TokenSource::Command(c),
+            (None, None, None) => None,
+            (Some(v), None, None) if !v.is_empty() => Some(RestToken::Stored(SecretSource::Env(v))),
+            (None, Some(f), None) => Some(RestToken::Stored(SecretSource::File(resolve(&f)))),
+            (None, None, Some(c)) if !c.is_empty() && c.iter().all(|a| !a.is_empty()) => Some(RestToken::Command(c)),
             (Some(_), None, None) => return Err(format!("{at}.token_env: name an environment variable")),
             (None, None, Some(_)) => return Err(format!("{at}.token_command: give the command as a non-empty argv list")),
             _ => return Err(format!("{at}: give at most one of token_env, token_file, token_command")),
         };
-        if token != TokenSource::None && self.user.as_deref().is_none_or(str::is_empty) {
+        if token.is_some() && self.user.as_deref().is_none_or(str::is_empty) {
             return Err(format!("{at}.user: required with a token (sent as X-SLURM-USER-NAME)"));
         }
         if let Some(i) = self.clusters.iter().position(|c| c.is_empty() || c.contains(',')) {
@@ -182,20 +179,18 @@ impl RestSource {
     /// Where the token comes from (for messages; never the token).
     pub fn token_origin(&self) -> String {
         match &self.token {
-            TokenSource::None => "no token configured".into(),
-            TokenSource::Env(v) => format!("token from environment variable {v}"),
-            TokenSource::File(f) => format!("token from file {}", f.display()),
-            TokenSource::Command(c) => format!("token from command `{}`", c.join(" ")),
+            None => "no token configured".into(),
+            Some(RestToken::Stored(s)) => format!("token from {}", s.describe()),
+            Some(RestToken::Command(c)) => format!("token from command `{}`", c.join(" ")),
         }
     }
 
     /// The current token, read now. Errors never include it.
     async fn token(&self, now: i64) -> Result<Option<String>, String> {
         let raw = match &self.token {
-            TokenSource::None => return Ok(None),
-            TokenSource::Env(v) => std::env::var(v).map_err(|_| format!("token_env: environment variable {v} is not set"))?,
-            TokenSource::File(f) => std::fs::read_to_string(f).map_err(|e| format!("token_file {}: {e}", f.display()))?,
-            TokenSource::Command(argv) => {
+            None => return Ok(None),
+            Some(RestToken::Stored(source)) => source.read_as("slurmrestd", "token")?.expose().to_string(),
+            Some(RestToken::Command(argv)) => {
                 let out = run_command(argv, &[], self.settings.timeout).await.map_err(|e| format!("token_command: {e}"))?;
                 String::from_utf8(out).map_err(|_| "token_command: printed something that is not UTF-8".to_string())?
             }
@@ -207,7 +202,7 @@ impl RestSource {
         }
         if let Some(exp) = jwt_expiry(&token) {
             if exp <= now {
-                let when = jiff::Timestamp::from_second(exp).map(|t| t.to_string()).unwrap_or_else(|_| exp.to_string());
+                let when = crate::domain::time::rfc3339(exp);
                 return Err(format!(
                     "the {} expired at {when}; renew it (e.g. `scontrol token username=… lifespan=…`) or use token_command",
                     self.token_origin()
@@ -248,8 +243,8 @@ impl RestSource {
     /// (never the token itself).
     fn auth_refused(&self, how: &str, what: &str, said: &str) -> String {
         let why = match (&self.token, &self.endpoint) {
-            (TokenSource::None, Endpoint::Http(_)) => "no token is configured (set user and token_env, token_file or token_command)".to_string(),
-            (TokenSource::None, Endpoint::Socket(_)) => {
+            (None, Endpoint::Http(_)) => "no token is configured (set user and token_env, token_file or token_command)".to_string(),
+            (None, Endpoint::Socket(_)) => {
                 "slurmrestd refused this process's local credentials (rest_auth/local accepts root and its own user)".to_string()
             }
             _ => format!(
@@ -339,7 +334,7 @@ impl RestSource {
     }
 
     /// Fetch the jobs of `[from, to)` (epoch seconds).
-    pub async fn fetch(&self, from: i64, to: i64, ctx: &SourceContext) -> Result<RestFetch, String> {
+    pub async fn jobs(&self, from: i64, to: i64, ctx: &SourceContext) -> Result<RestFetch, String> {
         let token = self.token(ctx.observed_at).await?;
         let headers = self.headers(token.as_deref())?;
         let client = self.client()?;
@@ -383,6 +378,28 @@ impl RestSource {
             ));
         }
         slurm_json::decode_jobs(&doc, &name, &ctx.default_cluster, ctx.observed_at)
+    }
+}
+
+impl LiveSource for RestSource {
+    fn settings(&self) -> &PullSettings {
+        &self.settings
+    }
+
+    fn describe(&self) -> String {
+        RestSource::describe(self)
+    }
+
+    fn plan(&self, _now: i64, _tz: &jiff::tz::TimeZone) -> String {
+        format!("GET {} /slurmdb/{}/jobs, {}", RestSource::describe(self), self.api_version.as_deref().unwrap_or("(version from /openapi)"), self.token_origin())
+    }
+
+    fn fetch<'a>(&'a self, from: i64, to: i64, ctx: &'a SourceContext) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Fetched, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let f = self.jobs(from, to, ctx).await?;
+            let release = f.release.map(|r| format!(", Slurm {r}")).unwrap_or_default();
+            Ok(Fetched { items: f.items, origin: format!("{} {}{release}", RestSource::describe(self), f.api_version) })
+        })
     }
 }
 
@@ -440,7 +457,7 @@ mod tests {
     #[test]
     fn config_forms_and_errors_name_the_key() {
         let s = parse("url = \"http://127.0.0.1:6820/\"\nuser = \"root\"\ntoken_file = \"jwt\"").unwrap();
-        assert_eq!(s.token, TokenSource::File(PathBuf::from("/etc/aw/jwt")));
+        assert_eq!(s.token, Some(RestToken::Stored(SecretSource::File(PathBuf::from("/etc/aw/jwt")))));
         assert_eq!(s.describe(), "http://127.0.0.1:6820");
         assert_eq!(s.url("/slurmdb/v0.0.38/jobs").unwrap().as_str(), "http://127.0.0.1:6820/slurmdb/v0.0.38/jobs");
         let s = parse("url = \"http://gw.example/slurm\"\napi_version = \"v0.0.41\"").unwrap();

@@ -5,7 +5,7 @@
 //! name given by the header's `; Partition: N name` lines.
 
 use super::{LineError, LineKind, Parsed};
-use crate::model::{JobRecord, Units};
+use crate::domain::job::{JobRecord, Units};
 use std::collections::HashMap;
 
 /// Header facts that data lines need.

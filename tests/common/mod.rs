@@ -136,3 +136,20 @@ pub fn private_smtp(port: u16, maildir: &Path) -> std::process::Child {
     wait_for(20, "private aiosmtpd to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
     child
 }
+
+/// The benchmark tool (its own crate of the workspace, `crates/bench`), built beside this
+/// test's `allocwatch` binary if it is not there yet.
+pub fn bench_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_allocwatch")).with_file_name("allocwatch-bench");
+    if !bin.exists() {
+        let release = bin.components().any(|c| c.as_os_str() == "release");
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["build", "--quiet", "-p", "allocwatch-bench"]).current_dir(root());
+        if release {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("run cargo to build allocwatch-bench");
+        assert!(status.success() && bin.exists(), "could not build {} (cargo build -p allocwatch-bench)", bin.display());
+    }
+    bin
+}

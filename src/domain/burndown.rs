@@ -1,0 +1,202 @@
+//! The burn-down of one allocation over its period: hours charged per local day and their
+//! running total up to the instant, the granted and expected hours at every local midnight of
+//! the period, and the projection at the current burn rate. Served by
+//! `/api/v1/allocations/{centre}/{project}/{resource}` and drawn by the status page.
+//!
+//! [`build`] is pure; the shell that reads the ledger (`crate::reconcile::burndown`) charges the
+//! days the way reconciliation does (daily buckets before the instant's day, the exact partial
+//! day from the jobs), so the running total at the instant equals the reconciled
+//! `consumed_hours`.
+
+use super::reconcile::Profile;
+use super::reconciliation::AllocationReport;
+use super::time::{day_date, day_number, day_start, local_day, serialize_rfc3339, DayNumber};
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Hours charged on one local day.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DayUsage {
+    /// Local date.
+    pub date: Date,
+    /// Hours charged that day (up to the instant for the instant's own day).
+    pub hours: f64,
+    /// Hours charged in the period up to the end of that day (or the instant).
+    pub cumulative_hours: f64,
+    /// End of the interval, epoch seconds (midnight after, or the instant).
+    #[serde(skip)]
+    pub end_s: i64,
+}
+
+/// Granted and expected hours at one local midnight of the period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CurvePoint {
+    /// Local date starting at that midnight (the period end for the last point).
+    pub date: Date,
+    /// Granted hours then (initial grant + adjustments dated ≤ that date).
+    pub granted_hours: f64,
+    /// Hours the profile expects consumed by then.
+    pub expected_hours: f64,
+    /// The midnight, epoch seconds.
+    #[serde(skip)]
+    pub t: i64,
+}
+
+/// One point of the projection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProjectionPoint {
+    /// The instant (epoch seconds; RFC 3339 in JSON, as `at`).
+    #[serde(rename = "at", serialize_with = "serialize_rfc3339")]
+    pub t: i64,
+    /// Hours consumed by then at the current burn rate.
+    pub hours: f64,
+}
+
+/// An allocation's burn-down at an instant.
+#[derive(Debug, Clone, Serialize)]
+pub struct BurnDown {
+    /// The allocation's indicators (the `check --format json` object).
+    pub allocation: AllocationReport,
+    /// Period start, epoch seconds.
+    #[serde(skip)]
+    pub start_s: i64,
+    /// Period end (exclusive), epoch seconds.
+    #[serde(skip)]
+    pub end_s: i64,
+    /// The instant, epoch seconds.
+    #[serde(skip)]
+    pub at_s: i64,
+    /// Daily consumption from the period start to the instant.
+    pub daily: Vec<DayUsage>,
+    /// Granted and expected hours at every local midnight of the period, end included.
+    pub curve: Vec<CurvePoint>,
+    /// From the instant to the period end at the current burn rate (empty outside the period).
+    pub projection: Vec<ProjectionPoint>,
+}
+
+/// Build the burn-down from an allocation's daily charged hours (`daily_hours`, days before the
+/// instant's local day) and the hours of the instant's own day up to the instant.
+pub fn build(
+    report: &AllocationReport,
+    granted_on: impl Fn(Date) -> f64,
+    profile: &Profile,
+    tz: &TimeZone,
+    daily_hours: &BTreeMap<DayNumber, f64>,
+    partial_today_hours: f64,
+    at: i64,
+    period: (Date, Date),
+) -> BurnDown {
+    let (start_day, end_day) = (day_number(period.0), day_number(period.1));
+    let (start_s, end_s) = (day_start(start_day, tz), day_start(end_day, tz));
+    let today = local_day(at, tz);
+    let mut daily = Vec::new();
+    let mut total = 0.0;
+    let mut d = start_day;
+    while d < end_day && d <= today && day_start(d, tz) < at {
+        let (hours, end) = if d < today { (daily_hours.get(&d).copied().unwrap_or(0.0), day_start(d + 1, tz)) } else { (partial_today_hours, at) };
+        total += hours;
+        daily.push(DayUsage { date: day_date(d), hours, cumulative_hours: total, end_s: end });
+        d += 1;
+    }
+    let span = (end_s - start_s).max(1) as f64;
+    let curve = (start_day..=end_day)
+        .map(|d| {
+            let t = day_start(d, tz);
+            // The period end is the midnight after its last day: grants as of that last day.
+            let granted = granted_on(day_date(d.min(end_day - 1)));
+            CurvePoint {
+                date: day_date(d),
+                granted_hours: granted,
+                expected_hours: granted * profile.at((t - start_s) as f64 / span),
+                t,
+            }
+        })
+        .collect();
+    let projection = if at >= start_s && at < end_s {
+        let burn = report.burn_rate_hours_per_day;
+        vec![
+            ProjectionPoint { t: at, hours: report.consumed_hours.value() },
+            ProjectionPoint { t: end_s, hours: report.consumed_hours.value() + burn * (end_s - at) as f64 / 86400.0 },
+        ]
+    } else {
+        Vec::new()
+    };
+    BurnDown { allocation: report.clone(), start_s, end_s, at_s: at, daily, curve, projection }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::hours::{HoursKind, ResourceHours};
+    use crate::domain::reconcile::{Pace, Status};
+    use crate::domain::time::rfc3339;
+
+    fn report(consumed: f64, burn: f64) -> AllocationReport {
+        let h = |v: f64| ResourceHours::new(HoursKind::CoreHours, v);
+        AllocationReport {
+            centre: "c".into(),
+            project: "p".into(),
+            resource: "cpu".into(),
+            committee: String::new(),
+            accounts: vec!["a".into()],
+            period_start: Date::constant(2026, 1, 1),
+            period_end: Date::constant(2026, 1, 11),
+            initial_granted_hours: h(100.0),
+            granted_hours: h(100.0),
+            consumed_hours: h(consumed),
+            expected_hours: h(0.0),
+            remaining_hours: h(100.0 - consumed),
+            consumed_pct: None,
+            drift_pp: None,
+            elapsed_pct: 0.0,
+            burn_rate_hours_per_day: burn,
+            projected_exhaustion: None,
+            projected_exhaustion_days: None,
+            projected_unused_hours: h(0.0),
+            status: Status::OnTrack,
+            at: 0,
+            origin: String::new(),
+            index: 0,
+            pace: Pace::OnPace,
+            kind: HoursKind::CoreHours,
+            start_s: 0,
+            end_s: 0,
+        }
+    }
+
+    #[test]
+    fn days_run_to_the_instant_and_curves_span_the_period() {
+        let tz = TimeZone::UTC;
+        let d = |s: &str| s.parse::<jiff::civil::Date>().unwrap();
+        let start = day_start(day_number(d("2026-01-01")), &tz);
+        // At 12:00 on the 4th: three full days, then half a day.
+        let at = start + 3 * 86400 + 43200;
+        let daily: BTreeMap<DayNumber, f64> = [(day_number(d("2026-01-01")), 10.0), (day_number(d("2026-01-03")), 5.0)].into();
+        // A top-up of 50 h dated the 6th.
+        let granted = |x: jiff::civil::Date| if x >= d("2026-01-06") { 150.0 } else { 100.0 };
+        let b = build(&report(17.0, 4.0), granted, &Profile::linear(), &tz, &daily, 2.0, at, (d("2026-01-01"), d("2026-01-11")));
+        let days: Vec<(String, f64, f64)> = b.daily.iter().map(|x| (x.date.to_string(), x.hours, x.cumulative_hours)).collect();
+        assert_eq!(days, vec![("2026-01-01".into(), 10.0, 10.0), ("2026-01-02".into(), 0.0, 10.0), ("2026-01-03".into(), 5.0, 15.0), ("2026-01-04".into(), 2.0, 17.0)]);
+        assert_eq!(b.daily.last().unwrap().end_s, at);
+        assert_eq!(b.curve.len(), 11);
+        assert_eq!((b.curve[0].granted_hours, b.curve[0].expected_hours), (100.0, 0.0));
+        assert_eq!((b.curve[5].date.to_string().as_str(), b.curve[5].granted_hours, b.curve[5].expected_hours), ("2026-01-06", 150.0, 75.0));
+        assert_eq!((b.curve[10].date.to_string().as_str(), b.curve[10].expected_hours), ("2026-01-11", 150.0));
+        // 6.5 days left at 4 h/day.
+        assert_eq!(b.projection.len(), 2);
+        assert_eq!((b.projection[0].hours, b.projection[1].hours), (17.0, 17.0 + 26.0));
+        assert_eq!(rfc3339(b.projection[1].t), "2026-01-11T00:00:00Z");
+    }
+
+    #[test]
+    fn before_the_period_nothing_is_consumed_or_projected() {
+        let tz = TimeZone::UTC;
+        let d = |s: &str| s.parse::<jiff::civil::Date>().unwrap();
+        let at = day_start(day_number(d("2025-12-20")), &tz);
+        let b = build(&report(0.0, 0.0), |_| 100.0, &Profile::linear(), &tz, &BTreeMap::new(), 0.0, at, (d("2026-01-01"), d("2026-01-11")));
+        assert!(b.daily.is_empty() && b.projection.is_empty());
+        assert_eq!(b.curve.len(), 11);
+    }
+}

@@ -1,0 +1,31 @@
+//! The domain core: pure functions and types, no I/O and no clock (every instant is an
+//! argument). Table-tested. Everything allocwatch decides is decided here, once:
+//!
+//! - [`time`]: local days and instants, read and printed one way ([`civil`]: the fast path);
+//! - [`job`]: job records and the exact proration of their unit-seconds over days;
+//! - [`hours`]: hours typed by kind (core-hours and GPU-hours never add);
+//! - [`centre`]: a centre and its billing rules; [`grants`]: allocations and adjustments;
+//! - [`charge`]: which allocation a day of usage charges — the charging rule;
+//! - [`reconcile`]: indicators, pace and status of an allocation; [`reconciliation`]: the
+//!   typed result of a reconciliation and its assembly from charged buckets;
+//! - [`usage`], [`burndown`]: the other views of charged usage;
+//! - [`rules`] and [`lifecycle`]: which alerts hold, fire, remind and resolve;
+//! - [`quality`]: the quality indicators of a period; [`retry`]: backoff with jitter;
+//!   [`fxhash`]: the deterministic hasher of the hot maps.
+
+pub mod burndown;
+pub mod centre;
+pub mod charge;
+pub mod civil;
+pub mod fxhash;
+pub mod grants;
+pub mod hours;
+pub mod job;
+pub mod lifecycle;
+pub mod quality;
+pub mod reconcile;
+pub mod reconciliation;
+pub mod retry;
+pub mod rules;
+pub mod time;
+pub mod usage;

@@ -1,0 +1,423 @@
+//! Alert rules: pure functions from a reconciliation (and feed health) at an instant to the
+//! set of conditions that hold. No I/O; the life cycle decides what to notify.
+//!
+//! The pace rules read the reconciliation's pace and status: whether an allocation is over or
+//! under pace is decided once, in [`super::reconcile`], from `[reconcile]`'s thresholds. What the
+//! rules' own settings hold is about notifying (which rules, thresholds of consumption to
+//! announce, checkpoints, reminders, resolution notices).
+
+use super::grants::Grants;
+use super::reconcile::{Pace, Status};
+use super::reconciliation::{AllocationReport, Reconciliation};
+use super::time::{date_start, DAY_S};
+use serde::Serialize;
+use serde_json::json;
+
+/// The rules allocwatch evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// Consumed crossed a percentage of the grant.
+    Threshold,
+    /// Ahead of the expected pace.
+    OverPace,
+    /// Behind the expected pace.
+    UnderPace,
+    /// About to miss a take-back checkpoint.
+    Checkpoint,
+    /// Consumed ≥ granted.
+    Exhausted,
+    /// Usage no active allocation covers (operations only).
+    OrphanUsage,
+    /// A centre's accounting stopped arriving (operations only).
+    StaleFeed,
+}
+
+impl Rule {
+    /// Every rule.
+    pub const ALL: [Rule; 7] =
+        [Rule::Threshold, Rule::OverPace, Rule::UnderPace, Rule::Checkpoint, Rule::Exhausted, Rule::OrphanUsage, Rule::StaleFeed];
+
+    /// Stable name (configuration, storage, Alertmanager `alertname`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Threshold => "threshold",
+            Rule::OverPace => "over_pace",
+            Rule::UnderPace => "under_pace",
+            Rule::Checkpoint => "checkpoint",
+            Rule::Exhausted => "exhausted",
+            Rule::OrphanUsage => "orphan_usage",
+            Rule::StaleFeed => "stale_feed",
+        }
+    }
+
+    /// Parse a stable name.
+    pub fn parse(s: &str) -> Option<Rule> {
+        Rule::ALL.iter().copied().find(|r| r.as_str() == s)
+    }
+
+    /// Whether the rule is about one allocation (and so may go to its researchers).
+    pub fn concerns_allocation(self) -> bool {
+        !matches!(self, Rule::OrphanUsage | Rule::StaleFeed)
+    }
+
+    /// Whether an alert of this rule (with this discriminator) warns of a coming exhaustion:
+    /// over pace, a checkpoint, or a consumption threshold of 75 % or more. The replay's lead
+    /// times and the quality report's `warned_ahead_pct` both count these.
+    pub fn warns_of_exhaustion(self, discriminator: &str) -> bool {
+        matches!(self, Rule::OverPace | Rule::Checkpoint)
+            || (self == Rule::Threshold && discriminator.parse::<f64>().is_ok_and(|p| p >= 75.0))
+    }
+}
+
+/// Settings common to every rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleCommon {
+    /// Evaluate this rule.
+    pub enabled: bool,
+    /// Re-notify while firing at most every this many days (0: never).
+    pub renotify_days: f64,
+    /// Notify when the alert resolves.
+    pub notify_resolved: bool,
+}
+
+/// All rule settings: what each rule tells, and when (never a pace threshold: those are the
+/// status's, in [`super::reconcile::Thresholds`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSettings {
+    /// `threshold`: consumed crossed these percentages of the grant.
+    pub threshold: RuleCommon,
+    /// Percentages for `threshold`.
+    pub thresholds_pct: Vec<f64>,
+    /// `over_pace`: the allocation's pace is ahead (status `over_pace`, or `exhausted` ahead).
+    pub over_pace: RuleCommon,
+    /// `under_pace`: the allocation's status is `under_pace`.
+    pub under_pace: RuleCommon,
+    /// `checkpoint`: take-back checkpoints about to be missed.
+    pub checkpoint: RuleCommon,
+    /// `exhausted`.
+    pub exhausted: RuleCommon,
+    /// `orphan_usage`.
+    pub orphan_usage: RuleCommon,
+    /// Hours of orphan usage in the window before it alerts.
+    pub orphan_min_hours: f64,
+    /// `stale_feed`.
+    pub stale_feed: RuleCommon,
+    /// A centre's last successful pull older than this is stale, hours.
+    pub stale_max_age_hours: f64,
+    /// …or this many consecutive failed pulls.
+    pub stale_max_failures: u32,
+}
+
+impl RuleSettings {
+    /// Common settings of a rule.
+    pub fn common(&self, rule: Rule) -> &RuleCommon {
+        match rule {
+            Rule::Threshold => &self.threshold,
+            Rule::OverPace => &self.over_pace,
+            Rule::UnderPace => &self.under_pace,
+            Rule::Checkpoint => &self.checkpoint,
+            Rule::Exhausted => &self.exhausted,
+            Rule::OrphanUsage => &self.orphan_usage,
+            Rule::StaleFeed => &self.stale_feed,
+        }
+    }
+}
+
+/// A dated take-back checkpoint declared by the allocator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// When it is applied (centre-local midnight).
+    pub date: jiff::civil::Date,
+    /// Allocations under this share of their grant at the date lose part of their balance, %.
+    pub min_consumed_pct: f64,
+    /// Share of the unused balance taken back, %.
+    pub takeback_pct: f64,
+    /// Warn this many days before.
+    pub warn_days: f64,
+    /// Only these centres (empty: all).
+    pub centres: Vec<String>,
+    /// Only these committees (empty: all).
+    pub committees: Vec<String>,
+}
+
+/// Identity of an alert: (rule, allocation or centre, threshold/checkpoint).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct AlertKey {
+    /// Rule.
+    pub rule: Rule,
+    /// `centre/project/resource/period_start`, `centre`, or `centre/cluster/account/partition`.
+    pub subject: String,
+    /// Threshold percentage, checkpoint date, or empty.
+    pub discriminator: String,
+}
+
+/// Severity, as Alertmanager and humans understand it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// For information.
+    Info,
+    /// Needs attention.
+    Warning,
+    /// Needs action now.
+    Critical,
+}
+
+impl Severity {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// A condition that holds at the instant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Condition {
+    /// Identity.
+    pub key: AlertKey,
+    /// Severity.
+    pub severity: Severity,
+    /// Index of the allocation in the grants, for allocation rules.
+    #[serde(skip)]
+    pub allocation: Option<usize>,
+    /// Centre.
+    pub centre: String,
+    /// Project, for allocation rules.
+    pub project: Option<String>,
+    /// Resource, for allocation rules.
+    pub resource: Option<String>,
+    /// One line for logs and lists (English).
+    pub title: String,
+    /// The figures that explain it (rendered by templates).
+    pub facts: serde_json::Value,
+}
+
+/// Health of one centre's accounting feed at the instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CentreFeed {
+    /// Centre.
+    pub centre: String,
+    /// Last successful pull (epoch seconds).
+    pub last_success: Option<i64>,
+    /// Failed pulls since the last success.
+    pub consecutive_failures: u32,
+    /// Last error message.
+    pub last_error: Option<String>,
+}
+
+fn figures(a: &AllocationReport) -> serde_json::Value {
+    json!({
+        "centre": a.centre, "project": a.project, "resource": a.resource, "committee": a.committee,
+        "period_start": a.period_start.to_string(), "period_end": a.period_end.to_string(),
+        "granted_hours": a.granted_hours, "consumed_hours": a.consumed_hours, "expected_hours": a.expected_hours,
+        "remaining_hours": a.remaining_hours, "consumed_pct": a.consumed_pct, "drift_pp": a.drift_pp,
+        "elapsed_pct": a.elapsed_pct, "burn_rate_hours_per_day": a.burn_rate_hours_per_day,
+        "projected_exhaustion": a.projected_exhaustion, "projected_unused_hours": a.projected_unused_hours,
+        "status": a.status.as_str(),
+    })
+}
+
+fn with(mut v: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, x) in e {
+            o.insert(k.clone(), x.clone());
+        }
+    }
+    v
+}
+
+/// Evaluate every enabled rule. `feeds` is `None` when feed health is not known (a replay),
+/// and then `stale_feed` is not evaluated.
+pub fn evaluate(r: &RuleSettings, checkpoints: &[Checkpoint], grants: &Grants, rec: &Reconciliation, feeds: Option<&[CentreFeed]>) -> Vec<Condition> {
+    let at = rec.at;
+    let mut out = Vec::new();
+    for a in &rec.allocations {
+        if !a.is_running() {
+            continue;
+        }
+        let subject = a.subject();
+        let base = figures(a);
+        let cond = |rule: Rule, disc: String, severity: Severity, title: String, facts: serde_json::Value| Condition {
+            key: AlertKey { rule, subject: subject.clone(), discriminator: disc },
+            severity,
+            allocation: Some(a.index),
+            centre: a.centre.clone(),
+            project: Some(a.project.clone()),
+            resource: Some(a.resource.clone()),
+            title,
+            facts,
+        };
+        let name = format!("{} {}/{}", a.project, a.centre, a.resource);
+        if r.threshold.enabled {
+            if let Some(pct) = a.consumed_pct {
+                for &t in &r.thresholds_pct {
+                    if pct >= t {
+                        let sev = if t >= 100.0 { Severity::Critical } else if t >= 90.0 { Severity::Warning } else { Severity::Info };
+                        out.push(cond(
+                            Rule::Threshold,
+                            format!("{t}"),
+                            sev,
+                            format!("{name}: {pct:.1} % of granted hours used (threshold {t} %)"),
+                            with(base.clone(), json!({ "threshold_pct": t })),
+                        ));
+                    }
+                }
+            }
+        }
+        if r.exhausted.enabled && a.status == Status::Exhausted {
+            out.push(cond(
+                Rule::Exhausted,
+                String::new(),
+                Severity::Critical,
+                format!("{name}: granted hours exhausted ({:.0} of {:.0} h)", a.consumed_hours.value(), a.granted_hours.value()),
+                base.clone(),
+            ));
+        }
+        let drift = a.drift_pp.unwrap_or(0.0);
+        // Over pace stays firing once exhausted (it would otherwise "resolve" with a misleading
+        // "back on pace"): the exhausted alert adds to it.
+        if r.over_pace.enabled && a.pace == Pace::Ahead {
+            out.push(cond(
+                Rule::OverPace,
+                String::new(),
+                Severity::Warning,
+                format!("{name}: over pace, drift {drift:+.1} pp{}", a.projected_exhaustion.as_ref().map(|d| format!(", exhaustion projected {}", d.date())).unwrap_or_default()),
+                base.clone(),
+            ));
+        }
+        if r.under_pace.enabled && a.status == Status::UnderPace {
+            out.push(cond(
+                Rule::UnderPace,
+                String::new(),
+                Severity::Warning,
+                format!("{name}: under pace, drift {drift:+.1} pp, {:.0} h projected unused", a.projected_unused_hours.value()),
+                base.clone(),
+            ));
+        }
+        if r.checkpoint.enabled {
+            for c in checkpoints {
+                if let Some(f) = checkpoint_miss(c, a, grants, at) {
+                    out.push(cond(
+                        Rule::Checkpoint,
+                        c.date.to_string(),
+                        Severity::Warning,
+                        format!(
+                            "{name}: on course to miss the {} checkpoint ({:.1} % projected, {} % required): {:.0} h at stake",
+                            c.date, f.projected_pct, c.min_consumed_pct, f.hours_at_stake
+                        ),
+                        with(base.clone(), json!({
+                            "checkpoint_date": c.date.to_string(), "checkpoint_min_consumed_pct": c.min_consumed_pct,
+                            "checkpoint_takeback_pct": c.takeback_pct, "checkpoint_projected_pct": f.projected_pct,
+                            "checkpoint_projected_hours": f.projected_hours, "checkpoint_hours_at_stake": f.hours_at_stake,
+                            "checkpoint_days_left": f.days_left,
+                        })),
+                    ));
+                }
+            }
+        }
+    }
+    if r.orphan_usage.enabled {
+        for o in rec.orphans.iter().chain(rec.unmapped.iter()) {
+            if o.hours.value() < r.orphan_min_hours {
+                continue;
+            }
+            let what = match &o.resource {
+                Some(res) => format!("no active allocation of account {} on {}", o.account, res),
+                None => format!("partition {} has no billing rule", if o.partition.is_empty() { "(none)" } else { &o.partition }),
+            };
+            out.push(Condition {
+                key: AlertKey {
+                    rule: Rule::OrphanUsage,
+                    subject: format!("{}/{}/{}/{}", o.centre, o.cluster, o.account, o.partition),
+                    discriminator: o.resource.clone().unwrap_or_else(|| "unmapped".into()),
+                },
+                severity: Severity::Warning,
+                allocation: None,
+                centre: o.centre.clone(),
+                project: None,
+                resource: o.resource.clone(),
+                title: format!("{}: {:.1} h in the last {} days with {what}", o.centre, o.hours.value(), rec.orphan_window_days),
+                facts: json!({
+                    "centre": o.centre, "cluster": o.cluster, "account": o.account, "partition": o.partition,
+                    "resource": o.resource, "jobs": o.jobs, "hours": o.hours, "window_days": rec.orphan_window_days,
+                }),
+            });
+        }
+    }
+    if r.stale_feed.enabled {
+        for f in feeds.unwrap_or(&[]) {
+            let age_h = f.last_success.map(|t| (at - t) as f64 / 3600.0);
+            let stale_age = age_h.is_some_and(|h| h > r.stale_max_age_hours);
+            let failing = f.consecutive_failures >= r.stale_max_failures;
+            if stale_age || failing {
+                out.push(Condition {
+                    key: AlertKey { rule: Rule::StaleFeed, subject: f.centre.clone(), discriminator: String::new() },
+                    severity: Severity::Critical,
+                    allocation: None,
+                    centre: f.centre.clone(),
+                    project: None,
+                    resource: None,
+                    title: format!(
+                        "{}: accounting feed stale ({}; {} failed pulls in a row)",
+                        f.centre,
+                        age_h.map(|h| format!("last success {h:.1} h ago")).unwrap_or_else(|| "never succeeded".into()),
+                        f.consecutive_failures
+                    ),
+                    facts: json!({
+                        "centre": f.centre, "last_success_age_hours": age_h, "consecutive_failures": f.consecutive_failures,
+                        "last_error": f.last_error, "max_age_hours": r.stale_max_age_hours,
+                    }),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Projection at a checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointMiss {
+    /// Consumed hours projected at the checkpoint date.
+    pub projected_hours: f64,
+    /// …as a share of the grant, %.
+    pub projected_pct: f64,
+    /// Hours that would be taken back.
+    pub hours_at_stake: f64,
+    /// Days until the checkpoint.
+    pub days_left: f64,
+}
+
+/// Whether allocation `a` is on course to miss checkpoint `c`, warned `c.warn_days` before it:
+/// projected consumption at the date (consumed + burn rate × days left) under the required share.
+pub fn checkpoint_miss(c: &Checkpoint, a: &AllocationReport, grants: &Grants, at: i64) -> Option<CheckpointMiss> {
+    if !c.centres.is_empty() && !c.centres.contains(&a.centre) {
+        return None;
+    }
+    if !c.committees.is_empty() && !c.committees.contains(&a.committee) {
+        return None;
+    }
+    let alloc = &grants.allocations[a.index];
+    let (granted, consumed) = (a.granted_hours.value(), a.consumed_hours.value());
+    if !(alloc.period_start <= c.date && c.date < alloc.period_end) || granted <= 0.0 {
+        return None;
+    }
+    // The checkpoint applies at the centre's local midnight; days are close enough in UTC
+    // for a warning window counted in days.
+    let cp = date_start(c.date, &jiff::tz::TimeZone::UTC);
+    let days_left = (cp - at) as f64 / DAY_S as f64;
+    if days_left <= 0.0 || days_left > c.warn_days {
+        return None;
+    }
+    let projected = consumed + a.burn_rate_hours_per_day * days_left;
+    let pct = 100.0 * projected / granted;
+    if pct >= c.min_consumed_pct {
+        return None;
+    }
+    let at_stake = c.takeback_pct / 100.0 * (granted - projected).max(0.0);
+    Some(CheckpointMiss { projected_hours: projected, projected_pct: pct, hours_at_stake: at_stake, days_left })
+}

@@ -1,0 +1,763 @@
+//! The ledger: charged usage, exactly.
+//!
+//! - `jobs` holds one row per job run, keyed by (centre, cluster, JobIDRaw, start): seeing a
+//!   record again replaces it, so nothing is ever counted twice.
+//! - `usage_daily` holds unit-seconds per centre-local day × cluster × account × partition.
+//!   It is maintained incrementally in the same transaction as `jobs`: replacing a job
+//!   subtracts its old daily shares and adds the new ones (exact integer arithmetic).
+//! - An ingest commits its records with its pull's bookkeeping ([`super::pulls`]) in one
+//!   transaction, so a crash leaves either all of an import or none of it.
+//!
+//! Billing rules are applied when reading (unit-seconds are stored), so a corrected rule
+//! re-charges history without re-importing.
+
+use super::pulls::{PullCounts, PullRecord};
+use super::{sq, Store, StoreError, Tx};
+use crate::domain::fxhash::FastMap;
+use crate::domain::job::{for_each_daily_share, JobRecord, LineError, UnitSeconds, Units};
+use crate::domain::time::DayNumber;
+use jiff::tz::TimeZone;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// The ledger's tables (migration 1).
+pub(super) const SCHEMA: &str = r#"
+    CREATE TABLE names (
+        id   INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE jobs (
+        centre      INTEGER NOT NULL,
+        cluster     INTEGER NOT NULL,
+        job_id_raw  INTEGER NOT NULL,
+        start       INTEGER NOT NULL,
+        account     INTEGER NOT NULL,
+        partition   INTEGER NOT NULL,
+        user        INTEGER NOT NULL,
+        end         INTEGER NOT NULL,
+        elapsed     INTEGER NOT NULL,
+        cpus        INTEGER NOT NULL,
+        gpus        INTEGER NOT NULL,
+        billing     INTEGER NOT NULL,
+        nodes       INTEGER NOT NULL,
+        provisional INTEGER NOT NULL,
+        PRIMARY KEY (centre, cluster, job_id_raw, start)
+    ) WITHOUT ROWID;
+    -- Window queries scan start ∈ [from − longest job, to): see `centre_stats`.
+    CREATE INDEX jobs_by_start ON jobs (centre, start);
+    -- Longest wall-clock window of any stored job per centre, so that "jobs overlapping
+    -- [from, to)" is a bounded range scan on (centre, start) rather than a scan of every job
+    -- that ended after `from`.
+    CREATE TABLE centre_stats (
+        centre     INTEGER PRIMARY KEY,
+        max_wall_s INTEGER NOT NULL
+    );
+    CREATE TABLE usage_daily (
+        centre    INTEGER NOT NULL,
+        day       INTEGER NOT NULL,
+        cluster   INTEGER NOT NULL,
+        account   INTEGER NOT NULL,
+        partition INTEGER NOT NULL,
+        jobs      INTEGER NOT NULL,
+        cpu_s     INTEGER NOT NULL,
+        gpu_s     INTEGER NOT NULL,
+        billing_s INTEGER NOT NULL,
+        node_s    INTEGER NOT NULL,
+        PRIMARY KEY (centre, day, cluster, account, partition)
+    ) WITHOUT ROWID;
+    "#;
+
+/// Rejected lines kept per pull (all are counted; the first ones are kept for inspection).
+pub const KEPT_REJECTIONS: usize = 100;
+
+/// What an ingest did with its records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Job records offered.
+    pub records: u64,
+    /// Newly stored.
+    pub inserted: u64,
+    /// Replaced an earlier record of the same run (corrected, or a running job updated).
+    pub replaced: u64,
+    /// Identical to what was stored: nothing to do.
+    pub unchanged: u64,
+    /// Rejected lines.
+    pub rejected: u64,
+    /// Job steps skipped.
+    pub steps: u64,
+    /// Jobs that never started (nothing to charge).
+    pub not_started: u64,
+    /// Records of clusters the centre does not list, by cluster.
+    pub unknown_clusters: std::collections::BTreeMap<String, u64>,
+}
+
+impl Store {
+    /// Look up an interned name without creating it.
+    fn name_id(&mut self, name: &str) -> Result<Option<i64>, StoreError> {
+        if let Some(&id) = self.names.get(name) {
+            return Ok(Some(id));
+        }
+        let path = self.path.clone();
+        let id: Option<i64> = self
+            .conn
+            .query_row("SELECT id FROM names WHERE name = ?1", [name], |r| r.get(0))
+            .optional()
+            .map_err(sq(&path))?;
+        if let Some(id) = id {
+            self.names.insert(name.to_string(), id);
+        }
+        Ok(id)
+    }
+
+    /// All interned names by id.
+    fn names_by_id(&self) -> Result<HashMap<i64, String>, StoreError> {
+        names_of(&self.conn).map_err(self.err())
+    }
+
+    /// Begin an ingest for a centre: everything it stores, and its bookkeeping, commits
+    /// together in [`Ingest::commit`] or not at all.
+    pub fn begin_ingest(&mut self, centre: &str, tz: &TimeZone) -> Result<Ingest<'_>, StoreError> {
+        let Store { conn, path, names } = self;
+        let conn: &Connection = conn;
+        let e = sq(path);
+        // The transaction is opened here and closed by `commit` (or rolled back on drop), so
+        // that the prepared statements of the whole ingest can live beside it. IMMEDIATE: take
+        // the write lock first (waiting up to the busy timeout for another writer); a deferred
+        // BEGIN that read first would fail at once on its first write instead of waiting.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(&e)?;
+        let open = OpenTransaction { conn };
+        let statements = (|| {
+            Ok::<_, rusqlite::Error>(IngestStatements {
+                insert_new: conn.prepare(
+                    "INSERT INTO jobs (centre, cluster, job_id_raw, start, account, partition, user, end, elapsed,
+                                       cpus, gpus, billing, nodes, provisional)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                     ON CONFLICT DO NOTHING",
+                )?,
+                select_old: conn.prepare(
+                    "SELECT account, partition, user, end, elapsed, cpus, gpus, billing, nodes, provisional FROM jobs
+                     WHERE centre = ?1 AND cluster = ?2 AND job_id_raw = ?3 AND start = ?4",
+                )?,
+                replace: conn.prepare(
+                    "INSERT OR REPLACE INTO jobs (centre, cluster, job_id_raw, start, account, partition, user, end, elapsed,
+                                                  cpus, gpus, billing, nodes, provisional)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )?,
+                add_daily: conn.prepare(
+                    "INSERT INTO usage_daily (centre, day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (centre, day, cluster, account, partition) DO UPDATE SET
+                        jobs = jobs + excluded.jobs, cpu_s = cpu_s + excluded.cpu_s, gpu_s = gpu_s + excluded.gpu_s,
+                        billing_s = billing_s + excluded.billing_s, node_s = node_s + excluded.node_s",
+                )?,
+                drop_empty_daily: conn.prepare(
+                    "DELETE FROM usage_daily WHERE centre = ?1 AND day = ?2 AND cluster = ?3 AND account = ?4 AND partition = ?5
+                       AND jobs = 0 AND cpu_s = 0 AND gpu_s = 0 AND billing_s = 0 AND node_s = 0",
+                )?,
+                find_name: conn.prepare("SELECT id FROM names WHERE name = ?1")?,
+                add_name: conn.prepare("INSERT INTO names (name) VALUES (?1)")?,
+            })
+        })()
+        .map_err(&e)?;
+        let mut ingest = Ingest {
+            statements,
+            open,
+            path: path.clone(),
+            tz: tz.clone(),
+            centre_id: 0,
+            names,
+            new_names: FastMap::default(),
+            recent: Default::default(),
+            deltas: FastMap::default(),
+            stats: IngestStats::default(),
+            rejections: Vec::new(),
+            max_wall_s: 0,
+        };
+        ingest.centre_id = ingest.intern(centre)?;
+        Ok(ingest)
+    }
+
+    /// Unit-seconds per (day, cluster, account, partition) for a centre over days
+    /// `[from_day, to_day)`.
+    pub fn daily_usage(&mut self, centre: &str, from_day: DayNumber, to_day: DayNumber) -> Result<Vec<DailyRow>, StoreError> {
+        let Some(cid) = self.name_id(centre)? else { return Ok(Vec::new()) };
+        let names = self.names_by_id()?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s FROM usage_daily
+                 WHERE centre = ?1 AND day >= ?2 AND day < ?3",
+            )
+            .map_err(sq(&self.path))?;
+        let rows = stmt
+            .query_map(params![cid, from_day, to_day], |r| {
+                Ok((
+                    r.get::<_, i32>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    UnitSeconds { cpu: r.get(5)?, gpu: r.get(6)?, billing: r.get(7)?, node: r.get(8)? },
+                ))
+            })
+            .map_err(sq(&self.path))?;
+        let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
+        let mut out = Vec::new();
+        for row in rows {
+            let (day, cl, acc, part, jobs, us) = row.map_err(sq(&self.path))?;
+            out.push(DailyRow { day, cluster: name(cl), account: name(acc), partition: name(part), jobs, usage: us });
+        }
+        Ok(out)
+    }
+
+    /// Daily usage rows of some accounts of a centre over days `[from_day, to_day)` (one
+    /// allocation's burn-down): only those accounts' rows are read and named.
+    pub fn daily_usage_of_accounts(
+        &mut self,
+        centre: &str,
+        accounts: &[String],
+        from_day: DayNumber,
+        to_day: DayNumber,
+    ) -> Result<Vec<DailyRow>, StoreError> {
+        let Some(cid) = self.name_id(centre)? else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        let mut names: HashMap<i64, String> = HashMap::new();
+        for account in accounts {
+            let Some(aid) = self.name_id(account)? else { continue };
+            let path = self.path.clone();
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT day, cluster, partition, jobs, cpu_s, gpu_s, billing_s, node_s FROM usage_daily
+                     WHERE centre = ?1 AND day >= ?2 AND day < ?3 AND account = ?4",
+                )
+                .map_err(sq(&path))?;
+            let rows: Vec<(i32, i64, i64, i64, UnitSeconds)> = stmt
+                .query_map(params![cid, from_day, to_day, aid], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, UnitSeconds { cpu: r.get(4)?, gpu: r.get(5)?, billing: r.get(6)?, node: r.get(7)? }))
+                })
+                .map_err(sq(&path))?
+                .collect::<Result<_, _>>()
+                .map_err(sq(&path))?;
+            for (day, cl, part, jobs, usage) in rows {
+                for id in [cl, part] {
+                    if let std::collections::hash_map::Entry::Vacant(e) = names.entry(id) {
+                        let n: String = self.conn.query_row("SELECT name FROM names WHERE id = ?1", [id], |r| r.get(0)).map_err(sq(&path))?;
+                        e.insert(n);
+                    }
+                }
+                out.push(DailyRow { day, cluster: names[&cl].clone(), account: account.clone(), partition: names[&part].clone(), jobs, usage });
+            }
+        }
+        out.sort_by_key(|r| r.day);
+        Ok(out)
+    }
+
+    /// Daily usage rows of a centre over days `[from_day, to_day)`, in key order, by interned
+    /// name ids (see [`Store::names`]), handed to `f` one by one: a reconciliation reads
+    /// millions of them, so no row is allocated.
+    pub fn for_each_daily_usage(
+        &mut self,
+        centre: &str,
+        from_day: DayNumber,
+        to_day: DayNumber,
+        mut f: impl FnMut(DailyIds),
+    ) -> Result<(), StoreError> {
+        let Some(cid) = self.name_id(centre)? else { return Ok(()) };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s FROM usage_daily
+                 WHERE centre = ?1 AND day >= ?2 AND day < ?3",
+            )
+            .map_err(sq(&self.path))?;
+        let mut rows = stmt.query(params![cid, from_day, to_day]).map_err(sq(&self.path))?;
+        while let Some(r) = rows.next().map_err(sq(&self.path))? {
+            let row = (|| {
+                Ok::<_, rusqlite::Error>(DailyIds {
+                    day: r.get(0)?,
+                    cluster: r.get(1)?,
+                    account: r.get(2)?,
+                    partition: r.get(3)?,
+                    jobs: r.get(4)?,
+                    usage: UnitSeconds { cpu: r.get(5)?, gpu: r.get(6)?, billing: r.get(7)?, node: r.get(8)? },
+                })
+            })()
+            .map_err(sq(&self.path))?;
+            f(row);
+        }
+        Ok(())
+    }
+
+    /// Every interned name by id (clusters, accounts, partitions, users, centres).
+    pub fn names(&self) -> Result<HashMap<i64, String>, StoreError> {
+        self.names_by_id()
+    }
+
+    /// Jobs of a centre whose window overlaps `[from, to)` (zero-length jobs starting in it
+    /// included).
+    pub fn jobs_overlapping(&mut self, centre: &str, from: i64, to: i64) -> Result<Vec<JobRecord>, StoreError> {
+        let Some(cid) = self.name_id(centre)? else { return Ok(Vec::new()) };
+        overlapping(&self.conn, &self.path, cid, from, to)
+    }
+
+    /// Jobs per (cluster, account, partition) of a centre whose window overlaps `[from, to)`.
+    pub fn job_counts(&mut self, centre: &str, from: i64, to: i64) -> Result<HashMap<(String, String, String), i64>, StoreError> {
+        let Some(cid) = self.name_id(centre)? else { return Ok(HashMap::new()) };
+        let names = self.names_by_id()?;
+        let path = self.path.clone();
+        let max_wall = max_wall(&self.conn, cid).map_err(sq(&path))?;
+        // Every job that may overlap the window started at or after `from − longest job`. The
+        // (centre, start) index carries each job's key (cluster, job id), so the lowest job id
+        // per cluster comes from the index alone; the table is then read in key order from
+        // there (sequential pages) rather than looked up once per job (one random B-tree
+        // descent each: most of a reconciliation's time on a large ledger).
+        let mut lowest: FastMap<i64, i64> = FastMap::default();
+        {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT cluster, job_id_raw FROM jobs WHERE centre = ?1 AND start >= ?2 - ?4 AND start < ?3")
+                .map_err(sq(&path))?;
+            let mut rows = stmt.query(params![cid, from, to, max_wall]).map_err(sq(&path))?;
+            while let Some(r) = rows.next().map_err(sq(&path))? {
+                let (cluster, id): (i64, i64) = (r.get(0).map_err(sq(&path))?, r.get(1).map_err(sq(&path))?);
+                lowest.entry(cluster).and_modify(|low| *low = (*low).min(id)).or_insert(id);
+            }
+        }
+        let mut counts: FastMap<(i64, i64, i64), i64> = FastMap::default();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT account, partition, start, end FROM jobs WHERE centre = ?1 AND cluster = ?2 AND job_id_raw >= ?3")
+            .map_err(sq(&path))?;
+        for (cluster, low) in lowest {
+            let mut rows = stmt.query(params![cid, cluster, low]).map_err(sq(&path))?;
+            while let Some(r) = rows.next().map_err(sq(&path))? {
+                let get = |i| r.get::<_, i64>(i).map_err(sq(&path));
+                let (account, partition, start, end) = (get(0)?, get(1)?, get(2)?, get(3)?);
+                if end >= from && start < to && (end > from || end == start) {
+                    *counts.entry((cluster, account, partition)).or_default() += 1;
+                }
+            }
+        }
+        let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
+        Ok(counts.into_iter().map(|((c, a, p), n)| ((name(c), name(a), name(p)), n)).collect())
+    }
+
+    /// Number of stored job runs (all centres).
+    pub fn job_count(&self) -> Result<i64, StoreError> {
+        self.conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0)).map_err(self.err())
+    }
+}
+
+impl Tx<'_> {
+    /// [`Store::jobs_overlapping`], inside the transaction.
+    pub fn jobs_overlapping(&self, centre: &str, from: i64, to: i64) -> Result<Vec<JobRecord>, StoreError> {
+        let cid: Option<i64> =
+            self.conn.query_row("SELECT id FROM names WHERE name = ?1", [centre], |r| r.get(0)).optional().map_err(self.err())?;
+        match cid {
+            Some(cid) => overlapping(self.conn, self.path, cid, from, to),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// Every interned name by id.
+fn names_of(conn: &Connection) -> rusqlite::Result<HashMap<i64, String>> {
+    let mut stmt = conn.prepare_cached("SELECT id, name FROM names")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// The jobs of centre `cid` overlapping `[from, to)`: a bounded scan of the (centre, start)
+/// index from `from − longest job`.
+fn overlapping(conn: &Connection, path: &std::path::Path, cid: i64, from: i64, to: i64) -> Result<Vec<JobRecord>, StoreError> {
+    let names = names_of(conn).map_err(sq(path))?;
+    let max_wall = max_wall(conn, cid).map_err(sq(path))?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT cluster, job_id_raw, start, account, partition, user, end, elapsed, cpus, gpus, billing, nodes, provisional
+             FROM jobs WHERE centre = ?1 AND start >= ?2 - ?4 AND start < ?3 AND end >= ?2",
+        )
+        .map_err(sq(path))?;
+    let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
+    let rows = stmt
+        .query_map(params![cid, from, to, max_wall], |r| {
+            Ok(JobRecord {
+                cluster: name(r.get(0)?),
+                job_id_raw: r.get::<_, i64>(1)? as u64,
+                job_id: r.get::<_, i64>(1)?.to_string(),
+                start_s: r.get(2)?,
+                account: name(r.get(3)?),
+                partition: name(r.get(4)?),
+                user: name(r.get(5)?),
+                end_s: r.get(6)?,
+                elapsed_s: r.get(7)?,
+                units: Units {
+                    cpus: r.get::<_, i64>(8)? as u64,
+                    gpus: r.get::<_, i64>(9)? as u64,
+                    billing: r.get::<_, i64>(10)? as u64,
+                    nodes: r.get::<_, i64>(11)? as u64,
+                },
+                provisional: r.get::<_, i64>(12)? != 0,
+            })
+        })
+        .map_err(sq(path))?;
+    let mut out = Vec::new();
+    for j in rows {
+        let j = j.map_err(sq(path))?;
+        if j.end_s > from || (j.end_s == j.start_s && j.start_s >= from) {
+            out.push(j);
+        }
+    }
+    Ok(out)
+}
+
+/// Longest wall-clock window of the centre's stored jobs (0 when none), for bounded scans.
+fn max_wall(conn: &Connection, centre_id: i64) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT max_wall_s FROM centre_stats WHERE centre = ?1", [centre_id], |r| r.get(0))
+        .optional()
+        .map(|v| v.unwrap_or(0))
+}
+
+/// One row of the daily usage table, with names resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyRow {
+    /// Centre-local day.
+    pub day: DayNumber,
+    /// Cluster.
+    pub cluster: String,
+    /// Account.
+    pub account: String,
+    /// Partition.
+    pub partition: String,
+    /// Jobs with a share on that day.
+    pub jobs: i64,
+    /// Unit-seconds booked on that day.
+    pub usage: UnitSeconds,
+}
+
+/// One row of the daily usage table, by interned name ids.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DailyIds {
+    /// Centre-local day.
+    pub day: DayNumber,
+    /// Cluster name id.
+    pub cluster: i64,
+    /// Account name id.
+    pub account: i64,
+    /// Partition name id.
+    pub partition: i64,
+    /// Jobs with a share on that day.
+    pub jobs: i64,
+    /// Unit-seconds booked on that day.
+    pub usage: UnitSeconds,
+}
+
+type DeltaKey = (DayNumber, i64, i64, i64);
+
+/// Daily deltas held in memory before they are written to `usage_daily` (still inside the
+/// ingest's transaction): bounds an import's memory whatever its size.
+const MAX_HELD_DELTAS: usize = 50_000;
+
+/// The statements an ingest runs for every record, prepared once.
+struct IngestStatements<'s> {
+    insert_new: rusqlite::Statement<'s>,
+    select_old: rusqlite::Statement<'s>,
+    replace: rusqlite::Statement<'s>,
+    add_daily: rusqlite::Statement<'s>,
+    drop_empty_daily: rusqlite::Statement<'s>,
+    find_name: rusqlite::Statement<'s>,
+    add_name: rusqlite::Statement<'s>,
+}
+
+/// A `BEGIN` not yet committed: rolled back when dropped (an ingest abandoned on error).
+struct OpenTransaction<'s> {
+    conn: &'s Connection,
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// An ingest in progress: one SQLite transaction.
+pub struct Ingest<'s> {
+    // Field order matters: statements are finalised before the transaction is rolled back.
+    statements: IngestStatements<'s>,
+    open: OpenTransaction<'s>,
+    path: PathBuf,
+    tz: TimeZone,
+    centre_id: i64,
+    names: &'s mut FastMap<String, i64>,
+    /// Names created in this transaction: only published to the cache on commit.
+    new_names: FastMap<String, i64>,
+    /// Last name and id seen per field (cluster, account, partition, user): consecutive
+    /// records often share them.
+    recent: [(String, i64); 4],
+    deltas: FastMap<DeltaKey, (i64, UnitSeconds)>,
+    stats: IngestStats,
+    rejections: Vec<LineError>,
+    max_wall_s: i64,
+}
+
+impl<'s> Ingest<'s> {
+    fn intern(&mut self, name: &str) -> Result<i64, StoreError> {
+        if let Some(&id) = self.names.get(name).or_else(|| self.new_names.get(name)) {
+            return Ok(id);
+        }
+        let id: Option<i64> =
+            self.statements.find_name.query_row([name], |r| r.get(0)).optional().map_err(sq(&self.path))?;
+        let id = match id {
+            Some(id) => {
+                self.names.insert(name.to_string(), id);
+                id
+            }
+            None => {
+                self.statements.add_name.execute([name]).map_err(sq(&self.path))?;
+                let id = self.open.conn.last_insert_rowid();
+                self.new_names.insert(name.to_string(), id);
+                id
+            }
+        };
+        Ok(id)
+    }
+
+    /// [`Ingest::intern`] with a one-entry memory per field.
+    fn intern_field(&mut self, field: usize, name: &str) -> Result<i64, StoreError> {
+        if self.recent[field].0 == name && self.recent[field].1 != 0 {
+            return Ok(self.recent[field].1);
+        }
+        let id = self.intern(name)?;
+        self.recent[field].0.clear();
+        self.recent[field].0.push_str(name);
+        self.recent[field].1 = id;
+        Ok(id)
+    }
+
+    fn book(&mut self, job: &JobRecord, cluster: i64, account: i64, partition: i64, sign: i64) -> Result<(), StoreError> {
+        let deltas = &mut self.deltas;
+        for_each_daily_share(job, &self.tz, |day, us| {
+            let e = deltas.entry((day, cluster, account, partition)).or_default();
+            e.0 += sign;
+            if sign > 0 {
+                e.1.add(&us);
+            } else {
+                e.1.sub(&us);
+            }
+        });
+        if self.deltas.len() >= MAX_HELD_DELTAS {
+            self.flush_deltas()?;
+        }
+        Ok(())
+    }
+
+    /// Add the held daily deltas to `usage_daily` (in key order, which keeps the B-tree writes
+    /// local) and drop the rows they empty.
+    fn flush_deltas(&mut self) -> Result<(), StoreError> {
+        let mut keys: Vec<_> = self.deltas.drain().filter(|(_, (n, us))| *n != 0 || !us.is_zero()).collect();
+        keys.sort_unstable_by_key(|(k, _)| *k);
+        let c = self.centre_id;
+        for ((day, cl, acc, part), (n, us)) in keys {
+            self.statements
+                .add_daily
+                .execute(params![c, day, cl, acc, part, n, us.cpu, us.gpu, us.billing, us.node])
+                .map_err(sq(&self.path))?;
+            // Only a job taken away can leave a day with nothing on it.
+            if n < 0 {
+                self.statements.drop_empty_daily.execute(params![c, day, cl, acc, part]).map_err(sq(&self.path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Count a rejected line (the first [`KEPT_REJECTIONS`] are kept).
+    pub fn reject(&mut self, e: LineError) {
+        self.stats.rejected += 1;
+        if self.rejections.len() < KEPT_REJECTIONS {
+            self.rejections.push(e);
+        }
+    }
+
+    /// Count a job step or a never-started job.
+    pub fn skip(&mut self, step: bool) {
+        if step {
+            self.stats.steps += 1;
+        } else {
+            self.stats.not_started += 1;
+        }
+    }
+
+    /// Note a record from a cluster the centre does not list (it is still charged).
+    pub fn unknown_cluster(&mut self, cluster: &str) {
+        *self.stats.unknown_clusters.entry(cluster.to_string()).or_default() += 1;
+    }
+
+    /// Store a job record, replacing an earlier record of the same run.
+    pub fn upsert(&mut self, job: &JobRecord) -> Result<(), StoreError> {
+        self.stats.records += 1;
+        let cluster = self.intern_field(0, &job.cluster)?;
+        let account = self.intern_field(1, &job.account)?;
+        let partition = self.intern_field(2, &job.partition)?;
+        let user = self.intern_field(3, &job.user)?;
+        let raw = i64::try_from(job.job_id_raw).unwrap_or(i64::MAX);
+        let units = [job.units.cpus as i64, job.units.gpus as i64, job.units.billing as i64, job.units.nodes as i64];
+        let centre = self.centre_id;
+        let row = params![
+            centre, cluster, raw, job.start_s, account, partition, user, job.end_s, job.elapsed_s,
+            units[0], units[1], units[2], units[3], job.provisional as i64
+        ];
+        // Most records are new: one insert that stops at the key if the run is already there
+        // (then, and only then, the stored record is read and compared).
+        let inserted = self.statements.insert_new.execute(row).map_err(sq(&self.path))?;
+        self.max_wall_s = self.max_wall_s.max(job.end_s - job.start_s);
+        if inserted == 1 {
+            self.stats.inserted += 1;
+            return self.book(job, cluster, account, partition, 1);
+        }
+        let old = self
+            .statements
+            .select_old
+            .query_row(params![self.centre_id, cluster, raw, job.start_s], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    [r.get::<_, i64>(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
+                    r.get::<_, i64>(9)?,
+                ))
+            })
+            .map_err(sq(&self.path))?;
+        let (oacc, opart, ouser, oend, oelapsed, ounits, oprov) = old;
+        if (oacc, opart, ouser, oend, oelapsed, ounits, oprov) == (account, partition, user, job.end_s, job.elapsed_s, units, job.provisional as i64) {
+            self.stats.unchanged += 1;
+            return Ok(());
+        }
+        // A finished run never becomes running again: a stale provisional record (an old
+        // dump re-imported, an overlapping window seen late) must not undo the final one.
+        if oprov == 0 && job.provisional {
+            self.stats.unchanged += 1;
+            return Ok(());
+        }
+        let previous = JobRecord {
+            end_s: oend,
+            elapsed_s: oelapsed,
+            units: Units { cpus: ounits[0] as u64, gpus: ounits[1] as u64, billing: ounits[2] as u64, nodes: ounits[3] as u64 },
+            ..job.clone()
+        };
+        self.book(&previous, cluster, oacc, opart, -1)?;
+        self.stats.replaced += 1;
+        self.book(job, cluster, account, partition, 1)?;
+        self.statements.replace.execute(row).map_err(sq(&self.path))?;
+        Ok(())
+    }
+
+    /// Statistics so far.
+    pub fn stats(&self) -> &IngestStats {
+        &self.stats
+    }
+
+    /// Write the daily deltas and the bookkeeping, and commit everything at once.
+    pub fn commit(mut self, pull: &PullRecord, now: i64) -> Result<IngestStats, StoreError> {
+        let path = self.path.clone();
+        self.flush_deltas()?;
+        let conn = self.open.conn;
+        conn.execute(
+            "INSERT INTO centre_stats (centre, max_wall_s) VALUES (?1, ?2)
+             ON CONFLICT (centre) DO UPDATE SET max_wall_s = MAX(max_wall_s, excluded.max_wall_s)",
+            params![self.centre_id, self.max_wall_s],
+        )
+        .map_err(sq(&path))?;
+        let s = &self.stats;
+        let counts = PullCounts { records: s.records, inserted: s.inserted, replaced: s.replaced, unchanged: s.unchanged, rejected: s.rejected };
+        super::pulls::record_ingest(conn, &path, pull, counts, &self.rejections, now)?;
+        conn.execute_batch("COMMIT").map_err(sq(&path))?;
+        self.names.extend(self.new_names.drain());
+        Ok(std::mem::take(&mut self.stats))
+    }
+
+    /// Rejected lines kept so far.
+    pub fn rejections(&self) -> &[LineError] {
+        &self.rejections
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SplitMix64: a few lines of deterministic randomness for the test.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) % n
+        }
+        fn chance(&mut self, per_mille: u64) -> bool {
+            self.below(1000) < per_mille
+        }
+    }
+
+    fn job(cluster: &str, id: u64, account: &str, start: i64, end: i64) -> JobRecord {
+        JobRecord {
+            cluster: cluster.into(),
+            job_id_raw: id,
+            job_id: id.to_string(),
+            account: account.into(),
+            partition: ["p1", "p2"][(id % 2) as usize].into(),
+            user: "u".into(),
+            start_s: start,
+            end_s: end,
+            elapsed_s: end - start,
+            units: Units { cpus: 1, gpus: 0, billing: 1, nodes: 1 },
+            provisional: false,
+        }
+    }
+
+    #[test]
+    fn job_counts_equal_the_plain_grouped_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let mut rng = Rng(5);
+        let mut ingest = store.begin_ingest("c", &TimeZone::UTC).unwrap();
+        for id in 0..3000u64 {
+            // Ids roughly follow time, with long waits and long jobs out of order.
+            let start = id as i64 * 600 + rng.below(200_000) as i64;
+            let end = start + if rng.chance(100) { 0 } else { rng.below(400_000) as i64 };
+            let cluster = ["a", "b", "c"][rng.below(3) as usize];
+            ingest.upsert(&job(cluster, id, &format!("acc{}", rng.below(7)), start, end)).unwrap();
+        }
+        let pull = PullRecord { centre: "c".into(), source: "t".into(), started_at: 0, window: None, watermark: None, file: None };
+        ingest.commit(&pull, 0).unwrap();
+        let cid = store.name_id("c").unwrap().unwrap();
+        let names = store.names_by_id().unwrap();
+        for (from, to) in [(0, 100), (300_000, 900_000), (1_000_000, 1_000_001), (1_500_000, 3_000_000), (0, i64::MAX / 4)] {
+            let mut stmt = store
+                .conn
+                .prepare(
+                    "SELECT cluster, account, partition, COUNT(*) FROM jobs
+                     WHERE centre = ?1 AND end >= ?2 AND start < ?3 AND (end > ?2 OR end = start)
+                     GROUP BY cluster, account, partition",
+                )
+                .unwrap();
+            let want: HashMap<(String, String, String), i64> = stmt
+                .query_map(params![cid, from, to], |r| {
+                    let n = |i| names[&r.get::<_, i64>(i).unwrap()].clone();
+                    Ok(((n(0), n(1), n(2)), r.get(3)?))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            drop(stmt);
+            assert_eq!(store.job_counts("c", from, to).unwrap(), want, "window [{from}, {to})");
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The store: allocwatch's one seam to its database. Every SQL statement of the project lives
+//! under this folder, and nothing else in `src/` knows the database: callers get domain types
+//! (job records, daily rows, alerts, notifications, points waiting, quality facts) and call
+//! methods named after what they do.
+//!
+//! - [`Store`] is a connection: it opens and migrates the database, reads, and runs
+//!   [`Store::transaction`]s; a [`Tx`] is the same API inside one transaction (a cycle records its
+//!   row, its points, its alerts and their messages in one).
+//! - One module per concern, each with its schema and its statements: [`ledger`] (jobs, daily
+//!   buckets, ingests), [`pulls`] (pull bookkeeping, watermarks, imported files, feed health),
+//!   [`cycles`], [`outbox`] (indicator points), [`alerts`] (alerts, audit trail, notification
+//!   outbox), [`quality`] (the facts of quality reports), [`backfills`]; [`schema`] puts their
+//!   migrations in order.
+//!
+//! The embedded backend is SQLite (WAL, `synchronous=NORMAL`: a committed transaction survives
+//! `kill -9`). The API speaks only domain types and plain values, so a second backend
+//! (PostgreSQL) implements these same methods behind the same types.
+
+pub mod alerts;
+pub mod backfills;
+pub mod cycles;
+pub mod ledger;
+pub mod outbox;
+pub mod pulls;
+pub mod quality;
+mod schema;
+
+pub use ledger::{DailyIds, DailyRow, Ingest, IngestStats, KEPT_REJECTIONS};
+pub use pulls::{FeedActivity, FeedState, PullRecord};
+
+use crate::domain::fxhash::FastMap;
+use rusqlite::{Connection, Transaction};
+use std::path::{Path, PathBuf};
+
+/// Store errors, with the file they concern.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("store {path}: {source}")]
+    Sqlite {
+        /// Store file.
+        path: String,
+        /// Cause.
+        source: rusqlite::Error,
+    },
+    /// A step that writes into the store inside a transaction failed (the transaction was
+    /// rolled back).
+    #[error("store {path}: {message}")]
+    Cycle {
+        /// Store file.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+    /// The file is not a store this version can use.
+    #[error("store {path}: {message}")]
+    Incompatible {
+        /// Store file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Map a database error on the store at `path` to a [`StoreError`].
+pub(crate) fn sq(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sqlite { path: path.display().to_string(), source }
+}
+
+/// A connection to the store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    /// Interned names already looked up (ids never change once written).
+    names: FastMap<String, i64>,
+}
+
+/// The store inside one open transaction: what is written through it commits together, or
+/// not at all.
+pub struct Tx<'t> {
+    conn: &'t Connection,
+    path: &'t Path,
+}
+
+impl Tx<'_> {
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        sq(self.path)
+    }
+
+    /// A failure of a step inside the transaction (rolls the whole transaction back).
+    pub fn fail(&self, message: impl Into<String>) -> StoreError {
+        StoreError::Cycle { path: self.path.display().to_string(), message: message.into() }
+    }
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate the store.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Incompatible {
+                    path: path.display().to_string(),
+                    message: format!("cannot create directory {}: {e}", dir.display()),
+                })?;
+            }
+        }
+        let conn = Connection::open(path).map_err(sq(path))?;
+        // WAL: readers never block the writer; synchronous=NORMAL in WAL mode keeps every
+        // committed transaction across a process crash (kill -9), losing at most the last
+        // ones on power loss, never corrupting.
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sq(path))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(sq(path))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Incompatible {
+                path: path.display().to_string(),
+                message: format!("cannot switch to WAL journal (got {mode})"),
+            });
+        }
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;")
+            .map_err(sq(path))?;
+        let mut store = Store { conn, path: path.to_path_buf(), names: FastMap::default() };
+        schema::migrate(&mut store.conn, &store.path)?;
+        Ok(store)
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        sq(&self.path)
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `f` in one transaction: everything it writes through the [`Tx`] commits together or
+    /// not at all (an error from `f` rolls back).
+    pub fn transaction<T, E: From<StoreError>>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E> {
+        let path = self.path.clone();
+        // IMMEDIATE: take the write lock up front, so what `f` reads is still true when it
+        // writes, even with a second allocwatch process on the same store.
+        let tx: Transaction<'_> =
+            self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sq(&path)).map_err(E::from)?;
+        let out = f(&Tx { conn: &tx, path: &path })?;
+        tx.commit().map_err(sq(&path)).map_err(E::from)?;
+        Ok(out)
+    }
+
+    /// The same reads as inside a transaction, on this connection.
+    fn reader(&self) -> Tx<'_> {
+        Tx { conn: &self.conn, path: &self.path }
+    }
+
+    /// Whether the store answers a trivial query (readiness).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn.query_row("SELECT COUNT(*) FROM cycles", [], |r| r.get::<_, i64>(0)).map(|_| ()).map_err(self.err())
+    }
+}
