@@ -322,31 +322,31 @@ fn quarter_report_every_figure_hand_checked_reproducible_and_explained() {
     // 184 + 920 + 480 = 1584; orphan 93, unmapped 56.
     let expected: &[(&str, &str, Option<f64>)] = &[
         ("all", "allocations", Some(7.0)),
-        ("all", "granted_hours", Some(4822.0)),
-        ("all", "consumed_hours", Some(5009.0)),
-        ("all", "utilisation_pct", Some(103.88)),
-        ("all", "added_hours", Some(365.0)),
-        ("all", "taken_back_hours", Some(200.0)),
+        ("all", "granted_hours.core", Some(4822.0)),
+        ("all", "consumed_hours.core", Some(5009.0)),
+        ("all", "utilisation_pct.core", Some(103.88)),
+        ("all", "added_hours.core", Some(365.0)),
+        ("all", "taken_back_hours.core", Some(200.0)),
         ("all", "adjustments", Some(2.0)),
         ("idris", "allocations", Some(4.0)),
-        ("idris", "granted_hours", Some(2630.0)),
-        ("idris", "consumed_hours", Some(3425.0)),
-        ("idris", "utilisation_pct", Some(130.23)),
-        ("tgcc", "granted_hours", Some(2192.0)),
-        ("tgcc", "consumed_hours", Some(1584.0)),
-        ("tgcc", "utilisation_pct", Some(72.26)),
-        ("tgcc", "added_hours", Some(365.0)),
-        ("tgcc", "taken_back_hours", Some(200.0)),
-        ("CT1", "granted_hours", Some(2100.0)),
-        ("CT1", "consumed_hours", Some(2504.0)),
-        ("CT1", "utilisation_pct", Some(119.24)),
-        ("CT1", "taken_back_hours", Some(200.0)),
-        ("CT2", "granted_hours", Some(2412.0)),
-        ("CT2", "utilisation_pct", Some(97.43)),
-        ("CT2", "added_hours", Some(365.0)),
-        ("(none)", "granted_hours", Some(310.0)),
-        ("(none)", "consumed_hours", Some(155.0)),
-        ("(none)", "utilisation_pct", Some(50.0)),
+        ("idris", "granted_hours.core", Some(2630.0)),
+        ("idris", "consumed_hours.core", Some(3425.0)),
+        ("idris", "utilisation_pct.core", Some(130.23)),
+        ("tgcc", "granted_hours.core", Some(2192.0)),
+        ("tgcc", "consumed_hours.core", Some(1584.0)),
+        ("tgcc", "utilisation_pct.core", Some(72.26)),
+        ("tgcc", "added_hours.core", Some(365.0)),
+        ("tgcc", "taken_back_hours.core", Some(200.0)),
+        ("CT1", "granted_hours.core", Some(2100.0)),
+        ("CT1", "consumed_hours.core", Some(2504.0)),
+        ("CT1", "utilisation_pct.core", Some(119.24)),
+        ("CT1", "taken_back_hours.core", Some(200.0)),
+        ("CT2", "granted_hours.core", Some(2412.0)),
+        ("CT2", "utilisation_pct.core", Some(97.43)),
+        ("CT2", "added_hours.core", Some(365.0)),
+        ("(none)", "granted_hours.core", Some(310.0)),
+        ("(none)", "consumed_hours.core", Some(155.0)),
+        ("(none)", "utilisation_pct.core", Some(50.0)),
         ("all", "status_on_track", Some(2.0)),
         ("all", "status_over_pace", Some(0.0)),
         ("all", "status_under_pace", Some(2.0)),
@@ -445,13 +445,13 @@ fn quarter_report_every_figure_hand_checked_reproducible_and_explained() {
     for needle in [
         "# Quality indicators — 2026-Q3",
         "- Data: complete",
-        "| overall | 7 | 4822.00 | 5009.00 | 103.88 | 365.00 | 200.00 | 2 |",
+        "| overall | core-hours | 7 | 4822.00 | 5009.00 | 103.88 | 365.00 | 200.00 | 2 |",
         "| overall | 2 (28.57 %) | 0 (0.00 %) | 2 (28.57 %) | 3 (42.86 %) | 42.86 |",
         "| 2026-08 | overall | 2 (33.33 %) | 1 (16.67 %) | 1 (16.67 %) | 2 (33.33 %) | 33.33 |",
         "| overall | 4 | 3 | 3 | 0 | 3 | 2 | 1 | 16 | 22 |",
         "| overall | 3 | 66.67 | 10.00 | 0.00 | 30 | 4 | 4 |",
         "| centre tgcc | 9 | 7 | 77.78 | 720.00 | 0 | 1584.00 | 0.00 | 0.00 | 0.00 | 0.00 |",
-        "| committee CT2 | 3 |",
+        "| committee CT2 | core-hours | 3 |",
     ] {
         assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
     }
@@ -514,7 +514,7 @@ fn quarter_report_every_figure_hand_checked_reproducible_and_explained() {
     assert_eq!(g("all", "status_exhausted"), Some(2.0));
     let tgcc = q.figures(&["--period", "2026-Q3", "--centre", "tgcc"]);
     assert!(!tgcc.contains_key(&("all".to_string(), "allocations".to_string())), "no overall scope with --centre");
-    assert_eq!(tgcc.get(&("CT1".to_string(), "consumed_hours".to_string())), Some(&Some(664.0)));
+    assert_eq!(tgcc.get(&("CT1".to_string(), "consumed_hours.core".to_string())), Some(&Some(664.0)));
 
     // Bad requests exit 2 with a reason.
     for (args, why) in [
@@ -565,7 +565,7 @@ fn monthly_run_queues_quality_points_once_and_they_reach_victoriametrics() {
     // 1 October 2026 00:00 UTC, the period end.
     let end_ns = ts("2026-10-01T00:00:00Z") * 1_000_000_000;
     // September: P1 20 × 30 + P2 10 × 30 + P7 30 × 5 = 1050 h at idris.
-    let want = format!("quality,indicator=consumed_hours,period=2026-09,scope=centre,scope_id=idris value=1050 {end_ns}");
+    let want = format!("quality,indicator=consumed_hours.core,period=2026-09,scope=centre,scope_id=idris value=1050 {end_ns}");
     assert!(lines.contains(&want), "{want} not in {lines:#?}");
     assert!(lines.iter().any(|l| l.starts_with("quality,indicator=pulls,period=2026-09,scope=overall,scope_id=all value=")), "{lines:#?}");
     // Figures without a meaning are not written.
@@ -577,7 +577,7 @@ fn monthly_run_queues_quality_points_once_and_they_reach_victoriametrics() {
     // The same figures as the printed report.
     let out = aw(&["--config", q.live.to_str().unwrap(), "report", "quality", "--period", "2026-09", "--format", "csv"]);
     let csv = String::from_utf8(out.stdout).unwrap();
-    assert!(csv.contains("2026-09,centre,idris,consumed_hours,1050.00,hours\n"), "{csv}");
+    assert!(csv.contains("2026-09,centre,idris,consumed_hours.core,1050.00,core-hours\n"), "{csv}");
 
     let Some(vm) = vm else {
         eprintln!("SKIPPED the VictoriaMetrics half of monthly_run: AW_VM_URL not set");
@@ -590,7 +590,7 @@ fn monthly_run_queues_quality_points_once_and_they_reach_victoriametrics() {
         .output()
         .unwrap();
     assert!(out.status.success(), "outbox flush: {}", stderr(&out));
-    let query = "quality_value{period=\"2026-09\",scope=\"centre\",scope_id=\"idris\",indicator=\"consumed_hours\"}";
+    let query = "quality_value{period=\"2026-09\",scope=\"centre\",scope_id=\"idris\",indicator=\"consumed_hours.core\"}";
     let got = wait_for(30, "the quality point in VictoriaMetrics", || {
         let _ = Command::new("curl").args(["-sS", "--max-time", "10", &format!("{vm}/internal/force_flush")]).output();
         let out = Command::new("curl")
@@ -645,11 +645,11 @@ fn periods_are_each_centres_local_days() {
         v["figures"].as_array().unwrap().iter().filter(|f| f["scope"] == "overall").map(|f| (f["indicator"].as_str().unwrap().to_string(), f["value"].as_f64())).collect()
     };
     let sep = report("2026-09", true);
-    assert_eq!(sep["consumed_hours"], Some(15.0), "10 h on 1 September + 5 h of the last evening");
+    assert_eq!(sep["consumed_hours.core"], Some(15.0), "10 h on 1 September + 5 h of the last evening");
     assert_eq!(sep["consumption_core_hours"], Some(15.0));
     assert_eq!(sep["orphan_core_hours"], Some(0.0));
-    assert_eq!(sep["granted_hours"], Some(600.0));
-    assert_eq!(sep["utilisation_pct"], Some(2.5));
+    assert_eq!(sep["granted_hours.core"], Some(600.0));
+    assert_eq!(sep["utilisation_pct.core"], Some(2.5));
     // Ended with 2.5 % used: under pace.
     assert_eq!(sep["status_under_pace"], Some(1.0));
     let aug = report("2026-08", true);
