@@ -362,3 +362,95 @@ fn streaming_and_replay_reconciliations_agree() {
         assert_eq!(keys(&a.unmapped), keys(&b.unmapped), "unmapped at {at}");
     }
 }
+
+/// Copy the demo (configuration, allocations, accounting) into `dir`, with its `[reconcile]`
+/// thresholds replaced; returns the configuration's path.
+fn demo_with_thresholds(dir: &std::path::Path, over_pp: f64, warning_days: u32, under_pp: f64, min_elapsed_pct: f64) -> std::path::PathBuf {
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_file() {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    };
+    copy(&root().join("config/demo"), &dir.join("demo"));
+    copy(&root().join("config/demo/accounting"), &dir.join("demo/accounting"));
+    let mut text = std::fs::read_to_string(root().join("config/demo.toml")).unwrap();
+    for (key, value) in [
+        ("over_pace_drift_pp", over_pp.to_string()),
+        ("exhaustion_warning_days", warning_days.to_string()),
+        ("under_pace_drift_pp", under_pp.to_string()),
+        ("under_pace_min_elapsed_pct", min_elapsed_pct.to_string()),
+    ] {
+        let line = text.lines().find(|l| l.starts_with(&format!("{key} = "))).unwrap_or_else(|| panic!("demo.toml sets {key}")).to_string();
+        text = text.replace(&line, &format!("{key} = {value}"));
+    }
+    let cfg = dir.join("demo.toml");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// The reproduction, in both directions: whatever the `[reconcile]` thresholds, every
+/// firing over_pace alert names an allocation whose status is over_pace (or exhausted while
+/// still ahead of pace), every under_pace alert one whose status is under_pace, and every
+/// allocation over or under pace has its alert — the rules fire on the status.
+#[test]
+fn pace_alerts_agree_with_the_status_whatever_the_thresholds() {
+    // (over pp, warning days, under pp, min elapsed %): the defaults, looser, stricter.
+    for (over, warn, under, elapsed) in [(10.0, 30, -20.0, 25.0), (30.0, 365, -35.0, 25.0), (4.0, 5, -5.0, 10.0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = demo_with_thresholds(dir.path(), over, warn, under, elapsed);
+        let c = cfg.to_str().unwrap();
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&ok(&["--config", c, "check", "--format", "json"])).unwrap();
+        let alerts: Vec<serde_json::Value> = serde_json::from_str(&ok(&["--config", c, "alerts", "list", "--format", "json"])).unwrap();
+        let status: std::collections::HashMap<String, String> = rows
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap().to_string();
+                (format!("{}/{}/{}/{}", s("centre"), s("project"), s("resource"), s("period_start")), s("status"))
+            })
+            .collect();
+        let firing = |rule: &str| -> std::collections::BTreeSet<String> {
+            alerts.iter().filter(|a| a["rule"] == rule && a["state"] == "firing").map(|a| a["subject"].as_str().unwrap().to_string()).collect()
+        };
+        let (over_alerts, under_alerts) = (firing("over_pace"), firing("under_pace"));
+        let label = format!("thresholds over {over} pp, warning {warn} d, under {under} pp after {elapsed} %");
+        let disagree: Vec<String> = over_alerts
+            .iter()
+            .filter(|s| !matches!(status[*s].as_str(), "over_pace" | "exhausted"))
+            .map(|s| format!("over_pace alert on {s}, status {}", status[s]))
+            .chain(under_alerts.iter().filter(|s| status[*s] != "under_pace").map(|s| format!("under_pace alert on {s}, status {}", status[s])))
+            .collect();
+        assert!(disagree.is_empty(), "{label}: {} pace alerts disagree with the status:\n{}", disagree.len(), disagree.join("\n"));
+        for (subject, st) in &status {
+            match st.as_str() {
+                "over_pace" => assert!(over_alerts.contains(subject), "{label}: {subject} is over_pace without its alert"),
+                "under_pace" => assert!(under_alerts.contains(subject), "{label}: {subject} is under_pace without its alert"),
+                _ => {}
+            }
+        }
+        // The thresholds really moved the picture: each setting has pace alerts of both kinds or none.
+        eprintln!("{label}: {} over_pace, {} under_pace alerts", over_alerts.len(), under_alerts.len());
+    }
+}
+
+/// A pace threshold left under `[alerts.rules]` is refused by name, saying where it lives now.
+#[test]
+fn a_pace_threshold_under_alert_rules_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for (table, key, now) in [
+        ("over_pace", "drift_pp = 30", "[reconcile] over_pace_drift_pp"),
+        ("over_pace", "exhaustion_days_before_end = 60", "[reconcile] exhaustion_warning_days"),
+        ("under_pace", "drift_pp = -35", "[reconcile] under_pace_drift_pp"),
+        ("under_pace", "min_elapsed_pct = 30", "[reconcile] under_pace_min_elapsed_pct"),
+    ] {
+        let cfg = write_config(dir.path(), &format!("[alerts.rules.{table}]\n{key}\n"));
+        let out = aw(&["--config", cfg.to_str().unwrap(), "config", "check"]);
+        assert_eq!(out.status.code(), Some(2), "{key}");
+        let e = stderr(&out);
+        let name = format!("alerts.rules.{table}.{}", key.split(' ').next().unwrap());
+        assert!(e.contains(&name) && e.contains(now), "{key}: {e}");
+    }
+}

@@ -19,7 +19,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== build"
-cargo build --locked --all-targets
+cargo build --locked --workspace --all-targets
 
 echo "== servers (SMTP, Alertmanager, VictoriaMetrics, InfluxDB 1.6 + v2 proxy)"
 t0=$(date +%s)
@@ -68,7 +68,7 @@ fi
 chromium --version 2>/dev/null
 
 echo "== tests"
-cargo test --locked --no-fail-fast 2>&1 | tee target/test-output.txt
+cargo test --locked --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
 
 # Fuzz every parser of outside input for a bounded time (fuzz/README.md). A crash or a
 # failed assertion fails the run; new inputs go to a scratch copy of the corpus.
