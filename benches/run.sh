@@ -24,7 +24,7 @@ if ! "$venv/bin/python" -c 'import pandas' 2>/dev/null; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check pandas
 fi
 
-cargo build --release --locked --bins
+cargo build --release --locked --workspace --bins
 
 tmp=$(mktemp -d "${BENCH_TMP:-/tmp}/allocwatch-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT

@@ -10,7 +10,7 @@
 //! - [`deliver`]: SMTP, webhook and Alertmanager delivery from the outbox.
 
 pub mod deliver;
-pub mod render;
+mod render;
 pub mod settings;
 
 use crate::domain::centre::Centre;

@@ -5,6 +5,7 @@
 
 use crate::config::allocations::GrantError;
 use crate::config::ConfigError;
+use crate::domain::errors::error_chain as chain;
 use crate::pull::files::ImportError;
 use crate::quality::QualityError;
 use crate::sinks::outbox::SetupError;
@@ -18,22 +19,6 @@ pub enum Failure {
     Usage(String),
     /// A runtime failure (exit code 1).
     Runtime(String),
-}
-
-/// An error with each of its causes once (a cause already quoted by its parent's message is
-/// not repeated).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 impl Failure {

@@ -9,7 +9,7 @@ mod config;
 mod error;
 mod import;
 mod outbox;
-pub mod output;
+mod output;
 mod pull;
 mod replay;
 mod report;

@@ -3,7 +3,7 @@
 //! store transaction. Delivery happens later, from those durable outboxes. [`replay`] runs
 //! the same rules over past instants without recording anything.
 
-pub mod replay;
+pub(crate) mod replay;
 
 use crate::alerts::{Alerting, EvalSummary};
 use crate::config::Config;

@@ -17,7 +17,7 @@
 //!
 //! Never here: business logic (reconciliation, alert rules): this module schedules and serves.
 
-pub mod http;
+mod http;
 mod jobs;
 pub mod metrics;
 pub mod page;
@@ -46,22 +46,12 @@ pub struct RunOptions {
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// Bad configuration, allocation file or secret (exit code 2).
+    /// Bad configuration, allocation file or secret (the command line exits with 2).
     #[error("{0}")]
     Config(String),
     /// Runtime failure: store, listener, scheduler (exit code 1).
     #[error("{0}")]
     Runtime(String),
-}
-
-impl RunError {
-    /// The exit code it deserves.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            RunError::Config(_) => 2,
-            RunError::Runtime(_) => 1,
-        }
-    }
 }
 
 fn runtime(e: impl std::fmt::Display) -> RunError {
@@ -136,9 +126,9 @@ async fn serve(opts: RunOptions, loaded: Loaded) -> Result<(), RunError> {
     let influx = loaded.config.influxdb.clone();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let shared = Arc::new(Shared::new(loaded, opts.config_path.clone(), opts.store_override.clone(), api_store, tx, shutdown.clone()));
-    let writer = Writer::spawn(influx.as_ref(), &store_path, &shutdown, observe_passes(&shared)).map_err(|e| match e.exit_code() {
-        2 => RunError::Config(e.to_string()),
-        _ => RunError::Runtime(e.to_string()),
+    let writer = Writer::spawn(influx.as_ref(), &store_path, &shutdown, observe_passes(&shared)).map_err(|e| match e {
+        crate::sinks::outbox::SetupError::Config(m) => RunError::Config(m),
+        crate::sinks::outbox::SetupError::Store(s) => RunError::Runtime(s.to_string()),
     })?;
     shared.set_writer(writer);
     let reconciler = tokio::spawn(jobs::reconciler(shared.clone(), rx, cycle_store));

@@ -129,41 +129,11 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::hours::{HoursKind, ResourceHours};
-    use crate::domain::reconcile::{Pace, Status};
+    use crate::domain::reconcile::Status;
     use crate::domain::time::rfc3339;
 
     fn report(consumed: f64, burn: f64) -> AllocationReport {
-        let h = |v: f64| ResourceHours::new(HoursKind::CoreHours, v);
-        AllocationReport {
-            centre: "c".into(),
-            project: "p".into(),
-            resource: "cpu".into(),
-            committee: String::new(),
-            accounts: vec!["a".into()],
-            period_start: Date::constant(2026, 1, 1),
-            period_end: Date::constant(2026, 1, 11),
-            initial_granted_hours: h(100.0),
-            granted_hours: h(100.0),
-            consumed_hours: h(consumed),
-            expected_hours: h(0.0),
-            remaining_hours: h(100.0 - consumed),
-            consumed_pct: None,
-            drift_pp: None,
-            elapsed_pct: 0.0,
-            burn_rate_hours_per_day: burn,
-            projected_exhaustion: None,
-            projected_exhaustion_days: None,
-            projected_unused_hours: h(0.0),
-            status: Status::OnTrack,
-            at: 0,
-            origin: String::new(),
-            index: 0,
-            pace: Pace::OnPace,
-            kind: HoursKind::CoreHours,
-            start_s: 0,
-            end_s: 0,
-        }
+        AllocationReport { burn_rate_hours_per_day: burn, ..AllocationReport::example(100.0, consumed, Status::OnTrack) }
     }
 
     #[test]

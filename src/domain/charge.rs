@@ -30,15 +30,17 @@ pub enum Charge {
     Unmapped,
 }
 
+/// Allocations that may take a key's usage: (allocation, first day, day after the last).
+type Candidates = Vec<(usize, DayNumber, DayNumber)>;
+
 /// The day-independent part of charging a (cluster, account, partition): its billing rule and
 /// the allocations that may take its usage. Cheap to keep per key; [`Placement::charge`] then
 /// picks the allocation of a given day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     rule: Option<usize>,
-    /// (allocation, first day, day after the last) of the allocations of the rule's resource
-    /// that list the account, in file order.
-    candidates: Vec<(usize, DayNumber, DayNumber)>,
+    /// The allocations of the rule's resource that list the account, in file order.
+    candidates: Candidates,
 }
 
 impl Placement {
@@ -62,13 +64,13 @@ impl Placement {
 pub struct Charging<'a> {
     centre: &'a Centre,
     /// (account, resource) → allocations of this centre listing the account, in file order.
-    by_account: HashMap<(&'a str, &'a str), Vec<(usize, DayNumber, DayNumber)>>,
+    by_account: HashMap<(&'a str, &'a str), Candidates>,
 }
 
 impl<'a> Charging<'a> {
     /// The charging rules of `centre` under `grants`.
     pub fn new(centre: &'a Centre, grants: &'a Grants) -> Charging<'a> {
-        let mut by_account: HashMap<(&str, &str), Vec<(usize, DayNumber, DayNumber)>> = HashMap::new();
+        let mut by_account: HashMap<(&str, &str), Candidates> = HashMap::new();
         for (i, a) in grants.allocations.iter().enumerate().filter(|(_, a)| a.centre == centre.id) {
             let period = (day_number(a.period_start), day_number(a.period_end));
             for acc in &a.accounts {

@@ -38,6 +38,17 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// The job's whole charge in unit-seconds: each allocated unit × Elapsed.
+    pub fn unit_seconds(&self) -> UnitSeconds {
+        let e = self.elapsed_s;
+        UnitSeconds {
+            cpu: (self.units.cpus as i64).saturating_mul(e),
+            gpu: (self.units.gpus as i64).saturating_mul(e),
+            billing: (self.units.billing as i64).saturating_mul(e),
+            node: (self.units.nodes as i64).saturating_mul(e),
+        }
+    }
+
     /// A blank record, to be filled by a parser that reuses it line after line.
     pub fn empty() -> JobRecord {
         JobRecord {
@@ -141,12 +152,7 @@ pub fn prorate_daily(job: &JobRecord, tz: &TimeZone) -> Vec<(DayNumber, UnitSeco
 /// As [`prorate_daily`], handing each day's share to `f` instead of collecting them (the
 /// import path books millions of jobs).
 pub fn for_each_daily_share(job: &JobRecord, tz: &TimeZone, mut f: impl FnMut(DayNumber, UnitSeconds)) {
-    let total = UnitSeconds {
-        cpu: (job.units.cpus as i64).saturating_mul(job.elapsed_s),
-        gpu: (job.units.gpus as i64).saturating_mul(job.elapsed_s),
-        billing: (job.units.billing as i64).saturating_mul(job.elapsed_s),
-        node: (job.units.nodes as i64).saturating_mul(job.elapsed_s),
-    };
+    let total = job.unit_seconds();
     let wall = job.end_s - job.start_s;
     if wall <= 0 {
         // Zero-length window: the whole (normally zero) charge goes to the start day.
@@ -195,12 +201,7 @@ fn share(total: i64, covered: i64, wall: i64) -> i64 {
 /// Unit-seconds of `job` that fall inside the window `[from, to)`, with the same uniform
 /// spreading as [`prorate_daily`] (used for partial days and arbitrary `usage` windows).
 pub fn prorate_window(job: &JobRecord, from: i64, to: i64) -> UnitSeconds {
-    let total = UnitSeconds {
-        cpu: (job.units.cpus as i64).saturating_mul(job.elapsed_s),
-        gpu: (job.units.gpus as i64).saturating_mul(job.elapsed_s),
-        billing: (job.units.billing as i64).saturating_mul(job.elapsed_s),
-        node: (job.units.nodes as i64).saturating_mul(job.elapsed_s),
-    };
+    let total = job.unit_seconds();
     let wall = job.end_s - job.start_s;
     if wall <= 0 {
         return if job.start_s >= from && job.start_s < to { total } else { UnitSeconds::default() };

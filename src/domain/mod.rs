@@ -11,12 +11,13 @@
 //! - [`usage`], [`burndown`]: the other views of charged usage;
 //! - [`rules`] and [`lifecycle`]: which alerts hold, fire, remind and resolve;
 //! - [`quality`]: the quality indicators of a period; [`retry`]: backoff with jitter;
-//!   [`fxhash`]: the deterministic hasher of the hot maps.
+//!   [`fxhash`]: the deterministic hasher of the hot maps; [`errors`]: how an error is told.
 
 pub mod burndown;
 pub mod centre;
 pub mod charge;
 pub mod civil;
+pub mod errors;
 pub mod fxhash;
 pub mod grants;
 pub mod hours;

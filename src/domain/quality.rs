@@ -1312,6 +1312,34 @@ mod tests {
     }
 
     #[test]
+    fn hours_of_different_kinds_are_totalled_apart() {
+        let mut inp = inputs();
+        // P2 (centre b) is a GPU allocation: its 920 granted and 230 consumed GPU-hours are no
+        // longer added to P1's and P3's core-hours.
+        inp.allocations[1].kind = HoursKind::GpuHours;
+        inp.adjustments[0].hours_kind = HoursKind::GpuHours;
+        let r = compute(&inp);
+        assert_eq!(r.kinds, [HoursKind::CoreHours, HoursKind::GpuHours]);
+        let all = |ind: &str| v(&r, ScopeKind::Overall, "all", ind);
+        let close = |ind: &str, want: f64| {
+            let got = all(ind).unwrap_or_else(|| panic!("{ind} has no value"));
+            assert!((got - want).abs() < 1e-9, "{ind}: got {got}, want {want}");
+        };
+        close("granted_hours.core", 920.0 + 310.0);
+        close("granted_hours.gpu", 920.0);
+        close("consumed_hours.gpu", 230.0);
+        close("utilisation_pct.gpu", 25.0);
+        close("added_hours.gpu", 365.0);
+        close("added_hours.core", 0.0);
+        assert_eq!((all("allocations"), all("allocations.core"), all("allocations.gpu")), (Some(3.0), Some(2.0), Some(1.0)));
+        let f = r.figures.iter().find(|f| f.indicator == "granted_hours.gpu").unwrap();
+        assert_eq!(f.unit.as_str(), "GPU-hours");
+        assert!(!r.figures.iter().any(|f| f.indicator == "granted_hours"), "no total across kinds");
+        assert!(explain(&inp, "granted_hours").unwrap_err().contains("granted_hours.core"));
+        assert_eq!(explain(&inp, "granted_hours.gpu").unwrap().rows.len(), 1);
+    }
+
+    #[test]
     fn a_period_not_over_stops_at_as_of_and_says_so() {
         let mut inp = inputs();
         inp.as_of = JUL1 + 50 * DAY;
@@ -1345,37 +1373,11 @@ mod tests {
     #[test]
     fn standing_keeps_the_final_status_of_an_ended_allocation() {
         let th = Thresholds::default();
-        let ind = |status: Status, granted: f64, consumed: f64| {
-            let h = |v: f64| ResourceHours::new(HoursKind::CoreHours, v);
-            AllocationReport {
-                centre: "c".into(),
-                project: "p".into(),
-                resource: "cpu".into(),
-                committee: String::new(),
-                accounts: Vec::new(),
-                period_start: Date::constant(2026, 1, 1),
-                period_end: Date::constant(2027, 1, 1),
-                initial_granted_hours: h(granted),
-                granted_hours: h(granted),
-                consumed_hours: h(consumed),
-                expected_hours: h(granted),
-                remaining_hours: h(granted - consumed),
-                consumed_pct: (granted > 0.0).then(|| 100.0 * consumed / granted),
-                drift_pp: (granted > 0.0).then(|| 100.0 * (consumed - granted) / granted),
-                elapsed_pct: 100.0,
-                burn_rate_hours_per_day: 0.0,
-                projected_exhaustion: None,
-                projected_exhaustion_days: None,
-                projected_unused_hours: h(0.0),
-                status,
-                at: 0,
-                origin: String::new(),
-                index: 0,
-                pace: crate::domain::reconcile::Pace::OnPace,
-                kind: HoursKind::CoreHours,
-                start_s: 0,
-                end_s: 0,
-            }
+        let ind = |status: Status, granted: f64, consumed: f64| AllocationReport {
+            consumed_pct: (granted > 0.0).then(|| 100.0 * consumed / granted),
+            drift_pp: (granted > 0.0).then(|| 100.0 * (consumed - granted) / granted),
+            elapsed_pct: 100.0,
+            ..AllocationReport::example(granted, consumed, status)
         };
         let cases = [
             ("running: as reconciled", ind(Status::OverPace, 100.0, 50.0), Some(Status::OverPace)),

@@ -97,6 +97,44 @@ impl AllocationReport {
     }
 }
 
+#[cfg(test)]
+impl AllocationReport {
+    /// A core-hours allocation `c/p/cpu` of 2026-01-01..2026-01-11 for tests: `granted`,
+    /// `consumed` and `status` as given, expected = granted, everything else zero.
+    pub(crate) fn example(granted: f64, consumed: f64, status: Status) -> AllocationReport {
+        let h = |v: f64| ResourceHours::new(HoursKind::CoreHours, v);
+        AllocationReport {
+            centre: "c".into(),
+            project: "p".into(),
+            resource: "cpu".into(),
+            committee: String::new(),
+            accounts: vec!["a".into()],
+            period_start: Date::constant(2026, 1, 1),
+            period_end: Date::constant(2026, 1, 11),
+            initial_granted_hours: h(granted),
+            granted_hours: h(granted),
+            consumed_hours: h(consumed),
+            expected_hours: h(granted),
+            remaining_hours: h(granted - consumed),
+            consumed_pct: None,
+            drift_pp: None,
+            elapsed_pct: 0.0,
+            burn_rate_hours_per_day: 0.0,
+            projected_exhaustion: None,
+            projected_exhaustion_days: None,
+            projected_unused_hours: h(0.0),
+            status,
+            at: 0,
+            origin: String::new(),
+            index: 0,
+            pace: Pace::OnPace,
+            kind: HoursKind::CoreHours,
+            start_s: 0,
+            end_s: 0,
+        }
+    }
+}
+
 /// Usage that no active allocation covers.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct OrphanUsage {

@@ -45,12 +45,7 @@ impl FileImport {
             rejected = s.rejected,
             "imported"
         );
-        for r in &self.rejections {
-            tracing::warn!(centre, "rejected {r}");
-        }
-        for (cluster, n) in &s.unknown_clusters {
-            tracing::warn!(centre, cluster, records = n, "records of a cluster this centre does not list (charged anyway)");
-        }
+        super::log_doubts(centre, &self.rejections, s);
     }
 }
 

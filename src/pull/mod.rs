@@ -9,7 +9,7 @@
 //! fetch is recorded in `pulls` with its error and moves nothing: the next pull starts from the
 //! same watermark and catches up. [`backfill`] pulls a past window chunk by chunk.
 
-pub mod backfill;
+pub(crate) mod backfill;
 pub mod files;
 
 use crate::config::CentreConfig;
@@ -56,12 +56,18 @@ impl LivePull {
             origin = self.origin,
             "pulled"
         );
-        for r in &self.rejections {
-            tracing::warn!(centre = self.centre, source = self.source, "rejected {r}");
-        }
-        for (cluster, n) in &s.unknown_clusters {
-            tracing::warn!(centre = self.centre, cluster, records = n, "records of a cluster this centre does not list (charged anyway)");
-        }
+        log_doubts(&self.centre, &self.rejections, s);
+    }
+}
+
+/// Log an ingest's kept rejections and its records of clusters the centre does not list (they
+/// are charged anyway).
+pub(crate) fn log_doubts(centre: &str, rejections: &[LineError], s: &IngestStats) {
+    for r in rejections {
+        tracing::warn!(centre, "rejected {r}");
+    }
+    for (cluster, n) in &s.unknown_clusters {
+        tracing::warn!(centre, cluster, records = n, "records of a cluster this centre does not list (charged anyway)");
     }
 }
 

@@ -7,7 +7,7 @@
 use super::QualityError;
 use crate::config::{CentreConfig, Config};
 use crate::domain::charge::{Charge, Charging};
-use crate::domain::grants::Grants;
+use crate::domain::grants::{Allocation, Grants};
 use crate::domain::hours::HoursKind;
 use crate::domain::quality::*;
 use crate::domain::reconciliation::AllocationReport;
@@ -110,7 +110,7 @@ pub fn load(
     let mut committee_of_subject: HashMap<String, String> = HashMap::new();
     for (i, a) in grants.allocations.iter().enumerate() {
         let Some(c) = config.centres.get(&a.centre) else { continue };
-        let committee = if a.committee.is_empty() { NO_COMMITTEE.to_string() } else { a.committee.clone() };
+        let committee = committee_of(a);
         let subject = a.subject();
         committee_of_subject.insert(subject.clone(), committee.clone());
         let Some(w) = window_of.get(a.centre.as_str()) else { continue };
@@ -169,28 +169,7 @@ pub fn load(
     let month_rank: HashMap<&str, usize> = months.iter().enumerate().map(|(k, m)| (m.label.as_str(), k + 1)).collect();
     standings.sort_by_key(|s| (month_rank.get(s.snapshot.as_str()).copied().unwrap_or(0), s.allocation));
 
-    let adjustments = grants
-        .adjustments
-        .iter()
-        .filter_map(|x| {
-            let a = &grants.allocations[x.allocation];
-            let c = config.centres.get(&a.centre)?;
-            window_of.get(a.centre.as_str())?;
-            Some(AdjustmentFacts {
-                centre: a.centre.clone(),
-                committee: if a.committee.is_empty() { NO_COMMITTEE.to_string() } else { a.committee.clone() },
-                project: a.project.clone(),
-                resource: a.resource.clone(),
-                hours_kind: c.kind_of(&a.resource).unwrap_or(HoursKind::CoreHours),
-                date: x.date.to_string(),
-                effective_s: date_start(x.date, &c.tz),
-                hours: x.hours,
-                kind: x.kind.as_str().to_string(),
-                reason: x.reason.clone(),
-                origin: x.origin.clone(),
-            })
-        })
-        .collect();
+    let adjustments = adjustment_facts(config, grants, &window_of);
 
     let in_scope = |c: &str| window_of.contains_key(c);
     // Alerts: all of them (a warning may predate the period), of the report's centres.
@@ -208,10 +187,73 @@ pub fn load(
     let notifications = store.notification_facts(from, until)?;
     let pulls: Vec<PullFacts> = store.pull_facts(from, until)?.into_iter().filter(|p| in_scope(&p.centre)).collect();
 
-    // CPU usage of each window by class: whole days from the daily buckets, a partial last day
-    // from the jobs.
+    let usage = usage_by_class(config, grants, store, &centres, &window_of)?;
+
+    Ok(Inputs {
+        period: period.clone(),
+        as_of,
+        min_lead_days,
+        centre_filter: centre.map(str::to_string),
+        centres: windows,
+        months: months.iter().map(|m| m.label.clone()).collect(),
+        allocations,
+        standings,
+        adjustments,
+        alerts,
+        reminders,
+        notifications,
+        pulls,
+        usage,
+    })
+}
+
+/// The committee an allocation reports under ([`NO_COMMITTEE`] when it names none).
+fn committee_of(a: &Allocation) -> String {
+    if a.committee.is_empty() {
+        NO_COMMITTEE.to_string()
+    } else {
+        a.committee.clone()
+    }
+}
+
+/// The adjustments of the allocations of the report's centres (every date: the figures keep
+/// those of the window).
+fn adjustment_facts(config: &Config, grants: &Grants, window_of: &HashMap<&str, &CentreWindow>) -> Vec<AdjustmentFacts> {
+    grants
+        .adjustments
+        .iter()
+        .filter_map(|x| {
+            let a = &grants.allocations[x.allocation];
+            let c = config.centres.get(&a.centre)?;
+            window_of.get(a.centre.as_str())?;
+            Some(AdjustmentFacts {
+                centre: a.centre.clone(),
+                committee: committee_of(a),
+                project: a.project.clone(),
+                resource: a.resource.clone(),
+                hours_kind: c.kind_of(&a.resource).unwrap_or(HoursKind::CoreHours),
+                date: x.date.to_string(),
+                effective_s: date_start(x.date, &c.tz),
+                hours: x.hours,
+                kind: x.kind.as_str().to_string(),
+                reason: x.reason.clone(),
+                origin: x.origin.clone(),
+            })
+        })
+        .collect()
+}
+
+/// CPU usage of each centre's window by class (allocated, orphan, unmapped, as the one charging
+/// rule decides): whole days from the daily buckets, a partial last day from the jobs.
+fn usage_by_class(
+    config: &Config,
+    grants: &Grants,
+    store: &mut Store,
+    centres: &[&CentreConfig],
+    window_of: &HashMap<&str, &CentreWindow>,
+) -> Result<Vec<UsageFacts>, StoreError> {
     let mut usage = Vec::new();
-    for c in &centres {
+    for c in centres {
         let w = window_of[c.id.as_str()];
         if w.end_s <= w.start_s {
             continue;
@@ -241,21 +283,5 @@ pub fn load(
             }
         }
     }
-
-    Ok(Inputs {
-        period: period.clone(),
-        as_of,
-        min_lead_days,
-        centre_filter: centre.map(str::to_string),
-        centres: windows,
-        months: months.iter().map(|m| m.label.clone()).collect(),
-        allocations,
-        standings,
-        adjustments,
-        alerts,
-        reminders,
-        notifications,
-        pulls,
-        usage,
-    })
+    Ok(usage)
 }

@@ -10,8 +10,8 @@
 //! - [`render`]: Markdown for people, CSV and JSON for spreadsheets; byte-for-byte reproducible;
 //! - [`run_scheduled`]: the monthly run that queues the `quality` points for InfluxDB once.
 
-pub mod load;
-pub mod render;
+mod load;
+pub(crate) mod render;
 
 use crate::config::Config;
 use crate::domain::grants::Grants;
@@ -35,16 +35,6 @@ pub enum QualityError {
     /// The store failed (exit code 1).
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl QualityError {
-    /// The documented exit code.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            QualityError::Usage(_) => 2,
-            QualityError::Store(_) => 1,
-        }
-    }
 }
 
 /// Measurement name of the quality points.

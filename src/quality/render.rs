@@ -151,15 +151,22 @@ fn markdown(r: &QualityReport) -> String {
     let _ = writeln!(out, "## Hours granted and consumed\n");
     let mut rows: Vec<Vec<String>> = Vec::new();
     for s in &all {
-        if r.kinds.is_empty() {
-            rows.push(vec![scope_label(s), String::new(), cell(s, "allocations"), String::new(), String::new(), String::new(), String::new(), String::new(), cell(s, "adjustments")]);
-        }
+        let before = rows.len();
         for k in &r.kinds {
+            // A kind this scope has no allocation or adjustment of is left out of the table
+            // (its zero figures stay in the CSV and JSON).
+            let id = k.id();
+            if cell(s, &format!("allocations.{id}")) == "0" && cell(s, &format!("adjustments.{id}")) == "0" {
+                continue;
+            }
             let mut row = vec![scope_label(s), k.as_str().to_string()];
             for ind in ["allocations", "granted_hours", "consumed_hours", "utilisation_pct", "added_hours", "taken_back_hours", "adjustments"] {
-                row.push(cell(s, &format!("{ind}.{}", k.id())));
+                row.push(cell(s, &format!("{ind}.{id}")));
             }
             rows.push(row);
+        }
+        if rows.len() == before {
+            rows.push(vec![scope_label(s), String::new(), cell(s, "allocations"), String::new(), String::new(), String::new(), String::new(), String::new(), cell(s, "adjustments")]);
         }
     }
     md_table(&mut out, &h(&["scope", "hours", "allocations", "granted", "consumed", "utilisation %", "added", "taken back", "adjustments"]), &rows, 2);

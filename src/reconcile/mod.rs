@@ -7,8 +7,8 @@
 //! - [`view`] loads a range of rows once and reconciles at many instants (replays, quality);
 //! - [`usage`] and [`burndown`] are the other reads of charged usage.
 
-pub mod burndown;
-pub mod usage;
+pub(crate) mod burndown;
+pub(crate) mod usage;
 pub mod view;
 
 use crate::config::{CentreConfig, Config};

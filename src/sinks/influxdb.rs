@@ -10,6 +10,7 @@
 //! certificate store (a centre's internal CA in `/etc/ssl/certs`).
 
 use super::{IndicatorSink, SinkError, SinkErrorKind};
+use crate::domain::errors::error_chain;
 use crate::secret::SecretSource;
 use influxdb2::api::write::TimestampPrecision;
 use influxdb2::models::WriteDataPoint;
@@ -229,21 +230,6 @@ fn classify(e: influxdb2::RequestError) -> Result<(), SinkError> {
         other => (SinkErrorKind::Transient, other.to_string()),
     };
     Err(SinkError { kind, message })
-}
-
-/// An error and its causes on one line ("connection refused" hides in the sources).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 impl IndicatorSink for InfluxSink {

@@ -221,16 +221,6 @@ pub enum SetupError {
     Store(#[from] StoreError),
 }
 
-impl SetupError {
-    /// Exit code it deserves (2 configuration, 1 runtime).
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            SetupError::Config(_) => 2,
-            SetupError::Store(_) => 1,
-        }
-    }
-}
-
 /// One pass over the outbox now, on a private runtime (for `check` and `outbox flush`).
 /// `None` when no sink is configured.
 pub fn flush_now(influx: Option<&InfluxConfig>, store: &mut Store) -> Result<Option<DrainReport>, SetupError> {

@@ -10,6 +10,7 @@
 use super::sacct_cmd::run_command;
 use super::slurm_json::{self, jobs_endpoints, version_key, SUPPORTED_VERSIONS};
 use super::{Fetched, LineError, LiveSource, Parsed, PullSettings, SourceContext};
+use crate::domain::errors::error_chain as chain;
 use crate::secret::SecretSource;
 use base64::Engine;
 use reqwest_unix as reqwest;
@@ -425,21 +426,6 @@ fn body_snippet(body: &[u8]) -> String {
     } else {
         s
     }
-}
-
-/// An error and its causes, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -181,33 +181,12 @@ impl Store {
     /// Unit-seconds per (day, cluster, account, partition) for a centre over days
     /// `[from_day, to_day)`.
     pub fn daily_usage(&mut self, centre: &str, from_day: DayNumber, to_day: DayNumber) -> Result<Vec<DailyRow>, StoreError> {
-        let Some(cid) = self.name_id(centre)? else { return Ok(Vec::new()) };
         let names = self.names_by_id()?;
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s FROM usage_daily
-                 WHERE centre = ?1 AND day >= ?2 AND day < ?3",
-            )
-            .map_err(sq(&self.path))?;
-        let rows = stmt
-            .query_map(params![cid, from_day, to_day], |r| {
-                Ok((
-                    r.get::<_, i32>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    UnitSeconds { cpu: r.get(5)?, gpu: r.get(6)?, billing: r.get(7)?, node: r.get(8)? },
-                ))
-            })
-            .map_err(sq(&self.path))?;
         let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
         let mut out = Vec::new();
-        for row in rows {
-            let (day, cl, acc, part, jobs, us) = row.map_err(sq(&self.path))?;
-            out.push(DailyRow { day, cluster: name(cl), account: name(acc), partition: name(part), jobs, usage: us });
-        }
+        self.for_each_daily_usage(centre, from_day, to_day, |r| {
+            out.push(DailyRow { day: r.day, cluster: name(r.cluster), account: name(r.account), partition: name(r.partition), jobs: r.jobs, usage: r.usage })
+        })?;
         Ok(out)
     }
 
