@@ -4,7 +4,7 @@
 //! the status's (`[reconcile]`), and the pace rules fire on the status.
 
 use crate::domain::rules::{Checkpoint, Rule, RuleCommon, RuleSettings};
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretSource};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -383,7 +383,6 @@ fn moved_key(key: &str, set: bool, now: &str) -> Result<(), String> {
 impl RawAlerts {
     /// Validate; relative paths are resolved against `base`. Errors name the key.
     pub fn validate(self, base: &Path) -> Result<AlertSettings, String> {
-        let fail = |message: String| message;
         let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
         let r = &self.rules;
         moved_key("over_pace.drift_pp", r.over_pace.drift_pp.is_some(), "over_pace_drift_pp")?;
@@ -407,7 +406,7 @@ impl RawAlerts {
         };
         for t in &rules.thresholds_pct {
             if !(t.is_finite() && *t > 0.0) {
-                return Err(fail(format!("alerts.rules.threshold.thresholds_pct: {t} is not a positive percentage")));
+                return Err(format!("alerts.rules.threshold.thresholds_pct: {t} is not a positive percentage"));
             }
         }
         for (name, c) in [
@@ -420,21 +419,21 @@ impl RawAlerts {
             ("stale_feed", &rules.stale_feed),
         ] {
             if !(c.renotify_days.is_finite() && c.renotify_days >= 0.0) {
-                return Err(fail(format!("alerts.rules.{name}.renotify_days: must be ≥ 0 (0 = never)")));
+                return Err(format!("alerts.rules.{name}.renotify_days: must be ≥ 0 (0 = never)"));
             }
         }
         let mut checkpoints = Vec::new();
         for (i, c) in self.checkpoints.into_iter().enumerate() {
             let at = format!("alerts.checkpoint[{i}]");
-            let date = c.date.parse().map_err(|_| fail(format!("{at}.date: `{}` is not a date (YYYY-MM-DD)", c.date)))?;
+            let date = c.date.parse().map_err(|_| format!("{at}.date: `{}` is not a date (YYYY-MM-DD)", c.date))?;
             if !(0.0..=100.0).contains(&c.min_consumed_pct) {
-                return Err(fail(format!("{at}.min_consumed_pct: must be between 0 and 100")));
+                return Err(format!("{at}.min_consumed_pct: must be between 0 and 100"));
             }
             if !(0.0..=100.0).contains(&c.takeback_pct) {
-                return Err(fail(format!("{at}.takeback_pct: must be between 0 and 100")));
+                return Err(format!("{at}.takeback_pct: must be between 0 and 100"));
             }
             if !(c.warn_days >= 0.0) {
-                return Err(fail(format!("{at}.warn_days: must be ≥ 0")));
+                return Err(format!("{at}.warn_days: must be ≥ 0"));
             }
             checkpoints.push(Checkpoint {
                 date,
@@ -448,17 +447,16 @@ impl RawAlerts {
         let email = match self.email {
             None => None,
             Some(e) => {
-                let password = match (&e.password_env, &e.password_file) {
-                    (Some(_), Some(_)) => return Err(fail("alerts.email: give password_env or password_file, not both".into())),
-                    (Some(var), None) => Some(Secret::from_env(var).map_err(|m| fail(format!("alerts.email.password_env: {m}")))?),
-                    (None, Some(f)) => Some(Secret::from_file(&resolve(f)).map_err(|m| fail(format!("alerts.email.password_file: {m}")))?),
-                    (None, None) => None,
-                };
+                // Read once, at start: a relay password does not rotate under a running daemon
+                // (a reload reads it again).
+                let password = SecretSource::from_keys("alerts.email", "password", e.password_env.clone(), e.password_file.as_deref().map(resolve))?
+                    .map(|s| s.read_as("alerts.email", "password"))
+                    .transpose()?;
                 if password.is_some() && e.username.is_none() {
-                    return Err(fail("alerts.email.username: required when a password is given".into()));
+                    return Err("alerts.email.username: required when a password is given".into());
                 }
                 if !e.from.contains('@') {
-                    return Err(fail(format!("alerts.email.from: `{}` is not an e-mail address", e.from)));
+                    return Err(format!("alerts.email.from: `{}` is not an e-mail address", e.from));
                 }
                 let port = e.port.unwrap_or(match e.tls {
                     SmtpTls::None => 25,
@@ -473,11 +471,11 @@ impl RawAlerts {
             Some(w) => {
                 let url = match (w.url, w.url_env) {
                     (Some(u), None) => Secret::new(u),
-                    (None, Some(var)) => Secret::from_env(&var).map_err(|m| fail(format!("alerts.webhook.url_env: {m}")))?,
-                    _ => return Err(fail("alerts.webhook: give exactly one of url or url_env".into())),
+                    (None, Some(var)) => Secret::from_env(&var).map_err(|m| format!("alerts.webhook.url_env: {m}"))?,
+                    _ => return Err("alerts.webhook: give exactly one of url or url_env".into()),
                 };
                 if !(url.expose().starts_with("http://") || url.expose().starts_with("https://")) {
-                    return Err(fail("alerts.webhook.url: must be an http:// or https:// URL".into()));
+                    return Err("alerts.webhook.url: must be an http:// or https:// URL".into());
                 }
                 Some(WebhookSettings { url, format: w.format })
             }
@@ -486,17 +484,17 @@ impl RawAlerts {
             None => None,
             Some(a) => {
                 if !(a.url.starts_with("http://") || a.url.starts_with("https://")) {
-                    return Err(fail("alerts.alertmanager.url: must be an http:// or https:// URL".into()));
+                    return Err("alerts.alertmanager.url: must be an http:// or https:// URL".into());
                 }
                 if !(a.hold_minutes > 0.0) {
-                    return Err(fail("alerts.alertmanager.hold_minutes: must be > 0".into()));
+                    return Err("alerts.alertmanager.hold_minutes: must be > 0".into());
                 }
                 Some(AlertmanagerSettings { url: a.url.trim_end_matches('/').to_string(), hold_minutes: a.hold_minutes })
             }
         };
         for e in &self.operations.emails {
             if !e.contains('@') {
-                return Err(fail(format!("alerts.operations.emails: `{e}` is not an e-mail address")));
+                return Err(format!("alerts.operations.emails: `{e}` is not an e-mail address"));
             }
         }
         let routes = match self.routes {
@@ -510,16 +508,16 @@ impl RawAlerts {
                             rules_v.extend(Rule::ALL);
                             continue;
                         } else {
-                            Rule::parse(name).ok_or_else(|| fail(format!("{at}.rules: unknown rule {name:?} (threshold, over_pace, under_pace, checkpoint, exhausted, orphan_usage, stale_feed, or *)")))?
+                            Rule::parse(name).ok_or_else(|| format!("{at}.rules: unknown rule {name:?} (threshold, over_pace, under_pace, checkpoint, exhausted, orphan_usage, stale_feed, or *)"))?
                         };
                         rules_v.push(rule);
                     }
                     if r.audience == Audience::Researchers {
                         if let Some(bad) = rules_v.iter().find(|x| !x.concerns_allocation()) {
-                            return Err(fail(format!("{at}.rules: {} is for operations only", bad.as_str())));
+                            return Err(format!("{at}.rules: {} is for operations only", bad.as_str()));
                         }
                         if r.channels.iter().any(|c| *c != Channel::Email) {
-                            return Err(fail(format!("{at}.channels: researchers are only reached by e-mail (webhooks and Alertmanager are shared channels)")));
+                            return Err(format!("{at}.channels: researchers are only reached by e-mail (webhooks and Alertmanager are shared channels)"));
                         }
                     }
                     for c in &r.channels {
@@ -529,11 +527,11 @@ impl RawAlerts {
                             Channel::Alertmanager => alertmanager.is_some(),
                         };
                         if !configured {
-                            return Err(fail(format!("{at}.channels: {} is not configured ([alerts.{}])", c.as_str(), c.as_str())));
+                            return Err(format!("{at}.channels: {} is not configured ([alerts.{}])", c.as_str(), c.as_str()));
                         }
                     }
                     if r.audience == Audience::Operations && r.channels.contains(&Channel::Email) && self.operations.emails.is_empty() {
-                        return Err(fail(format!("{at}: operations e-mail needs alerts.operations.emails")));
+                        return Err(format!("{at}: operations e-mail needs alerts.operations.emails"));
                     }
                     out.push(Route { rules: rules_v, audience: r.audience, channels: r.channels });
                 }
@@ -543,7 +541,7 @@ impl RawAlerts {
         };
         let d = self.delivery;
         if !(d.retry_initial_seconds >= 0.0 && d.retry_max_seconds >= d.retry_initial_seconds && d.timeout_seconds > 0.0) {
-            return Err(fail("alerts.delivery: need 0 ≤ retry_initial_seconds ≤ retry_max_seconds and timeout_seconds > 0".into()));
+            return Err("alerts.delivery: need 0 ≤ retry_initial_seconds ≤ retry_max_seconds and timeout_seconds > 0".into());
         }
         Ok(AlertSettings {
             rules,

@@ -5,7 +5,7 @@ use crate::cycle::replay::{LeadTime, ReplayEvent};
 use crate::domain::hours::{format_hours as hours, ResourceHours};
 use crate::domain::quality::percentile;
 use crate::domain::reconciliation::{OrphanUsage, Reconciliation};
-use crate::domain::time::rfc3339;
+use crate::domain::time::{rfc3339, utc_date};
 use crate::domain::usage::UsageRow;
 use crate::store::alerts::AlertRow;
 use std::fmt::Write as _;
@@ -268,7 +268,7 @@ pub fn replay(events: &[ReplayEvent], leads: &[LeadTime], format: Format) -> Str
             let mut w = csv::Writer::from_writer(Vec::new());
             w.write_record(["at", "kind", "rule", "subject", "key", "recipients", "title"]).expect("in-memory csv");
             for e in events {
-                w.write_record([&e.at, &e.kind, &e.rule, &e.subject, &e.discriminator, &e.recipients.join(";"), &e.title])
+                w.write_record([&rfc3339(e.at), &e.kind, &e.rule, &e.subject, &e.discriminator, &e.recipients.join(";"), &e.title])
                     .expect("in-memory csv");
             }
             String::from_utf8(w.into_inner().expect("in-memory csv")).expect("utf-8")
@@ -276,7 +276,7 @@ pub fn replay(events: &[ReplayEvent], leads: &[LeadTime], format: Format) -> Str
         Format::Table => {
             let body: Vec<Vec<String>> = events
                 .iter()
-                .map(|e| vec![e.at[..10.min(e.at.len())].to_string(), e.kind.clone(), e.rule.clone(), e.subject.clone(), e.discriminator.clone(), e.recipients.join(", ")])
+                .map(|e| vec![utc_date(e.at).to_string(), e.kind.clone(), e.rule.clone(), e.subject.clone(), e.discriminator.clone(), e.recipients.join(", ")])
                 .collect();
             let mut out = format!("{} alert events would have been notified\n\n", events.len());
             out.push_str(&table(&["DATE", "KIND", "RULE", "SUBJECT", "KEY", "WHO"], &body, &[false; 6]));
@@ -294,8 +294,8 @@ pub fn replay(events: &[ReplayEvent], leads: &[LeadTime], format: Format) -> Str
                 .map(|l| {
                     vec![
                         l.subject.clone(),
-                        l.exhausted_at[..10.min(l.exhausted_at.len())].to_string(),
-                        l.first_warned_at.as_deref().map(|s| s[..10.min(s.len())].to_string()).unwrap_or_else(|| "never".into()),
+                        utc_date(l.exhausted_at).to_string(),
+                        l.first_warned_at.map(|s| utc_date(s).to_string()).unwrap_or_else(|| "never".into()),
                         l.lead_days.map(|d| format!("{d:.0}")).unwrap_or_else(|| "-".into()),
                     ]
                 })

@@ -82,7 +82,7 @@ pub const ALLOCATION_COLUMNS: [&str; 11] = [
 pub const ADJUSTMENT_COLUMNS: [&str; 7] = ["date", "project", "centre", "resource", "hours", "kind", "reason"];
 
 fn parse_date(file: &str, line: u64, field: &str, s: &str) -> Result<Date, GrantError> {
-    s.trim().parse::<Date>().map_err(|_| gerr(file, line, field, format!("`{s}` is not a date (YYYY-MM-DD)")))
+    crate::domain::time::parse_date(s).map_err(|m| gerr(file, line, field, m))
 }
 
 fn parse_hours(file: &str, line: u64, field: &str, s: &str) -> Result<f64, GrantError> {

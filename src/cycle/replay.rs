@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::domain::grants::Grants;
 use crate::domain::lifecycle::Transition;
 use crate::domain::rules::Rule;
-use crate::domain::time::rfc3339;
+use crate::domain::time::{serialize_rfc3339, serialize_rfc3339_opt};
 use crate::reconcile::view::{reconcile_view, LedgerView};
 use crate::reconcile::{at_midnight_everywhere, partial_day, PartialDay};
 use crate::store::{Store, StoreError};
@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReplayEvent {
     /// Instant (RFC 3339).
-    pub at: String,
+    #[serde(serialize_with = "serialize_rfc3339")]
+    pub at: i64,
     /// `firing`, `reminder`, `resolved`.
     pub kind: String,
     /// Rule.
@@ -38,9 +39,11 @@ pub struct LeadTime {
     /// Allocation subject.
     pub subject: String,
     /// When it was first found exhausted.
-    pub exhausted_at: String,
+    #[serde(serialize_with = "serialize_rfc3339")]
+    pub exhausted_at: i64,
     /// First warning to its researchers (over_pace, checkpoint, threshold ≥ 75 %), if any.
-    pub first_warned_at: Option<String>,
+    #[serde(serialize_with = "serialize_rfc3339_opt")]
+    pub first_warned_at: Option<i64>,
     /// Days between them.
     pub lead_days: Option<f64>,
 }
@@ -107,7 +110,7 @@ pub fn replay(
                 }
             }
             events.push(ReplayEvent {
-                at: rfc3339(at),
+                at,
                 kind: t.kind().into(),
                 rule: key.rule.as_str().into(),
                 subject: key.subject.clone(),
@@ -123,8 +126,8 @@ pub fn replay(
         .map(|(subject, ex)| {
             let warned = first_warning.get(&subject).copied().filter(|w| *w <= ex);
             LeadTime {
-                exhausted_at: rfc3339(ex),
-                first_warned_at: warned.map(rfc3339),
+                exhausted_at: ex,
+                first_warned_at: warned,
                 lead_days: warned.map(|w| (ex - w) as f64 / 86400.0),
                 subject,
             }

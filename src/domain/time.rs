@@ -131,6 +131,19 @@ pub fn serialize_rfc3339<S: serde::Serializer>(s: &i64, ser: S) -> Result<S::Ok,
     ser.serialize_str(&rfc3339(*s))
 }
 
+/// `serde(serialize_with)` for optional epoch seconds shown as [`rfc3339`] (or null).
+pub fn serialize_rfc3339_opt<S: serde::Serializer>(s: &Option<i64>, ser: S) -> Result<S::Ok, S::Error> {
+    match s {
+        Some(s) => ser.serialize_str(&rfc3339(*s)),
+        None => ser.serialize_none(),
+    }
+}
+
+/// The UTC date of an instant (tables that show a day of an instant printed in UTC).
+pub fn utc_date(s: i64) -> Date {
+    local_date(s, &TimeZone::UTC)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 //! but not yet marked is pulled again, which changes nothing (records are upserted).
 
 use crate::config::CentreConfig;
-use crate::domain::time::rfc3339;
+use crate::domain::time::{rfc3339, utc_date};
 use crate::shutdown::Shutdown;
 use crate::sources::LiveSource;
 use crate::store::{Store, StoreError};
@@ -112,7 +112,7 @@ pub async fn drive(
             out.interrupted = true;
             break;
         }
-        bar.set_message(format!("{}/{name} {}", centre.id, &rfc3339(a)[..10]));
+        bar.set_message(format!("{}/{name} {}", centre.id, utc_date(a)));
         match super::pull_source(store, centre, source, Some((a, b)), now()).await {
             Ok(p) => {
                 let n = p.stats.records as i64;
