@@ -16,7 +16,7 @@ impl Secret {
     }
 
     /// Read from an environment variable; the error names the variable, never its value.
-    pub fn from_env(var: &str) -> Result<Secret, String> {
+    pub(crate) fn from_env(var: &str) -> Result<Secret, String> {
         match std::env::var(var) {
             Ok(v) if !v.trim().is_empty() => Ok(Secret(v.trim().to_string())),
             Ok(_) => Err(format!("environment variable {var} is empty")),
@@ -25,7 +25,7 @@ impl Secret {
     }
 
     /// Read from a file (first line, trimmed); the error names the file, never its content.
-    pub fn from_file(path: &Path) -> Result<Secret, String> {
+    pub(crate) fn from_file(path: &Path) -> Result<Secret, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let v = text.lines().next().unwrap_or("").trim().to_string();
         if v.is_empty() {
@@ -35,13 +35,13 @@ impl Secret {
     }
 
     /// The secret text, for the one place that must send it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
     /// Replace every occurrence of the secret in `text` (e.g. an error message from a library
     /// that echoes a URL) by `[redacted]`.
-    pub fn scrub(&self, text: &str) -> String {
+    pub(crate) fn scrub(&self, text: &str) -> String {
         if self.0.len() < 4 {
             return text.to_string();
         }
@@ -70,7 +70,7 @@ impl SecretSource {
 
     /// Read the secret now; an error names the configuration key it came from (`at.key_env`
     /// or `at.key_file`), then the variable or file.
-    pub fn read_as(&self, at: &str, key: &str) -> Result<Secret, String> {
+    pub(crate) fn read_as(&self, at: &str, key: &str) -> Result<Secret, String> {
         let which = match self {
             SecretSource::Env(_) => "env",
             SecretSource::File(_) => "file",
@@ -88,7 +88,7 @@ impl SecretSource {
 
     /// The source of a `<key>_env` / `<key>_file` pair of a configuration table (`at` names
     /// the table, `key` the secret): at most one of them; `None` when neither is given.
-    pub fn from_keys(at: &str, key: &str, env: Option<String>, file: Option<std::path::PathBuf>) -> Result<Option<SecretSource>, String> {
+    pub(crate) fn from_keys(at: &str, key: &str, env: Option<String>, file: Option<std::path::PathBuf>) -> Result<Option<SecretSource>, String> {
         match (env, file) {
             (Some(_), Some(_)) => Err(format!("{at}: give {key}_env or {key}_file, not both")),
             (Some(v), None) if v.trim().is_empty() => Err(format!("{at}.{key}_env: must name an environment variable")),

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 /// Where a stop stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Working.
     Running,
     /// No new work; what is in flight finishes.
@@ -28,13 +28,13 @@ pub enum Phase {
 
 /// The owner's side: moves every [`Shutdown`] through the phases.
 #[derive(Debug)]
-pub struct ShutdownSignal {
+pub(crate) struct ShutdownSignal {
     tx: watch::Sender<Phase>,
 }
 
 /// A task's side of the signal.
 #[derive(Debug, Clone)]
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     rx: watch::Receiver<Phase>,
 }
 
@@ -51,7 +51,7 @@ impl ShutdownSignal {
     }
 
     /// A receiver for a task.
-    pub fn subscribe(&self) -> Shutdown {
+    pub(crate) fn subscribe(&self) -> Shutdown {
         Shutdown { rx: self.tx.subscribe() }
     }
 
@@ -101,7 +101,7 @@ impl ShutdownSignal {
 
     /// Stop on SIGTERM or SIGINT (a task of the current runtime; the signals are installed
     /// before this returns, so none is lost).
-    pub fn stop_on_signals(self: &std::sync::Arc<Self>) -> std::io::Result<()> {
+    pub(crate) fn stop_on_signals(self: &std::sync::Arc<Self>) -> std::io::Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
         let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
         let me = self.clone();
@@ -115,12 +115,12 @@ impl ShutdownSignal {
 
 impl Shutdown {
     /// The current phase.
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         *self.rx.borrow()
     }
 
     /// Whether new work must not start.
-    pub fn is_stopping(&self) -> bool {
+    pub(crate) fn is_stopping(&self) -> bool {
         self.phase() >= Phase::Stopping
     }
 
@@ -130,7 +130,7 @@ impl Shutdown {
     }
 
     /// Resolves once draining (at once if already).
-    pub async fn draining(&self) {
+    pub(crate) async fn draining(&self) {
         self.reached(Phase::Draining).await
     }
 

@@ -99,7 +99,7 @@ async fn post_json(client: &reqwest::Client, url: &str, body: &str, idempotency:
 /// Turn a queued Alertmanager batch into the request body: `endsAt` from the wall clock at
 /// delivery (now + hold while firing, now once resolved), so a batch delayed by an outage
 /// never arrives already expired, and a later batch corrects an earlier one.
-pub fn stamp_alertmanager(payload: &str, now: i64) -> Result<String, String> {
+pub(crate) fn stamp_alertmanager(payload: &str, now: i64) -> Result<String, String> {
     let mut v: serde_json::Value = serde_json::from_str(payload).map_err(|e| format!("queued Alertmanager batch: {e}"))?;
     for a in v.as_array_mut().into_iter().flatten() {
         let resolved = a["allocwatch_resolved"].as_bool().unwrap_or(false);
@@ -116,7 +116,7 @@ pub fn stamp_alertmanager(payload: &str, now: i64) -> Result<String, String> {
 
 /// Deliver every due message once (`force`: also those waiting for their retry time).
 /// A channel that fails is not retried again within the same pass.
-pub async fn deliver_pending(store: &mut Store, s: &AlertSettings, force: bool) -> Result<DeliveryReport, String> {
+pub(crate) async fn deliver_pending(store: &mut Store, s: &AlertSettings, force: bool) -> Result<DeliveryReport, String> {
     let sql = |e: crate::store::StoreError| format!("notification outbox: {e}");
     let now = jiff::Timestamp::now().as_second();
     let due = store.due_notifications(now, force, 10_000).map_err(sql)?;

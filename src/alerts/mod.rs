@@ -52,7 +52,7 @@ pub struct EvalSummary {
 
 /// Top users and partitions of an allocation over the trailing window.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Drivers {
+pub(crate) struct Drivers {
     /// (user, charged hours), largest first.
     pub users: Vec<(String, f64)>,
     /// (partition, charged hours), largest first.
@@ -60,7 +60,7 @@ pub struct Drivers {
 }
 
 /// Days over which alerts name the users and partitions that drove consumption.
-pub const DRIVER_WINDOW_DAYS: i64 = 14;
+pub(crate) const DRIVER_WINDOW_DAYS: i64 = 14;
 
 impl Alerting {
     /// Build from validated settings; loads and checks the templates.
@@ -78,7 +78,7 @@ impl Alerting {
 
     /// Evaluate after a reconciliation, inside the cycle's transaction: update alert states,
     /// write the audit trail and queue every message owed.
-    pub fn evaluate_in_tx(
+    pub(crate) fn evaluate_in_tx(
         &self,
         tx: &Tx<'_>,
         centres: &[&Centre],

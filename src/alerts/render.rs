@@ -23,7 +23,7 @@ fn bundled(lang: Lang, name: &str) -> &'static str {
 
 /// A rendered message.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     /// One-line subject.
     pub subject: String,
     /// Plain-text body.
@@ -33,7 +33,7 @@ pub struct Rendered {
 }
 
 /// Templates of both languages, ready to render.
-pub struct Templates {
+pub(crate) struct Templates {
     en: Environment<'static>,
     fr: Environment<'static>,
 }

@@ -14,7 +14,7 @@ use crate::store::StoreError;
 
 /// Why a command failed.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Bad usage, configuration or input (exit code 2).
     Usage(String),
     /// A runtime failure (exit code 1).

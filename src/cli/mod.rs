@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::domain::grants::Grants;
 use crate::store::Store;
 use clap::{Parser, Subcommand};
-pub use error::Failure;
+pub(crate) use error::Failure;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -5,7 +5,8 @@
 //! line and the column.
 
 use crate::config::Config;
-pub use crate::domain::grants::{Adjustment, AdjustmentKind, Allocation, Grants};
+pub use crate::domain::grants::{Adjustment, Allocation, Grants};
+pub use crate::domain::grants::AdjustmentKind;
 use jiff::civil::Date;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -73,13 +74,13 @@ struct TomlAllocation {
 }
 
 /// Columns of an allocation CSV file (`accounts` and `members` are `;`-separated lists).
-pub const ALLOCATION_COLUMNS: [&str; 11] = [
+pub(crate) const ALLOCATION_COLUMNS: [&str; 11] = [
     "project", "centre", "resource", "period_start", "period_end", "granted_hours", "accounts", "pi", "members",
     "committee", "profile",
 ];
 
 /// Columns of an adjustment CSV file.
-pub const ADJUSTMENT_COLUMNS: [&str; 7] = ["date", "project", "centre", "resource", "hours", "kind", "reason"];
+pub(crate) const ADJUSTMENT_COLUMNS: [&str; 7] = ["date", "project", "centre", "resource", "hours", "kind", "reason"];
 
 fn parse_date(file: &str, line: u64, field: &str, s: &str) -> Result<Date, GrantError> {
     crate::domain::time::parse_date(s).map_err(|m| gerr(file, line, field, m))

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Default pull schedule of a centre: every 15 minutes, at second 0.
-pub const DEFAULT_PULL_SCHEDULE: &str = "0 */15 * * * *";
+pub(crate) const DEFAULT_PULL_SCHEDULE: &str = "0 */15 * * * *";
 /// Default quality-report schedule: 06:00 UTC on the first day of every month.
-pub const DEFAULT_QUALITY_SCHEDULE: &str = "0 0 6 1 * *";
+pub(crate) const DEFAULT_QUALITY_SCHEDULE: &str = "0 0 6 1 * *";
 
 /// A validated cron expression with seconds (`sec min hour day-of-month month day-of-week`),
 /// evaluated in UTC by the scheduler.
@@ -41,7 +41,7 @@ impl CronSchedule {
 /// The `[daemon]` section as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawDaemon {
+pub(crate) struct RawDaemon {
     schedule: String,
     jitter_seconds: f64,
     quality_report: String,
@@ -111,7 +111,7 @@ impl RawDaemon {
 /// The `[http]` section as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawHttp {
+pub(crate) struct RawHttp {
     #[serde(default = "default_listen")]
     listen: String,
     #[serde(default)]

@@ -82,7 +82,7 @@ impl std::ops::Deref for CentreConfig {
 
 impl CentreConfig {
     /// Its live sources (sacct, slurmrestd), in configuration order.
-    pub fn live_sources(&self) -> impl Iterator<Item = &dyn LiveSource> {
+    pub(crate) fn live_sources(&self) -> impl Iterator<Item = &dyn LiveSource> {
         self.sources.iter().filter_map(SourceConfig::live)
     }
 }
@@ -423,7 +423,7 @@ impl Config {
     }
 
     /// What reconciliations are made from under this configuration and these grants.
-    pub fn terms<'a>(&'a self, grants: &'a Grants) -> Terms<'a> {
+    pub(crate) fn terms<'a>(&'a self, grants: &'a Grants) -> Terms<'a> {
         Terms { grants, thresholds: &self.thresholds, profiles: &self.profiles }
     }
 

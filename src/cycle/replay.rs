@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 /// One replayed alert event.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct ReplayEvent {
+pub(crate) struct ReplayEvent {
     /// Instant (RFC 3339).
     #[serde(serialize_with = "serialize_rfc3339")]
     pub at: i64,
@@ -35,7 +35,7 @@ pub struct ReplayEvent {
 
 /// How early an allocation that ran out of hours was warned.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct LeadTime {
+pub(crate) struct LeadTime {
     /// Allocation subject.
     pub subject: String,
     /// When it was first found exhausted.

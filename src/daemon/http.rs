@@ -23,7 +23,7 @@ use std::sync::Arc;
 const COOKIE: &str = "allocwatch_token";
 
 /// The router over the shared state.
-pub fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// Why a job runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// Once at start, without jitter, so the first cycle does not wait for the schedule.
     Startup,
     /// A tick of its cron schedule.
@@ -22,12 +22,12 @@ pub enum Trigger {
 }
 
 /// Name of a centre's pull job (metrics label, feeds API, overlap guard).
-pub fn pull_job(centre: &str) -> String {
+pub(crate) fn pull_job(centre: &str) -> String {
     format!("pull:{centre}")
 }
 
 /// Name of the quality-report job.
-pub const QUALITY_JOB: &str = "quality_report";
+pub(crate) const QUALITY_JOB: &str = "quality_report";
 
 fn now() -> i64 {
     jiff::Timestamp::now().as_second()
@@ -59,7 +59,7 @@ async fn jitter(shared: &Shared, max: Duration) -> bool {
 }
 
 /// One run of a centre's pull job: pull its sources, then ask for a reconciliation.
-pub async fn centre_tick(shared: Arc<Shared>, centre_id: String, trigger: Trigger) {
+pub(crate) async fn centre_tick(shared: Arc<Shared>, centre_id: String, trigger: Trigger) {
     let job = pull_job(&centre_id);
     let Some(_guard) = enter(&shared, &job) else { return };
     if shared.is_stopping() {
@@ -118,7 +118,7 @@ const COALESCE: Duration = Duration::from_millis(300);
 /// The reconciler: one cycle per batch of requests, on its own store connection, published to
 /// the shared state. Ends when the request channel closes or the daemon stops; a cycle in
 /// flight always finishes (it is one transaction).
-pub async fn reconciler(shared: Arc<Shared>, mut requests: tokio::sync::mpsc::UnboundedReceiver<String>, store: Store) {
+pub(crate) async fn reconciler(shared: Arc<Shared>, mut requests: tokio::sync::mpsc::UnboundedReceiver<String>, store: Store) {
     let mut store = Some(store);
     while let Some(first) = requests.recv().await {
         if shared.is_stopping() {
@@ -194,7 +194,7 @@ pub async fn reconciler(shared: Arc<Shared>, mut requests: tokio::sync::mpsc::Un
 /// The notifier: delivers the notification outbox after each cycle (and every 30 s for
 /// retries that come due), with the alert settings in force; once the shutdown drains, one
 /// last pass delivers what the last cycles queued, and it returns.
-pub struct Notifier {
+pub(crate) struct Notifier {
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -249,7 +249,7 @@ async fn notifier_loop(shared: Arc<Shared>, mut store: Store, shutdown: Shutdown
 /// One run of the quality-report job: the last finished month's figures, queued once as
 /// `quality` points ([`crate::quality::run_scheduled`]; a later tick of the same month is a
 /// no-op).
-pub async fn quality_tick(shared: Arc<Shared>) {
+pub(crate) async fn quality_tick(shared: Arc<Shared>) {
     let Some(_guard) = enter(&shared, QUALITY_JOB) else { return };
     if shared.is_stopping() {
         return;

@@ -225,7 +225,7 @@ impl Metrics {
     }
 
     /// After a transaction that enqueued points has committed: outbox depth and drops.
-    pub fn observe_enqueued(&self, e: &Enqueued) {
+    pub(crate) fn observe_enqueued(&self, e: &Enqueued) {
         self.with(|m| {
             m.points_dropped.inc_by(e.dropped_oldest);
             if e.queued > 0 || e.dropped_oldest > 0 {
@@ -235,7 +235,7 @@ impl Metrics {
     }
 
     /// A pass of the indicator writer: points delivered, refused, a failed request, the depth.
-    pub fn observe_drain(&self, r: &DrainReport) {
+    pub(crate) fn observe_drain(&self, r: &DrainReport) {
         self.with(|m| {
             m.points_sent.inc_by(r.sent);
             m.points_rejected.inc_by(r.rejected);
@@ -256,7 +256,7 @@ impl Metrics {
     }
 
     /// A daemon job ran (`ok` or not) for `seconds`.
-    pub fn record_job_run(&self, job: &str, ok: bool, seconds: f64) {
+    pub(crate) fn record_job_run(&self, job: &str, ok: bool, seconds: f64) {
         self.with(|m| {
             let outcome = if ok { "ok" } else { "failed" };
             m.job_runs.get_or_create(&vec![("job", job.to_string()), ("outcome", outcome.to_string())]).inc();
@@ -265,12 +265,12 @@ impl Metrics {
     }
 
     /// A scheduled tick of `job` was skipped: its previous run was still going.
-    pub fn record_tick_skipped(&self, job: &str) {
+    pub(crate) fn record_tick_skipped(&self, job: &str) {
         self.with(|m| m.job_ticks_skipped.get_or_create(&vec![("job", job.to_string())]).inc());
     }
 
     /// A configuration reload was applied (`true`) or rejected.
-    pub fn record_config_reload(&self, applied: bool) {
+    pub(crate) fn record_config_reload(&self, applied: bool) {
         let outcome = if applied { "applied" } else { "rejected" };
         self.with(|m| m.config_reloads.get_or_create(&vec![("outcome", outcome.to_string())]).inc());
     }

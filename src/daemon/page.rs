@@ -14,7 +14,7 @@ use crate::store::alerts::AlertRow;
 use std::fmt::Write as _;
 
 /// Escape text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -30,7 +30,7 @@ pub fn esc(s: &str) -> String {
 }
 
 /// Percent-encode a URL path segment or query value (everything but unreserved characters).
-pub fn path_segment(s: &str) -> String {
+pub(crate) fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -273,7 +273,7 @@ fn sort_rows(rows: &mut [&AllocationReport], key: &str, desc: bool) {
 }
 
 /// Link to an allocation's page.
-pub fn allocation_href(a: &AllocationReport) -> String {
+pub(crate) fn allocation_href(a: &AllocationReport) -> String {
     format!(
         "/allocations/{}/{}/{}?period_start={}",
         path_segment(&a.centre),
@@ -570,7 +570,7 @@ fn trim(v: f64) -> String {
 /// area) up to the instant, projection (dotted) to the period end, a marker at the instant and
 /// at the projected exhaustion. Paths carry the classes `granted`, `expected`, `consumed`,
 /// `projection`.
-pub fn burndown_svg(b: &BurnDown) -> String {
+pub(crate) fn burndown_svg(b: &BurnDown) -> String {
     let (w, hgt) = (960.0, 380.0);
     let (x0, x1, y0, y1) = (72.0, 940.0, 16.0, 340.0);
     let (t0, t1) = (b.start_s as f64, b.end_s.max(b.start_s + 1) as f64);

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 /// One loaded configuration with everything derived from it; replaced whole on reload, so a
 /// task that took it sees one consistent version.
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The configuration.
     pub config: Config,
     /// Allocations and adjustments.
@@ -49,7 +49,7 @@ impl Loaded {
 }
 
 /// The last recorded cycle.
-pub struct CycleSnapshot {
+pub(crate) struct CycleSnapshot {
     /// Cycle id in the store.
     pub id: i64,
     /// What it reconciled (the `check --format json` objects).
@@ -62,7 +62,7 @@ pub struct CycleSnapshot {
 
 /// What the feeds API tells about one scheduled job.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct JobStatus {
+pub(crate) struct JobStatus {
     /// Cron expression in force.
     pub schedule: String,
     /// Runs started.
@@ -80,7 +80,7 @@ pub struct JobStatus {
 }
 
 /// State shared by the scheduler's jobs, the reconciler, the delivery tasks and HTTP.
-pub struct Shared {
+pub(crate) struct Shared {
     loaded: RwLock<Arc<Loaded>>,
     last_cycle: RwLock<Option<Arc<CycleSnapshot>>>,
     /// The store file of this process (a reload cannot move it).
@@ -131,70 +131,70 @@ impl Shared {
     }
 
     /// The configuration in force.
-    pub fn loaded(&self) -> Arc<Loaded> {
+    pub(crate) fn loaded(&self) -> Arc<Loaded> {
         self.loaded.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Put a new configuration in force (tasks that hold the old one finish with it).
-    pub fn replace_loaded(&self, new: Loaded) {
+    pub(crate) fn replace_loaded(&self, new: Loaded) {
         *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
     }
 
     /// The last cycle, if one ran.
-    pub fn last_cycle(&self) -> Option<Arc<CycleSnapshot>> {
+    pub(crate) fn last_cycle(&self) -> Option<Arc<CycleSnapshot>> {
         self.last_cycle.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Publish a cycle that committed.
-    pub fn publish_cycle(&self, s: CycleSnapshot) {
+    pub(crate) fn publish_cycle(&self, s: CycleSnapshot) {
         *self.last_cycle.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(s));
         self.notifier_wake.notify_one();
         self.wake_writer();
     }
 
     /// New points are waiting in the outbox: wake the writer.
-    pub fn wake_writer(&self) {
+    pub(crate) fn wake_writer(&self) {
         if let Some(w) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             w.wake();
         }
     }
 
     /// Install the indicator writer, returning the one it replaces (to be stopped).
-    pub fn set_writer(&self, w: Option<crate::sinks::outbox::Writer>) -> Option<crate::sinks::outbox::Writer> {
+    pub(crate) fn set_writer(&self, w: Option<crate::sinks::outbox::Writer>) -> Option<crate::sinks::outbox::Writer> {
         std::mem::replace(&mut *self.writer.lock().unwrap_or_else(|p| p.into_inner()), w)
     }
 
     /// Whether the daemon is stopping.
-    pub fn is_stopping(&self) -> bool {
+    pub(crate) fn is_stopping(&self) -> bool {
         self.shutdown.is_stopping()
     }
 
     /// Ask for a reconciliation (after a pull, a reload); requests that arrive while a cycle
     /// runs are served together by the next one.
-    pub fn request_reconciliation(&self, reason: &str) {
+    pub(crate) fn request_reconciliation(&self, reason: &str) {
         if let Some(tx) = self.reconcile.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             let _ = tx.send(reason.to_string());
         }
     }
 
     /// Close the reconciler's request channel (shutdown): it ends after its cycle in flight.
-    pub fn close_reconciliation(&self) {
+    pub(crate) fn close_reconciliation(&self) {
         self.reconcile.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// The guard that keeps a job from overlapping itself (one per job name, kept across
     /// reloads so an old run and a new tick of the same job never overlap either).
-    pub fn guard(&self, job: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn guard(&self, job: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.guards.lock().unwrap_or_else(|p| p.into_inner()).entry(job.to_string()).or_default().clone()
     }
 
     /// Every job guard (shutdown waits for all of them).
-    pub fn all_guards(&self) -> Vec<Arc<tokio::sync::Mutex<()>>> {
+    pub(crate) fn all_guards(&self) -> Vec<Arc<tokio::sync::Mutex<()>>> {
         self.guards.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }
 
     /// Update a job's status.
-    pub fn with_job<T>(&self, job: &str, f: impl FnOnce(&mut JobStatus) -> T) -> T {
+    pub(crate) fn with_job<T>(&self, job: &str, f: impl FnOnce(&mut JobStatus) -> T) -> T {
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         f(jobs.entry(job.to_string()).or_default())
     }

@@ -15,7 +15,7 @@ pub fn ready(status: &str) {
 }
 
 /// A reload is starting (`ready` follows).
-pub fn reloading() {
+pub(crate) fn reloading() {
     send(&[sd_notify::NotifyState::Reloading]);
 }
 
@@ -30,7 +30,7 @@ pub fn status(s: &str) {
 }
 
 /// The watchdog interval systemd asked for (`WatchdogSec=`), if any.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     let mut usec = 0u64;
     sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec))
 }
@@ -38,7 +38,7 @@ pub fn watchdog_interval() -> Option<Duration> {
 /// Ping the watchdog at half its interval for as long as the runtime schedules this task (a
 /// wedged runtime stops the pings and systemd restarts the service), until the shutdown
 /// drains.
-pub fn spawn_watchdog(shutdown: crate::shutdown::Shutdown) -> Option<tokio::task::JoinHandle<()>> {
+pub(crate) fn spawn_watchdog(shutdown: crate::shutdown::Shutdown) -> Option<tokio::task::JoinHandle<()>> {
     let interval = watchdog_interval()?;
     tracing::info!(interval_seconds = interval.as_secs_f64(), "systemd watchdog enabled");
     Some(tokio::spawn(async move {

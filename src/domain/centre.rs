@@ -22,7 +22,7 @@ pub enum ChargeUnit {
 
 impl ChargeUnit {
     /// The unit-seconds of this unit in an aggregate.
-    pub fn seconds_of(self, us: &UnitSeconds) -> i64 {
+    pub(crate) fn seconds_of(self, us: &UnitSeconds) -> i64 {
         match self {
             ChargeUnit::Cpu => us.cpu,
             ChargeUnit::Gpu => us.gpu,
@@ -96,7 +96,7 @@ pub struct Centre {
 
 impl Centre {
     /// The index of the billing rule for a partition of a cluster, if any.
-    pub fn rule_index(&self, cluster: &str, partition: &str) -> Option<usize> {
+    pub(crate) fn rule_index(&self, cluster: &str, partition: &str) -> Option<usize> {
         self.rules.iter().position(|r| {
             r.partitions.iter().any(|p| p == partition) && r.cluster.as_deref().is_none_or(|c| c == cluster)
         })
@@ -109,7 +109,7 @@ impl Centre {
 
     /// The kind of hours a resource of this centre is charged in (every rule of a resource
     /// charges the same kind: the configuration refuses anything else).
-    pub fn kind_of(&self, resource: &str) -> Option<HoursKind> {
+    pub(crate) fn kind_of(&self, resource: &str) -> Option<HoursKind> {
         self.rules.iter().find(|r| r.resource == resource).map(|r| r.unit.kind())
     }
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 /// Where one day of a (cluster, account, partition)'s usage goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Charge {
+pub(crate) enum Charge {
     /// Charged to allocation `allocation` (index into the grants) under billing rule `rule`
     /// (index into the centre's rules).
     Allocation {
@@ -37,7 +37,7 @@ type Candidates = Vec<(usize, DayNumber, DayNumber)>;
 /// the allocations that may take its usage. Cheap to keep per key; [`Placement::charge`] then
 /// picks the allocation of a given day.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
+pub(crate) struct Placement {
     rule: Option<usize>,
     /// The allocations of the rule's resource that list the account, in file order.
     candidates: Candidates,
@@ -61,7 +61,7 @@ impl Placement {
 
 /// The charging rules of one centre: its billing rules and its allocations by account.
 #[derive(Debug)]
-pub struct Charging<'a> {
+pub(crate) struct Charging<'a> {
     centre: &'a Centre,
     /// (account, resource) → allocations of this centre listing the account, in file order.
     by_account: HashMap<(&'a str, &'a str), Candidates>,

@@ -12,7 +12,7 @@ use jiff::{civil::DateTime, tz::TimeZone, Timestamp};
 const SLOTS: usize = 64;
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -23,7 +23,7 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 }
 
 /// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -64,7 +64,7 @@ impl LocalClock {
     }
 
     /// UTC offset (seconds) in force at instant `t` (epoch seconds).
-    pub fn offset_at(&mut self, t: i64) -> i32 {
+    pub(crate) fn offset_at(&mut self, t: i64) -> i32 {
         let hour = t.div_euclid(3600);
         let slot = hour.rem_euclid(SLOTS as i64) as usize;
         let (h, o) = self.by_utc_hour[slot];
@@ -152,7 +152,7 @@ thread_local! {
 }
 
 /// Run `f` with this thread's cached [`LocalClock`] for `tz`.
-pub fn with_clock<T>(tz: &TimeZone, f: impl FnOnce(&mut LocalClock) -> T) -> T {
+pub(crate) fn with_clock<T>(tz: &TimeZone, f: impl FnOnce(&mut LocalClock) -> T) -> T {
     CLOCKS.with(|cell| {
         let mut clocks = cell.borrow_mut();
         let i = match clocks.iter().position(|c| same_zone(&c.tz, tz)) {
@@ -171,7 +171,7 @@ pub fn with_clock<T>(tz: &TimeZone, f: impl FnOnce(&mut LocalClock) -> T) -> T {
 
 /// Parse sacct's civil `YYYY-MM-DDTHH:MM:SS` into local seconds since 1970-01-01T00:00, or
 /// `None` when it is not exactly that shape or not a valid date and time.
-pub fn parse_civil(s: &str) -> Option<i64> {
+pub(crate) fn parse_civil(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() != 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return None;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 /// FxHash (rustc's hasher): the ledger's maps are keyed by small integers and short names, for
 /// which SipHash's flood resistance costs more than it protects here.
 #[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
+pub(crate) struct FxHasher(u64);
 
 impl std::hash::Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -38,5 +38,5 @@ impl std::hash::Hasher for FxHasher {
 }
 
 /// A hash map with [`FxHasher`].
-pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 

@@ -98,7 +98,7 @@ pub struct Grants {
 
 impl Grants {
     /// Granted hours of allocation `idx` on local date `day` (initial + adjustments dated ≤ day).
-    pub fn granted_on(&self, idx: usize, day: Date) -> f64 {
+    pub(crate) fn granted_on(&self, idx: usize, day: Date) -> f64 {
         let a = &self.allocations[idx];
         a.granted_hours
             + self.adjustments.iter().filter(|x| x.allocation == idx && x.date <= day).map(|x| x.hours).sum::<f64>()

@@ -23,7 +23,7 @@ pub enum HoursKind {
 
 impl HoursKind {
     /// Every kind, in report order.
-    pub const ALL: [HoursKind; 3] = [HoursKind::CoreHours, HoursKind::GpuHours, HoursKind::BillingHours];
+    pub(crate) const ALL: [HoursKind; 3] = [HoursKind::CoreHours, HoursKind::GpuHours, HoursKind::BillingHours];
 
     /// The unit as printed (`core-hours`, `GPU-hours`, `billing-hours`).
     pub fn as_str(self) -> &'static str {
@@ -170,7 +170,7 @@ impl Serialize for ResourceHours {
 
 /// A total over resources of possibly different kinds: one sum per kind, never one number.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct HoursByKind {
+pub(crate) struct HoursByKind {
     /// Core-hours.
     pub core: Hours<Core>,
     /// GPU-hours.
@@ -211,7 +211,7 @@ impl FromIterator<ResourceHours> for HoursByKind {
 
 /// Thousands-separated hours, no decimals above 100, one decimal below: how hours are printed
 /// in tables and on the status page.
-pub fn format_hours(h: f64) -> String {
+pub(crate) fn format_hours(h: f64) -> String {
     if !h.is_finite() {
         return "-".into();
     }

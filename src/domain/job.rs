@@ -151,7 +151,7 @@ pub fn prorate_daily(job: &JobRecord, tz: &TimeZone) -> Vec<(DayNumber, UnitSeco
 
 /// As [`prorate_daily`], handing each day's share to `f` instead of collecting them (the
 /// import path books millions of jobs).
-pub fn for_each_daily_share(job: &JobRecord, tz: &TimeZone, mut f: impl FnMut(DayNumber, UnitSeconds)) {
+pub(crate) fn for_each_daily_share(job: &JobRecord, tz: &TimeZone, mut f: impl FnMut(DayNumber, UnitSeconds)) {
     let total = job.unit_seconds();
     let wall = job.end_s - job.start_s;
     if wall <= 0 {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 /// An alert currently firing, as remembered.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FiringAlert {
+pub(crate) struct FiringAlert {
     /// Store id (or a replay's counter).
     pub id: i64,
     /// Identity.
@@ -70,7 +70,7 @@ impl Transition {
 ///   (a replay does not evaluate `stale_feed`, so it must not resolve those).
 /// - `quiet_subjects`: subjects whose resolutions are not worth telling (the allocation's period
 ///   ended or it was removed: the condition stopped holding for a reason that is not good news).
-pub fn plan(
+pub(crate) fn plan(
     conditions: Vec<Condition>,
     firing: &[FiringAlert],
     at: i64,

@@ -71,7 +71,7 @@ impl Period {
     }
 
     /// The calendar months of the period, in order.
-    pub fn months(&self) -> Vec<Period> {
+    pub(crate) fn months(&self) -> Vec<Period> {
         let mut out = Vec::new();
         let mut d = self.start;
         while d < self.end {
@@ -84,7 +84,7 @@ impl Period {
 }
 
 /// Round to two decimals, without a negative zero.
-pub fn round2(v: f64) -> f64 {
+pub(crate) fn round2(v: f64) -> f64 {
     let r = (v * 100.0).round() / 100.0;
     if r == 0.0 {
         0.0
@@ -99,7 +99,7 @@ pub fn fixed(v: f64) -> String {
 }
 
 /// Nearest-rank percentile of `v` (none when empty).
-pub fn percentile(v: &[f64], p: f64) -> Option<f64> {
+pub(crate) fn percentile(v: &[f64], p: f64) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
@@ -110,15 +110,15 @@ pub fn percentile(v: &[f64], p: f64) -> Option<f64> {
 }
 
 /// Committee scope of allocations that name none.
-pub const NO_COMMITTEE: &str = "(none)";
+pub(crate) const NO_COMMITTEE: &str = "(none)";
 /// `within_10pp_pct`: the band around the expected pace, in percentage points.
-pub const WITHIN_PP: f64 = 10.0;
+pub(crate) const WITHIN_PP: f64 = 10.0;
 /// Scope id of the overall scope.
-pub const OVERALL_ID: &str = "all";
+pub(crate) const OVERALL_ID: &str = "all";
 /// The four standings an allocation can have while (or once) it runs.
-pub const STANDINGS: [Status; 4] = [Status::OnTrack, Status::OverPace, Status::UnderPace, Status::Exhausted];
+pub(crate) const STANDINGS: [Status; 4] = [Status::OnTrack, Status::OverPace, Status::UnderPace, Status::Exhausted];
 /// Rules, in the order reported (alerts by rule).
-pub const RULES: [&str; 7] = ["threshold", "over_pace", "under_pace", "checkpoint", "exhausted", "orphan_usage", "stale_feed"];
+pub(crate) const RULES: [&str; 7] = ["threshold", "over_pace", "under_pace", "checkpoint", "exhausted", "orphan_usage", "stale_feed"];
 
 /// What a figure is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -594,7 +594,7 @@ fn usage_in<'a>(inp: &'a Inputs, scope: &'a Scope) -> impl Iterator<Item = &'a U
 
 /// An allocation that ran out of hours in the window, and how early it had been warned.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Exhaustion {
+pub(crate) struct Exhaustion {
     /// Allocation subject.
     pub subject: String,
     /// Centre.
@@ -655,7 +655,7 @@ fn exhaustions_in(inp: &Inputs, scope: &Scope) -> Vec<Exhaustion> {
 
 /// A stretch of a centre's window without a successful pull finishing in it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Gap {
+pub(crate) struct Gap {
     /// Centre.
     pub centre: String,
     /// From (window start or a successful pull's end).

@@ -15,12 +15,12 @@ pub struct Profile {
 
 impl Profile {
     /// Linear consumption: x% of the period, x% of the grant.
-    pub fn linear() -> Profile {
+    pub(crate) fn linear() -> Profile {
         Profile { points: vec![(0.0, 0.0), (1.0, 1.0)] }
     }
 
     /// The linear profile, shared (allocations that name no profile).
-    pub fn linear_ref() -> &'static Profile {
+    pub(crate) fn linear_ref() -> &'static Profile {
         static LINEAR: std::sync::LazyLock<Profile> = std::sync::LazyLock::new(Profile::linear);
         &LINEAR
     }
@@ -152,7 +152,7 @@ pub enum Pace {
 
 /// Whether `consumed` hours exhaust a grant of `granted` hours (anything consumed exhausts a
 /// grant of nothing).
-pub fn is_exhausted(granted: f64, consumed: f64) -> bool {
+pub(crate) fn is_exhausted(granted: f64, consumed: f64) -> bool {
     if granted > 0.0 {
         consumed >= granted
     } else {
@@ -293,7 +293,7 @@ pub fn reconcile(w: &AllocationWindow, buckets: &[Bucket], at: i64, th: &Thresho
 }
 
 /// Hours of `buckets` inside `[from, to)`, each bucket counted by its overlap share.
-pub fn sum_overlap(buckets: &[Bucket], from: i64, to: i64) -> f64 {
+pub(crate) fn sum_overlap(buckets: &[Bucket], from: i64, to: i64) -> f64 {
     let mut total = 0.0;
     for b in buckets {
         let a = b.start_s.max(from);

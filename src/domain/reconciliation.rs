@@ -87,13 +87,8 @@ impl AllocationReport {
     }
 
     /// Whether the instant lies in the allocation's period (it neither starts later nor ended).
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         !matches!(self.status, Status::NotStarted | Status::Ended)
-    }
-
-    /// Days in the period.
-    pub fn period_days(&self) -> f64 {
-        (self.end_s - self.start_s) as f64 / DAY_S as f64
     }
 }
 
@@ -173,7 +168,7 @@ pub struct Reconciliation {
 /// What a reconciliation is made from, besides the ledger: every figure of a cycle is decided
 /// with these.
 #[derive(Debug, Clone, Copy)]
-pub struct Terms<'a> {
+pub(crate) struct Terms<'a> {
     /// Allocations and adjustments.
     pub grants: &'a Grants,
     /// Status thresholds and windows.
@@ -191,11 +186,11 @@ impl<'a> Terms<'a> {
 
 /// Usage not charged to an allocation, by (cluster, account, partition): its resource (none
 /// when unmapped) and hours (core-hours when unmapped).
-pub type Strays = BTreeMap<(String, String, String), (Option<String>, f64)>;
+pub(crate) type Strays = BTreeMap<(String, String, String), (Option<String>, f64)>;
 
 /// Unit-seconds of a centre's current (partial) day up to the instant, by (cluster, account,
 /// partition), read from the jobs themselves.
-pub type PartialUsage = HashMap<(String, String, String), UnitSeconds>;
+pub(crate) type PartialUsage = HashMap<(String, String, String), UnitSeconds>;
 
 /// The days of a centre's reconciliation at an instant: which local day it is, where the burn
 /// window and the orphan window start.
@@ -223,7 +218,7 @@ impl Days {
 
 /// One centre's books at an instant: each allocation's charged buckets, and the usage charged
 /// to none. Filled by a shell (from the ledger), then closed into reports by [`Self::finish`].
-pub struct CentreBooks<'a> {
+pub(crate) struct CentreBooks<'a> {
     charging: &'a Charging<'a>,
     at: i64,
     days: Days,
@@ -237,11 +232,6 @@ impl<'a> CentreBooks<'a> {
         CentreBooks { charging, at, days, buckets: HashMap::new(), strays: Strays::new() }
     }
 
-    /// The centre's days at the instant.
-    pub fn days(&self) -> Days {
-        self.days
-    }
-
     /// Book hours charged to allocation `i` over `[start_s, end_s)`.
     pub fn bucket(&mut self, i: usize, start_s: i64, end_s: i64, hours: f64) {
         self.buckets.entry(i).or_default().push(Bucket { start_s, end_s, hours });
@@ -249,12 +239,12 @@ impl<'a> CentreBooks<'a> {
 
     /// Book usage charged to no allocation (inside the orphan window): `resource` none when the
     /// partition is unmapped, `hours` then in core-hours.
-    pub fn stray(&mut self, key: (String, String, String), resource: Option<String>, hours: f64) {
+    pub(crate) fn stray(&mut self, key: (String, String, String), resource: Option<String>, hours: f64) {
         self.strays.entry(key).or_insert((resource, 0.0)).1 += hours;
     }
 
     /// Whether some usage was charged to no allocation (job counts are then needed).
-    pub fn has_strays(&self) -> bool {
+    pub(crate) fn has_strays(&self) -> bool {
         !self.strays.is_empty()
     }
 
@@ -364,6 +354,6 @@ fn allocation_report(centre: &Centre, terms: &Terms<'_>, i: usize, buckets: &[Bu
 }
 
 /// Put the reports of every centre together, in file order.
-pub fn assemble(at: i64, reports: Vec<Option<AllocationReport>>, orphans: Vec<OrphanUsage>, unmapped: Vec<OrphanUsage>, th: &Thresholds) -> Reconciliation {
+pub(crate) fn assemble(at: i64, reports: Vec<Option<AllocationReport>>, orphans: Vec<OrphanUsage>, unmapped: Vec<OrphanUsage>, th: &Thresholds) -> Reconciliation {
     Reconciliation { at, allocations: reports.into_iter().flatten().collect(), orphans, unmapped, orphan_window_days: th.orphan_window_days }
 }

@@ -35,7 +35,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 7] =
+    pub(crate) const ALL: [Rule; 7] =
         [Rule::Threshold, Rule::OverPace, Rule::UnderPace, Rule::Checkpoint, Rule::Exhausted, Rule::OrphanUsage, Rule::StaleFeed];
 
     /// Stable name (configuration, storage, Alertmanager `alertname`).
@@ -57,14 +57,14 @@ impl Rule {
     }
 
     /// Whether the rule is about one allocation (and so may go to its researchers).
-    pub fn concerns_allocation(self) -> bool {
+    pub(crate) fn concerns_allocation(self) -> bool {
         !matches!(self, Rule::OrphanUsage | Rule::StaleFeed)
     }
 
     /// Whether an alert of this rule (with this discriminator) warns of a coming exhaustion:
     /// over pace, a checkpoint, or a consumption threshold of 75 % or more. The replay's lead
     /// times and the quality report's `warned_ahead_pct` both count these.
-    pub fn warns_of_exhaustion(self, discriminator: &str) -> bool {
+    pub(crate) fn warns_of_exhaustion(self, discriminator: &str) -> bool {
         matches!(self, Rule::OverPace | Rule::Checkpoint)
             || (self == Rule::Threshold && discriminator.parse::<f64>().is_ok_and(|p| p >= 75.0))
     }
@@ -199,7 +199,7 @@ pub struct Condition {
 
 /// Health of one centre's accounting feed at the instant.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CentreFeed {
+pub(crate) struct CentreFeed {
     /// Centre.
     pub centre: String,
     /// Last successful pull (epoch seconds).
@@ -233,7 +233,7 @@ fn with(mut v: serde_json::Value, extra: serde_json::Value) -> serde_json::Value
 
 /// Evaluate every enabled rule. `feeds` is `None` when feed health is not known (a replay),
 /// and then `stale_feed` is not evaluated.
-pub fn evaluate(r: &RuleSettings, checkpoints: &[Checkpoint], grants: &Grants, rec: &Reconciliation, feeds: Option<&[CentreFeed]>) -> Vec<Condition> {
+pub(crate) fn evaluate(r: &RuleSettings, checkpoints: &[Checkpoint], grants: &Grants, rec: &Reconciliation, feeds: Option<&[CentreFeed]>) -> Vec<Condition> {
     let at = rec.at;
     let mut out = Vec::new();
     for a in &rec.allocations {
@@ -381,7 +381,7 @@ pub fn evaluate(r: &RuleSettings, checkpoints: &[Checkpoint], grants: &Grants, r
 
 /// Projection at a checkpoint.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CheckpointMiss {
+pub(crate) struct CheckpointMiss {
     /// Consumed hours projected at the checkpoint date.
     pub projected_hours: f64,
     /// …as a share of the grant, %.
@@ -394,7 +394,7 @@ pub struct CheckpointMiss {
 
 /// Whether allocation `a` is on course to miss checkpoint `c`, warned `c.warn_days` before it:
 /// projected consumption at the date (consumed + burn rate × days left) under the required share.
-pub fn checkpoint_miss(c: &Checkpoint, a: &AllocationReport, grants: &Grants, at: i64) -> Option<CheckpointMiss> {
+pub(crate) fn checkpoint_miss(c: &Checkpoint, a: &AllocationReport, grants: &Grants, at: i64) -> Option<CheckpointMiss> {
     if !c.centres.is_empty() && !c.centres.contains(&a.centre) {
         return None;
     }

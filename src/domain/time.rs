@@ -5,10 +5,10 @@
 use jiff::{civil::Date, civil::DateTime, tz::TimeZone, Timestamp};
 
 /// A local calendar day of a centre, as days since 1970-01-01 (compact key for the ledger).
-pub type DayNumber = i32;
+pub(crate) type DayNumber = i32;
 
 /// Seconds in a day of 24 hours (burn rates, windows counted in days).
-pub const DAY_S: i64 = 86_400;
+pub(crate) const DAY_S: i64 = 86_400;
 
 /// The day number of a civil date.
 pub fn day_number(d: Date) -> DayNumber {
@@ -30,7 +30,7 @@ pub fn local_day(s: i64, tz: &TimeZone) -> DayNumber {
 }
 
 /// The local date (in `tz`) of the instant `s`.
-pub fn local_date(s: i64, tz: &TimeZone) -> Date {
+pub(crate) fn local_date(s: i64, tz: &TimeZone) -> Date {
     day_date(local_day(s, tz))
 }
 
@@ -42,18 +42,13 @@ pub fn day_start(d: DayNumber, tz: &TimeZone) -> i64 {
 }
 
 /// The instant local date `d` starts in `tz`.
-pub fn date_start(d: Date, tz: &TimeZone) -> i64 {
+pub(crate) fn date_start(d: Date, tz: &TimeZone) -> i64 {
     day_start(day_number(d), tz)
-}
-
-/// Calendar days from `a` to `b`.
-pub fn days_between(a: Date, b: Date) -> i64 {
-    (day_number(b) - day_number(a)) as i64
 }
 
 /// Parse an instant: RFC 3339 (`2026-11-21T10:00:00Z`, `…+01:00`), a civil date-time
 /// (`2026-11-21T10:00:00`, read in `tz`), or a date (`2026-11-21`, midnight in `tz`).
-pub fn parse_instant(s: &str, tz: &TimeZone) -> Result<Timestamp, String> {
+pub(crate) fn parse_instant(s: &str, tz: &TimeZone) -> Result<Timestamp, String> {
     let s = s.trim();
     if let Ok(ts) = s.parse::<Timestamp>() {
         return Ok(ts);
@@ -70,7 +65,7 @@ pub fn parse_instant(s: &str, tz: &TimeZone) -> Result<Timestamp, String> {
 }
 
 /// Parse a date `YYYY-MM-DD`.
-pub fn parse_date(s: &str) -> Result<Date, String> {
+pub(crate) fn parse_date(s: &str) -> Result<Date, String> {
     s.trim().parse::<Date>().map_err(|_| format!("`{s}` is not a date (YYYY-MM-DD)"))
 }
 
@@ -82,7 +77,7 @@ pub fn timestamp(s: i64) -> Timestamp {
 
 /// RFC 3339 rendering of an instant in UTC (`2026-11-21T10:00:00Z`): how every instant is
 /// printed in logs, tables, JSON and messages.
-pub fn rfc3339(s: i64) -> String {
+pub(crate) fn rfc3339(s: i64) -> String {
     match Timestamp::from_second(s) {
         Ok(t) => t.to_string(),
         Err(_) => s.to_string(),
@@ -90,7 +85,7 @@ pub fn rfc3339(s: i64) -> String {
 }
 
 /// RFC 3339 rendering of an instant in a zone, with its offset (`2026-11-21T11:00:00+01:00`).
-pub fn rfc3339_in(s: i64, tz: &TimeZone) -> String {
+pub(crate) fn rfc3339_in(s: i64, tz: &TimeZone) -> String {
     match Timestamp::from_second(s) {
         Ok(ts) => ts.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
         Err(_) => s.to_string(),
@@ -127,12 +122,12 @@ impl serde::Serialize for LocalInstant {
 }
 
 /// `serde(serialize_with)` for epoch seconds shown as [`rfc3339`].
-pub fn serialize_rfc3339<S: serde::Serializer>(s: &i64, ser: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_rfc3339<S: serde::Serializer>(s: &i64, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_str(&rfc3339(*s))
 }
 
 /// `serde(serialize_with)` for optional epoch seconds shown as [`rfc3339`] (or null).
-pub fn serialize_rfc3339_opt<S: serde::Serializer>(s: &Option<i64>, ser: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_rfc3339_opt<S: serde::Serializer>(s: &Option<i64>, ser: S) -> Result<S::Ok, S::Error> {
     match s {
         Some(s) => ser.serialize_str(&rfc3339(*s)),
         None => ser.serialize_none(),
@@ -140,7 +135,7 @@ pub fn serialize_rfc3339_opt<S: serde::Serializer>(s: &Option<i64>, ser: S) -> R
 }
 
 /// The UTC date of an instant (tables that show a day of an instant printed in UTC).
-pub fn utc_date(s: i64) -> Date {
+pub(crate) fn utc_date(s: i64) -> Date {
     local_date(s, &TimeZone::UTC)
 }
 

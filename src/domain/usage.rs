@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 /// Grouping of `usage` rows beyond centre, cluster, account and partition.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct UsageGrouping {
+pub(crate) struct UsageGrouping {
     /// Split by user.
     pub user: bool,
     /// Split by centre-local day.
@@ -20,7 +20,7 @@ pub struct UsageGrouping {
 
 /// One row of `usage`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct UsageRow {
+pub(crate) struct UsageRow {
     /// Centre.
     pub centre: String,
     /// Cluster.
@@ -52,7 +52,7 @@ pub struct UsageRow {
 /// A bound of a `usage` window: a centre-local day (its midnight in each centre's zone) or an
 /// exact instant (e.g. an hour that `sreport` rolled up).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum UsageBound {
+pub(crate) enum UsageBound {
     /// Midnight starting this local day.
     Day(jiff::civil::Date),
     /// This instant, epoch seconds.
@@ -61,7 +61,7 @@ pub enum UsageBound {
 
 impl UsageBound {
     /// The bound in epoch seconds for a centre in zone `tz`.
-    pub fn epoch_seconds(&self, tz: &jiff::tz::TimeZone) -> i64 {
+    pub(crate) fn epoch_seconds(&self, tz: &jiff::tz::TimeZone) -> i64 {
         match self {
             UsageBound::Day(d) => day_start(day_number(*d), tz),
             UsageBound::Instant(s) => *s,
@@ -73,7 +73,7 @@ type Key = (String, String, String, Option<String>, Option<DayNumber>);
 
 /// The usage rows of one centre's jobs (those overlapping the window) apportioned to
 /// `[from_s, to_s)`.
-pub fn usage_rows(centre: &Centre, jobs: &[JobRecord], from_s: i64, to_s: i64, grouping: UsageGrouping) -> Vec<UsageRow> {
+pub(crate) fn usage_rows(centre: &Centre, jobs: &[JobRecord], from_s: i64, to_s: i64, grouping: UsageGrouping) -> Vec<UsageRow> {
     let tz = &centre.tz;
     let mut groups: BTreeMap<Key, (i64, UnitSeconds)> = BTreeMap::new();
     for job in jobs {

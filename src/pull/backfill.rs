@@ -24,7 +24,7 @@ pub fn chunks(from: i64, to: i64, chunk_s: i64) -> Vec<(i64, i64)> {
 }
 
 /// The live sources of a centre a backfill may use: the one named, or all of them.
-pub fn live_sources<'c>(centre: &'c CentreConfig, name: Option<&str>) -> Result<Vec<&'c dyn LiveSource>, String> {
+pub(crate) fn live_sources<'c>(centre: &'c CentreConfig, name: Option<&str>) -> Result<Vec<&'c dyn LiveSource>, String> {
     let all: Vec<&dyn LiveSource> = centre.live_sources().collect();
     if all.is_empty() {
         return Err(format!(
@@ -67,7 +67,7 @@ pub struct Outcome {
 /// the same window (from scratch with `restart`), with a progress bar on a terminal (a line per
 /// chunk on stderr otherwise). Stops after the chunk in flight once `shutdown` is stopping.
 #[allow(clippy::too_many_arguments)]
-pub async fn drive(
+pub(crate) async fn drive(
     store: &mut Store,
     centre: &CentreConfig,
     source: &dyn LiveSource,

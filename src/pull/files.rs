@@ -123,7 +123,7 @@ pub fn import_all(
 
 /// Import one centre's file-drop files that are new or changed (each centre is pulled on its
 /// own schedule). One result per file looked at.
-pub fn import_new_files(
+pub(crate) fn import_new_files(
     store: &mut Store,
     centre: &CentreConfig,
     now: i64,

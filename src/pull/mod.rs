@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 /// A live pull that was stored.
 #[derive(Debug)]
-pub struct LivePull {
+pub(crate) struct LivePull {
     /// Centre id.
     pub centre: String,
     /// Source id.
@@ -73,7 +73,7 @@ pub(crate) fn log_doubts(centre: &str, rejections: &[LineError], s: &IngestStats
 
 /// A pull that failed.
 #[derive(Debug, thiserror::Error)]
-pub enum PullError {
+pub(crate) enum PullError {
     /// The source could not be read; recorded in `pulls`, watermark unchanged.
     #[error("centre {centre}, source {source_id}: {message}")]
     Source {
@@ -91,7 +91,7 @@ pub enum PullError {
 
 /// The window of the next pull of a source at `now`: from the watermark less the overlap (or
 /// the first-pull reach), to `now`.
-pub fn next_window(settings: &PullSettings, watermark: Option<i64>, now: i64) -> (i64, i64) {
+pub(crate) fn next_window(settings: &PullSettings, watermark: Option<i64>, now: i64) -> (i64, i64) {
     let from = match watermark {
         Some(w) => w - settings.overlap_s,
         None => now - settings.first_pull_s,
@@ -100,7 +100,7 @@ pub fn next_window(settings: &PullSettings, watermark: Option<i64>, now: i64) ->
 }
 
 /// Pull one live source of a centre over `window` (default: [`next_window`]) at `now`.
-pub async fn pull_source(
+pub(crate) async fn pull_source(
     store: &mut Store,
     centre: &CentreConfig,
     source: &dyn LiveSource,
@@ -150,7 +150,7 @@ pub async fn pull_source(
 
 /// What pulling a whole centre did: each live source's pull, then each file looked at.
 #[derive(Debug, Default)]
-pub struct CentrePull {
+pub(crate) struct CentrePull {
     /// Live sources, in configuration order.
     pub live: Vec<Result<LivePull, PullError>>,
     /// File drops: (file, `None` when unchanged since its last import).
@@ -188,7 +188,7 @@ impl CentrePull {
 /// Pull one centre: every live source over its next window, then every file drop that is new
 /// or changed. One failing source stops none of the others; what each stored is kept (each is
 /// its own transaction). Only a store failure of a live pull is returned as such inside.
-pub async fn pull_centre(store: &mut Store, centre: &CentreConfig, now: i64) -> CentrePull {
+pub(crate) async fn pull_centre(store: &mut Store, centre: &CentreConfig, now: i64) -> CentrePull {
     let mut out = CentrePull::default();
     for source in centre.live_sources() {
         out.live.push(pull_source(store, centre, source, None, now).await);

@@ -29,7 +29,7 @@ pub enum AsOf {
 }
 
 /// The latest instant the store knows of: its latest reconciliation, else its latest pull.
-pub fn store_as_of(store: &Store) -> Result<Option<i64>, StoreError> {
+pub(crate) fn store_as_of(store: &Store) -> Result<Option<i64>, StoreError> {
     match store.latest_cycle_at()? {
         Some(t) => Ok(Some(t)),
         None => store.latest_pull_at(),

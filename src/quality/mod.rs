@@ -20,11 +20,12 @@ use crate::sinks::outbox::Enqueued;
 use crate::sinks::Point;
 use crate::store::{Store, StoreError};
 
-pub use crate::domain::quality::{compute, explain, round2, Evidence, Inputs, Period, QualityReport};
+pub use crate::domain::quality::{compute, explain, Evidence, Inputs, Period, QualityReport};
+pub(crate) use crate::domain::quality::round2;
 pub use load::{load, AsOf};
 
 /// Default minimum warning lead for `warned_ahead_pct`, in days (`--lead-days`).
-pub const DEFAULT_LEAD_DAYS: f64 = 7.0;
+pub(crate) const DEFAULT_LEAD_DAYS: f64 = 7.0;
 
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +39,7 @@ pub enum QualityError {
 }
 
 /// Measurement name of the quality points.
-pub const MEASUREMENT: &str = "quality";
+pub(crate) const MEASUREMENT: &str = "quality";
 
 /// The `quality` points of a report: one per figure that has a value, tagged `period`, `scope`,
 /// `scope_id`, `indicator`, field `value` (float, rounded as printed), stamped with the period
@@ -82,10 +83,10 @@ pub enum Scheduled {
 }
 
 /// What a queued run enqueued (for the daemon's metrics), beside what it did.
-pub type Enqueue = (Scheduled, Enqueued);
+pub(crate) type Enqueue = (Scheduled, Enqueued);
 
 /// The latest calendar month that has ended at `now` in every configured centre's zone.
-pub fn last_finished_month(config: &Config, now: i64) -> Period {
+pub(crate) fn last_finished_month(config: &Config, now: i64) -> Period {
     let utc = crate::domain::time::local_date(now, &jiff::tz::TimeZone::UTC);
     let mut m = Period::month(utc.year(), utc.month());
     loop {
@@ -106,7 +107,7 @@ pub fn run_scheduled(config: &Config, grants: &Grants, store: &mut Store, now: i
 }
 
 /// [`run_scheduled`], also returning what went into the outbox (the daemon's metrics).
-pub fn run_scheduled_counted(config: &Config, grants: &Grants, store: &mut Store, now: i64) -> Result<Enqueue, QualityError> {
+pub(crate) fn run_scheduled_counted(config: &Config, grants: &Grants, store: &mut Store, now: i64) -> Result<Enqueue, QualityError> {
     if config.influxdb.is_none() {
         return Ok((Scheduled::NotConfigured, Enqueued::default()));
     }

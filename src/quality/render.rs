@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 /// Output format of `report quality`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum QualityFormat {
+pub(crate) enum QualityFormat {
     /// Markdown tables.
     Md,
     /// One row per figure: period, scope, scope_id, indicator, value, unit.
@@ -270,7 +270,7 @@ fn markdown(r: &QualityReport) -> String {
 }
 
 /// Render the facts behind a figure.
-pub fn evidence(e: &Evidence, period: &str, format: QualityFormat) -> String {
+pub(crate) fn evidence(e: &Evidence, period: &str, format: QualityFormat) -> String {
     match format {
         QualityFormat::Md => {
             let mut out = String::new();

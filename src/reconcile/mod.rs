@@ -102,7 +102,7 @@ pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i6
 }
 
 /// Unit-seconds of the current (partial) day per centre and (cluster, account, partition).
-pub type PartialDay = HashMap<String, PartialUsage>;
+pub(crate) type PartialDay = HashMap<String, PartialUsage>;
 
 /// The exact usage of each centre's current local day up to `at`, from the jobs themselves.
 pub fn partial_day(config: &Config, store: &mut Store, at: i64) -> Result<PartialDay, StoreError> {
@@ -115,7 +115,7 @@ pub fn partial_day(config: &Config, store: &mut Store, at: i64) -> Result<Partia
 
 /// Whether `at` is a local midnight in every centre (a reconciliation then needs no partial
 /// day: the ledger's daily rows are the whole of it).
-pub fn at_midnight_everywhere(config: &Config, at: i64) -> bool {
+pub(crate) fn at_midnight_everywhere(config: &Config, at: i64) -> bool {
     config.centres.values().all(|c| day_start(local_day(at, &c.tz), &c.tz) == at)
 }
 

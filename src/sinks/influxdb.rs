@@ -20,12 +20,12 @@ use std::time::Duration;
 
 /// Default outbox bound: 7 days of 15-minute cycles (672) at about 1,500 points per cycle
 /// (about 1,400 allocations plus feeds and orphan rows), roughly 250 MB of store.
-pub const DEFAULT_MAX_OUTBOX_POINTS: u64 = 1_000_000;
+pub(crate) const DEFAULT_MAX_OUTBOX_POINTS: u64 = 1_000_000;
 
 /// The `[influxdb]` section as written (validated into [`InfluxConfig`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawInfluxConfig {
+pub(crate) struct RawInfluxConfig {
     url: String,
     org: String,
     bucket: String,

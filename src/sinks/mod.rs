@@ -47,7 +47,7 @@ pub struct Point {
 
 /// A point rendered as one line of line protocol, and the fields dropped on the way.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RenderedPoint {
+pub(crate) struct RenderedPoint {
     /// The line (no trailing newline); `None` when no field was left to write.
     pub line: Option<String>,
     /// Fields dropped because their value was NaN or infinite.
@@ -82,7 +82,7 @@ impl Point {
     }
 
     /// Add a float field when there is a value (absent fields are simply not written).
-    pub fn float_opt(self, key: &str, value: Option<f64>) -> Point {
+    pub(crate) fn float_opt(self, key: &str, value: Option<f64>) -> Point {
         match value {
             Some(v) => self.float(key, v),
             None => self,
@@ -97,7 +97,7 @@ impl Point {
 
     /// Render as line protocol (nanosecond precision). Non-finite floats are left out and
     /// named in [`RenderedPoint::non_finite`]; a point left without fields renders to `None`.
-    pub fn line_protocol(&self) -> RenderedPoint {
+    pub(crate) fn line_protocol(&self) -> RenderedPoint {
         let mut non_finite = Vec::new();
         let mut fields = String::new();
         for (k, v) in &self.fields {
@@ -196,7 +196,7 @@ pub trait IndicatorSink: Send + Sync {
 /// The points one cycle owes: `allocation` per allocation, `orphan_usage` per (centre, account,
 /// partition, resource) with usage no allocation covers, `centre_feed` per feed. All are
 /// stamped with the reconciliation instant.
-pub fn cycle_points(rec: &Reconciliation, feeds: &[FeedActivity]) -> Vec<Point> {
+pub(crate) fn cycle_points(rec: &Reconciliation, feeds: &[FeedActivity]) -> Vec<Point> {
     let mut out = Vec::with_capacity(rec.allocations.len() + rec.orphans.len() + rec.unmapped.len() + feeds.len());
     for a in &rec.allocations {
         out.push(
@@ -263,7 +263,7 @@ pub struct CycleRecord {
 /// Called by a cycle inside its transaction: note which pulls this cycle accounts for, and
 /// append the cycle's points to the outbox when a sink is configured. `now` is the wall clock
 /// (epoch seconds) that ages the feeds.
-pub fn record_cycle(tx: &Tx<'_>, influx: Option<&InfluxConfig>, cycle_id: i64, rec: &Reconciliation, now: i64) -> Result<CycleRecord, StoreError> {
+pub(crate) fn record_cycle(tx: &Tx<'_>, influx: Option<&InfluxConfig>, cycle_id: i64, rec: &Reconciliation, now: i64) -> Result<CycleRecord, StoreError> {
     let feeds = tx.feed_activity(cycle_id, now)?;
     let enqueued = outbox::enqueue(tx, influx, &cycle_points(rec, &feeds), now)?;
     Ok(CycleRecord { feeds, enqueued })

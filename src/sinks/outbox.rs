@@ -212,7 +212,7 @@ pub async fn drain<S: IndicatorSink>(store: &mut Store, sink: &S, batch_size: us
 
 /// Setting up delivery failed.
 #[derive(Debug, thiserror::Error)]
-pub enum SetupError {
+pub(crate) enum SetupError {
     /// The `[influxdb]` section cannot be used (token missing…): a configuration problem.
     #[error("{0}")]
     Config(String),
@@ -223,7 +223,7 @@ pub enum SetupError {
 
 /// One pass over the outbox now, on a private runtime (for `check` and `outbox flush`).
 /// `None` when no sink is configured.
-pub fn flush_now(influx: Option<&InfluxConfig>, store: &mut Store) -> Result<Option<DrainReport>, SetupError> {
+pub(crate) fn flush_now(influx: Option<&InfluxConfig>, store: &mut Store) -> Result<Option<DrainReport>, SetupError> {
     let Some(influx) = influx else { return Ok(None) };
     let sink = InfluxSink::new(influx).map_err(SetupError::Config)?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -238,11 +238,11 @@ pub fn flush_now(influx: Option<&InfluxConfig>, store: &mut Store) -> Result<Opt
 }
 
 /// What the writer tells its owner after each pass (the daemon counts it in its metrics).
-pub type PassObserver = Arc<dyn Fn(&DrainReport) + Send + Sync>;
+pub(crate) type PassObserver = Arc<dyn Fn(&DrainReport) + Send + Sync>;
 
 /// The daemon's writer task: started by [`Writer::spawn`], woken after each cycle, stopped
 /// (after a last pass) when its shutdown drains.
-pub struct Writer {
+pub(crate) struct Writer {
     wake: Arc<tokio::sync::Notify>,
     stop: ShutdownSignal,
     task: tokio::task::JoinHandle<()>,
@@ -267,7 +267,7 @@ impl Writer {
     }
 
     /// New points are waiting: send them now (a wake-up is never lost).
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.wake.notify_one();
     }
 

@@ -38,7 +38,7 @@ pub enum Parsed {
 /// What one input line turned out to be, when the record is written into a reused
 /// [`JobRecord`] rather than returned (the import path).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineKind {
+pub(crate) enum LineKind {
     /// An allocation to charge (the record holds it).
     Job,
     /// A job step: not charged.
@@ -137,12 +137,12 @@ pub trait LiveSource: Send + Sync {
 }
 
 /// Default overlap of pull windows: 2 days.
-pub fn default_overlap_hours() -> u64 {
+pub(crate) fn default_overlap_hours() -> u64 {
     48
 }
 
 /// Default reach of a first pull: 30 days.
-pub fn default_first_pull_days() -> u64 {
+pub(crate) fn default_first_pull_days() -> u64 {
     30
 }
 
@@ -175,7 +175,7 @@ impl PullSettings {
 }
 
 /// Longest line accepted; longer ones are rejected without being held in memory.
-pub const MAX_LINE_BYTES: usize = 1 << 20;
+pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// Open a file, transparently decompressing `.gz`.
 fn open(path: &Path) -> Result<Box<dyn BufRead>, InputError> {
@@ -261,7 +261,7 @@ where
 }
 
 /// Resolve a `--fields` value: a column list, or `xdmod` for Open XDMoD's 26-field dumps.
-pub fn resolve_fields(fields: &str) -> &str {
+pub(crate) fn resolve_fields(fields: &str) -> &str {
     if fields.eq_ignore_ascii_case("xdmod") {
         sacct::XDMOD_FIELDS
     } else {
@@ -305,7 +305,7 @@ pub fn read_stream(
 
 impl ParsedRef<'_> {
     /// The owned form.
-    pub fn to_owned(self) -> Parsed {
+    pub(crate) fn to_owned(self) -> Parsed {
         match self {
             ParsedRef::Job(j) => Parsed::Job(j.clone()),
             ParsedRef::Step => Parsed::Step,
@@ -323,7 +323,7 @@ fn lend(kind: LineKind, rec: &JobRecord) -> ParsedRef<'_> {
 }
 
 /// As [`read_file_with`], over any reader (`name` appears in messages).
-pub fn read_stream_with(
+pub(crate) fn read_stream_with(
     reader: impl BufRead,
     name: &str,
     format: &FileFormat,
@@ -406,20 +406,6 @@ pub fn read_stream_with(
             })
         }
     }
-}
-
-/// Read only the header of an SWF file and return its declared time zone, if any.
-pub fn swf_time_zone(path: &Path) -> Result<Option<String>, InputError> {
-    let reader = open(path)?;
-    let mut header = swf::SwfHeader::default();
-    for line in reader.lines() {
-        let line = line.map_err(|source| InputError::Io { file: path.display().to_string(), source })?;
-        if !line.trim_start().starts_with(';') {
-            break;
-        }
-        header.absorb(&line);
-    }
-    Ok(header.time_zone)
 }
 
 #[cfg(test)]

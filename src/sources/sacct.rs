@@ -4,7 +4,9 @@
 //! Times may be epoch seconds (`SLURM_TIME_FORMAT=%s`, unambiguous) or sacct's default
 //! `YYYY-MM-DDTHH:MM:SS`, which is local time of the centre and is read in its time zone.
 
-use super::{LineError, LineKind, Parsed};
+use super::{LineError, LineKind};
+#[cfg(test)]
+use super::Parsed;
 use crate::domain::job::{JobRecord, Units};
 use jiff::{civil::DateTime, tz::TimeZone};
 
@@ -31,18 +33,18 @@ pub struct Columns {
 }
 
 /// The 26 columns Open XDMoD asks sacct for; its dumps carry no header line.
-pub const XDMOD_FIELDS: &str = "jobid,jobidraw,cluster,partition,qos,account,group,gid,user,uid,\
+pub(crate) const XDMOD_FIELDS: &str = "jobid,jobidraw,cluster,partition,qos,account,group,gid,user,uid,\
 submit,eligible,start,end,elapsed,exitcode,state,nnodes,ncpus,reqcpus,reqmem,reqtres,alloctres,\
 timelimit,nodelist,jobname";
 
 /// The columns allocwatch itself asks sacct for (see the sacct source of the pull issue).
-pub const DEFAULT_FIELDS: &str =
+pub(crate) const DEFAULT_FIELDS: &str =
     "JobIDRaw,JobID,Cluster,Partition,Account,User,Start,End,ElapsedRaw,AllocCPUS,AllocNodes,AllocTRES,State";
 
 impl Columns {
     /// Map a list of sacct field names (header line or `--format` list, `|` or `,` separated).
     /// Fails when a field the ledger cannot do without is missing.
-    pub fn from_names(list: &str) -> Result<Columns, String> {
+    pub(crate) fn from_names(list: &str) -> Result<Columns, String> {
         let sep = if list.contains('|') { '|' } else { ',' };
         let names: Vec<String> = list.split(sep).map(|s| s.trim().to_string()).collect();
         let mut c = Columns { names: names.clone(), ..Default::default() };
@@ -95,7 +97,7 @@ impl Columns {
     }
 
     /// Whether a line looks like a header of these columns rather than a record.
-    pub fn is_header(line: &str) -> bool {
+    pub(crate) fn is_header(line: &str) -> bool {
         // Records start with their job id; checked first, it spares every record the rest.
         if line.as_bytes().first().is_some_and(u8::is_ascii_digit) {
             return false;
@@ -117,7 +119,7 @@ impl Columns {
 
 /// Parses sacct `-P` lines for one centre.
 #[derive(Debug, Clone)]
-pub struct SacctParser {
+pub(crate) struct SacctParser {
     /// Column positions.
     pub columns: Columns,
     /// Time zone for sacct's civil (non-epoch) timestamps.
@@ -131,7 +133,8 @@ pub struct SacctParser {
 
 impl SacctParser {
     /// Parse one data line (1-based `line` number for errors).
-    pub fn parse_line(&self, file: &str, line: u64, text: &str) -> Result<Parsed, LineError> {
+    #[cfg(test)]
+    pub(crate) fn parse_line(&self, file: &str, line: u64, text: &str) -> Result<Parsed, LineError> {
         let mut rec = JobRecord::empty();
         Ok(match self.parse_line_into(file, line, text, &mut rec)? {
             LineKind::Job => Parsed::Job(rec),
@@ -143,7 +146,7 @@ impl SacctParser {
     /// As [`SacctParser::parse_line`], writing a job into `rec` (reusing its strings' memory:
     /// the import path parses millions of lines). `rec` is fully overwritten when the line is a
     /// job, and left in an unspecified state otherwise.
-    pub fn parse_line_into(&self, file: &str, line: u64, text: &str, rec: &mut JobRecord) -> Result<LineKind, LineError> {
+    pub(crate) fn parse_line_into(&self, file: &str, line: u64, text: &str, rec: &mut JobRecord) -> Result<LineKind, LineError> {
         let err = |field: Option<&str>, reason: String| LineError {
             file: file.to_string(),
             line,
@@ -332,7 +335,7 @@ fn parse_job_id(s: &str) -> Option<u64> {
 
 /// `Unknown`, `None` and empty mean "no time"; digits are epoch seconds; otherwise sacct's
 /// `YYYY-MM-DDTHH:MM:SS` in the centre's zone.
-pub fn parse_time(s: &str, tz: &TimeZone) -> Result<Option<i64>, String> {
+pub(crate) fn parse_time(s: &str, tz: &TimeZone) -> Result<Option<i64>, String> {
     if s.is_empty() || s.eq_ignore_ascii_case("unknown") || s.eq_ignore_ascii_case("none") {
         return Ok(None);
     }
@@ -351,7 +354,7 @@ pub fn parse_time(s: &str, tz: &TimeZone) -> Result<Option<i64>, String> {
 }
 
 /// sacct's elapsed format: `[D-]HH:MM:SS`, `MM:SS`, or `MM:SS.mmm`.
-pub fn parse_elapsed(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_elapsed(s: &str) -> Result<i64, String> {
     let bad = || format!("`{}` is not an elapsed time ([D-]HH:MM:SS)", truncate(s));
     let (days, rest) = match split_once_byte(s, b'-') {
         Some((d, r)) => (d.parse::<i64>().map_err(|_| bad())?, r),
@@ -420,7 +423,7 @@ impl<'a> Iterator for ByteSplit<'a> {
 
 /// The TRES counts allocwatch charges by.
 #[derive(Debug, Default, PartialEq)]
-pub struct Tres {
+pub(crate) struct Tres {
     /// `cpu=`.
     pub cpu: Option<u64>,
     /// `node=`.
@@ -442,7 +445,7 @@ impl Tres {
 }
 
 /// Parse `billing=12,cpu=12,gres/gpu:a100=2,mem=31000M,node=1`.
-pub fn parse_tres(s: &str) -> Result<Tres, String> {
+pub(crate) fn parse_tres(s: &str) -> Result<Tres, String> {
     let mut t = Tres::default();
     if s.is_empty() {
         return Ok(t);

@@ -50,7 +50,7 @@ pub struct SacctSource {
 /// The `[[centre.source]] kind = "sacct"` table as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSacctSource {
+pub(crate) struct RawSacctSource {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -168,7 +168,7 @@ impl SacctSource {
     }
 
     /// The command that would run for `[from, to)`, as one line (for `config check` and logs).
-    pub fn command_line(&self, from: i64, to: i64, tz: &TimeZone) -> String {
+    pub(crate) fn command_line(&self, from: i64, to: i64, tz: &TimeZone) -> String {
         self.command(from, to, tz).0.join(" ")
     }
 
@@ -219,7 +219,7 @@ impl LiveSource for SacctSource {
 /// asked for (anything else means the command line or the site's sacct is not what allocwatch
 /// expects, and guessing would mis-charge); records go through the shared sacct parser, bad
 /// lines are returned as errors with their line numbers and the rest is kept.
-pub fn parse_parsable(out: &[u8], name: &str, ctx: &SourceContext) -> Result<Vec<Result<Parsed, LineError>>, String> {
+pub(crate) fn parse_parsable(out: &[u8], name: &str, ctx: &SourceContext) -> Result<Vec<Result<Parsed, LineError>>, String> {
     let text = std::str::from_utf8(out).map_err(|e| format!("{name}: not UTF-8 at byte {}", e.valid_up_to()))?;
     let Some(header) = text.lines().find(|l| !l.trim().is_empty()) else {
         return Err(format!("{name}: sacct printed nothing, not even its header line"));
@@ -273,7 +273,7 @@ const STDERR_QUOTED_CHARS: usize = 2000;
 /// Run an argv (never a shell) with extra environment variables, no stdin, and a timeout.
 /// Returns stdout on exit status 0; otherwise an error quoting stderr. On timeout the whole
 /// process group is killed (a prefix such as `ssh` or a wrapper script may have children).
-pub async fn run_command(argv: &[String], env: &[(String, String)], timeout: Duration) -> Result<Vec<u8>, String> {
+pub(crate) async fn run_command(argv: &[String], env: &[(String, String)], timeout: Duration) -> Result<Vec<u8>, String> {
     let Some((program, args)) = argv.split_first() else {
         return Err("empty command".into());
     };

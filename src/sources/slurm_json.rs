@@ -12,7 +12,7 @@ use crate::domain::job::{JobRecord, Units};
 use serde_json::Value;
 
 /// API versions whose job JSON this decoder reads, oldest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &["v0.0.38", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44"];
+pub(crate) const SUPPORTED_VERSIONS: &[&str] = &["v0.0.38", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44"];
 
 /// Slurm's `ESLURM_REST_EMPTY_RESULT`: the query matched no job.
 const NOTHING_FOUND: i64 = 9003;
@@ -84,10 +84,10 @@ pub fn decode_jobs(doc: &Value, source: &str, default_cluster: &str, observed_at
 
 /// Slurm's `SLURM_PROTOCOL_AUTHENTICATION_ERROR`: slurmdbd refused the credentials
 /// slurmrestd passed on (a wrong or expired JWT yields HTTP 200 with this error).
-pub const AUTHENTICATION_ERROR: i64 = 1007;
+pub(crate) const AUTHENTICATION_ERROR: i64 = 1007;
 
 /// The first error of a document with this Slurm error number, as text.
-pub fn find_error(doc: &Value, number: i64) -> Option<String> {
+pub(crate) fn find_error(doc: &Value, number: i64) -> Option<String> {
     doc.get("errors")?
         .as_array()?
         .iter()
@@ -293,7 +293,7 @@ pub fn jobs_endpoints(openapi: &Value) -> Vec<(String, String, Vec<String>)> {
 }
 
 /// Sort key of `v0.0.NN` (unknown forms sort first).
-pub fn version_key(v: &str) -> (u32, u32, u32) {
+pub(crate) fn version_key(v: &str) -> (u32, u32, u32) {
     let mut it = v.trim_start_matches('v').split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     (it.next().unwrap_or(0), it.next().unwrap_or(0), it.next().unwrap_or(0))
 }

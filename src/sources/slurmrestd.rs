@@ -57,7 +57,7 @@ pub struct RestSource {
 /// The `[[centre.source]] kind = "slurmrestd"` table as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRestSource {
+pub(crate) struct RawRestSource {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -178,7 +178,7 @@ impl RestSource {
     }
 
     /// Where the token comes from (for messages; never the token).
-    pub fn token_origin(&self) -> String {
+    pub(crate) fn token_origin(&self) -> String {
         match &self.token {
             None => "no token configured".into(),
             Some(RestToken::Stored(s)) => format!("token from {}", s.describe()),
@@ -406,7 +406,7 @@ impl LiveSource for RestSource {
 
 /// The `exp` claim of a JWT (epoch seconds), if it is one. Read only to give a clear message
 /// before sending an expired token; the signature is slurmrestd's business.
-pub fn jwt_expiry(token: &str) -> Option<i64> {
+pub(crate) fn jwt_expiry(token: &str) -> Option<i64> {
     let mut parts = token.split('.');
     let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;

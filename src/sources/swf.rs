@@ -4,13 +4,15 @@
 //! `UnixStartTime`. The group id becomes the account and the partition number is mapped to the
 //! name given by the header's `; Partition: N name` lines.
 
-use super::{LineError, LineKind, Parsed};
+use super::{LineError, LineKind};
+#[cfg(test)]
+use super::Parsed;
 use crate::domain::job::{JobRecord, Units};
 use std::collections::HashMap;
 
 /// Header facts that data lines need.
 #[derive(Debug, Clone, Default)]
-pub struct SwfHeader {
+pub(crate) struct SwfHeader {
     /// `; UnixStartTime:` — epoch of the trace's time origin.
     pub unix_start: Option<i64>,
     /// `; TimeZoneString:` — the installation's zone.
@@ -21,7 +23,7 @@ pub struct SwfHeader {
 
 impl SwfHeader {
     /// Absorb one `;` comment line.
-    pub fn absorb(&mut self, line: &str) {
+    pub(crate) fn absorb(&mut self, line: &str) {
         let body = line.trim_start_matches(';').trim();
         let Some((key, value)) = body.split_once(':') else { return };
         let value = value.trim();
@@ -42,7 +44,8 @@ impl SwfHeader {
 }
 
 /// Parse one SWF data line. `cluster` is the centre's cluster the trace belongs to.
-pub fn parse_line(header: &SwfHeader, cluster: &str, file: &str, line: u64, text: &str) -> Result<Parsed, LineError> {
+#[cfg(test)]
+pub(crate) fn parse_line(header: &SwfHeader, cluster: &str, file: &str, line: u64, text: &str) -> Result<Parsed, LineError> {
     let mut rec = JobRecord::empty();
     Ok(match parse_line_into(header, cluster, file, line, text, &mut rec)? {
         LineKind::Job => Parsed::Job(rec),
@@ -52,7 +55,7 @@ pub fn parse_line(header: &SwfHeader, cluster: &str, file: &str, line: u64, text
 }
 
 /// As [`parse_line`], writing a job into `rec` (reusing its strings' memory).
-pub fn parse_line_into(
+pub(crate) fn parse_line_into(
     header: &SwfHeader,
     cluster: &str,
     file: &str,

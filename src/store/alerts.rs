@@ -71,7 +71,7 @@ pub(super) const DEFERRALS: &str = r#"
 
 /// A firing alert as stored, with its last figures.
 #[derive(Debug, Clone)]
-pub struct StoredFiring {
+pub(crate) struct StoredFiring {
     /// Life-cycle view.
     pub alert: FiringAlert,
     /// Figures at the last evaluation.
@@ -80,20 +80,14 @@ pub struct StoredFiring {
     pub title: String,
     /// Severity.
     pub severity: String,
-    /// Centre.
-    pub centre: String,
-    /// Project.
-    pub project: Option<String>,
-    /// Resource.
-    pub resource: Option<String>,
 }
 
 impl Tx<'_> {
 /// Alerts currently firing.
-pub fn load_firing(&self) -> Result<Vec<StoredFiring>, StoreError> {
+pub(crate) fn load_firing(&self) -> Result<Vec<StoredFiring>, StoreError> {
     let e = self.err();
     let mut stmt = self.conn.prepare(
-        "SELECT id, rule, subject, discriminator, fired_at, last_notified_at, acked_at, facts, title, severity, centre, project, resource
+        "SELECT id, rule, subject, discriminator, fired_at, last_notified_at, acked_at, facts, title, severity
          FROM alerts WHERE state = 'firing' ORDER BY id",
     ).map_err(&e)?;
     let rows = stmt.query_map([], |r| {
@@ -112,9 +106,6 @@ pub fn load_firing(&self) -> Result<Vec<StoredFiring>, StoreError> {
                 facts: serde_json::from_str(&facts).unwrap_or(serde_json::Value::Null),
                 title: r.get(8)?,
                 severity: r.get(9)?,
-                centre: r.get(10)?,
-                project: r.get(11)?,
-                resource: r.get(12)?,
             },
         ))
     }).map_err(&e)?;
@@ -131,7 +122,7 @@ pub fn load_firing(&self) -> Result<Vec<StoredFiring>, StoreError> {
 }
 
 /// Write the transitions; returns the alert id of each transition (new ids for `Fire`).
-pub fn apply_transitions(&self, cycle_id: i64, at: i64, transitions: &[Transition]) -> Result<Vec<i64>, StoreError> {
+pub(crate) fn apply_transitions(&self, cycle_id: i64, at: i64, transitions: &[Transition]) -> Result<Vec<i64>, StoreError> {
     let conn = self.conn;
     let e = self.err();
     let mut ids = Vec::with_capacity(transitions.len());
@@ -182,7 +173,7 @@ pub fn apply_transitions(&self, cycle_id: i64, at: i64, transitions: &[Transitio
 
 /// A message owed to one recipient over one channel.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Notification {
+pub(crate) struct Notification {
     /// `email`, `webhook`, `alertmanager`.
     pub channel: String,
     /// `researchers` or `operations`.
@@ -205,7 +196,7 @@ pub struct Notification {
 
 impl Tx<'_> {
 /// Append messages to the outbox (same transaction as the evaluation that produced them).
-pub fn enqueue_notifications(&self, cycle_id: i64, at: i64, now: i64, out: &[Notification]) -> Result<(), StoreError> {
+pub(crate) fn enqueue_notifications(&self, cycle_id: i64, at: i64, now: i64, out: &[Notification]) -> Result<(), StoreError> {
     let e = self.err();
     let mut stmt = self.conn.prepare_cached(
         "INSERT INTO notifications (cycle_id, created_at, at, channel, audience, recipient, alert_ids, kinds, subject, body_text,
@@ -246,7 +237,7 @@ pub struct Pending {
 
 impl Store {
 /// Pending notifications due at `now` (all of them with `force`), oldest first.
-pub fn due_notifications(&self, now: i64, force: bool, limit: i64) -> Result<Vec<Pending>, StoreError> {
+pub(crate) fn due_notifications(&self, now: i64, force: bool, limit: i64) -> Result<Vec<Pending>, StoreError> {
     let e = self.err();
     let mut stmt = self.conn.prepare_cached(
         "SELECT id, channel, recipient, subject, body_text, body_html, payload, attempts FROM notifications
@@ -268,7 +259,7 @@ pub fn due_notifications(&self, now: i64, force: bool, limit: i64) -> Result<Vec
 }
 
 /// Record a successful delivery.
-pub fn notification_sent(&self, id: i64, now: i64) -> Result<(), StoreError> {
+pub(crate) fn notification_sent(&self, id: i64, now: i64) -> Result<(), StoreError> {
     self.conn.execute(
         "UPDATE notifications SET state = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1 AND state = 'pending'",
         params![id, now],
@@ -277,7 +268,7 @@ pub fn notification_sent(&self, id: i64, now: i64) -> Result<(), StoreError> {
 }
 
 /// Record a failed attempt and when to retry.
-pub fn notification_failed(&self, id: i64, error: &str, next_attempt_at: i64) -> Result<(), StoreError> {
+pub(crate) fn notification_failed(&self, id: i64, error: &str, next_attempt_at: i64) -> Result<(), StoreError> {
     self.conn.execute(
         "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
         params![id, error, next_attempt_at],
@@ -288,7 +279,7 @@ pub fn notification_failed(&self, id: i64, error: &str, next_attempt_at: i64) ->
 /// Record, in one transaction, that a delivery pass held these messages back without trying
 /// them, because their channel had just failed (the quality report counts each as a delivery
 /// that needed retries).
-pub fn notifications_deferred(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+pub(crate) fn notifications_deferred(&mut self, ids: &[i64]) -> Result<(), StoreError> {
     self.transaction(|tx| {
         for id in ids {
             tx.conn
@@ -300,13 +291,13 @@ pub fn notifications_deferred(&mut self, ids: &[i64]) -> Result<(), StoreError> 
 }
 
 /// Outbox depth.
-pub fn pending_notifications(&self) -> Result<i64, StoreError> {
+pub(crate) fn pending_notifications(&self) -> Result<i64, StoreError> {
     self.conn.query_row("SELECT COUNT(*) FROM notifications WHERE state = 'pending'", [], |r| r.get(0)).map_err(self.err())
 }
 
 /// Acknowledge a firing alert at `now` (no more reminders), with the audit event, in one
 /// transaction. Returns false when no such firing alert exists.
-pub fn ack_alert(&mut self, id: i64, by: &str, now: i64) -> Result<bool, StoreError> {
+pub(crate) fn ack_alert(&mut self, id: i64, by: &str, now: i64) -> Result<bool, StoreError> {
     self.transaction(|tx| {
         let e = tx.err();
         let n = tx
@@ -418,7 +409,7 @@ pub fn alerts(&self, all: bool) -> Result<Vec<AlertRow>, StoreError> {
 }
 
 /// Whether an alert id exists at all.
-pub fn alert_exists(&self, id: i64) -> Result<bool, StoreError> {
+pub(crate) fn alert_exists(&self, id: i64) -> Result<bool, StoreError> {
     self.conn.query_row("SELECT 1 FROM alerts WHERE id = ?1", [id], |_| Ok(())).optional().map(|o| o.is_some()).map_err(self.err())
 }
 }

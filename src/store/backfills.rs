@@ -24,7 +24,7 @@ pub(super) const SCHEMA: &str = r#"
 
 /// Progress of a backfill, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// Everything before this instant is pulled.
     pub done_until: i64,
     /// Records stored so far.
@@ -37,7 +37,7 @@ pub struct Progress {
 
 impl Store {
     /// The stored progress of the backfill of `(centre, source, [from, to))`, if any.
-    pub fn backfill_progress(&self, centre: &str, source: &str, from: i64, to: i64) -> Result<Option<Progress>, StoreError> {
+    pub(crate) fn backfill_progress(&self, centre: &str, source: &str, from: i64, to: i64) -> Result<Option<Progress>, StoreError> {
         self.conn.execute_batch(SCHEMA).map_err(self.err())?;
         self.conn
             .query_row(
@@ -51,7 +51,7 @@ impl Store {
     }
 
     /// Start (or restart from scratch) the backfill record.
-    pub fn begin_backfill(&mut self, centre: &str, source: &str, from: i64, to: i64, chunk_s: i64, now: i64) -> Result<(), StoreError> {
+    pub(crate) fn begin_backfill(&mut self, centre: &str, source: &str, from: i64, to: i64, chunk_s: i64, now: i64) -> Result<(), StoreError> {
         self.transaction(|tx| {
             tx.conn
                 .execute(
@@ -66,7 +66,7 @@ impl Store {
 
     /// Mark `[.., done_until)` pulled, with `records` more stored; finished when it reaches the end.
     #[allow(clippy::too_many_arguments)]
-    pub fn advance_backfill(&mut self, centre: &str, source: &str, from: i64, to: i64, done_until: i64, records: i64, now: i64) -> Result<(), StoreError> {
+    pub(crate) fn advance_backfill(&mut self, centre: &str, source: &str, from: i64, to: i64, done_until: i64, records: i64, now: i64) -> Result<(), StoreError> {
         self.transaction(|tx| {
             tx.conn
                 .execute(

@@ -26,7 +26,7 @@ pub(super) const PULLS_SEEN: &str = r#"
 
 impl Tx<'_> {
     /// Record a cycle reconciled at `at` (started on the wall clock at `started_at`); returns its id.
-    pub fn insert_cycle(&self, at: i64, started_at: i64, allocations: usize, trigger: &str) -> Result<i64, StoreError> {
+    pub(crate) fn insert_cycle(&self, at: i64, started_at: i64, allocations: usize, trigger: &str) -> Result<i64, StoreError> {
         self.conn
             .execute(
                 "INSERT INTO cycles (at, started_at, allocations, trigger) VALUES (?1, ?2, ?3, ?4)",
@@ -39,7 +39,7 @@ impl Tx<'_> {
 
 impl Store {
     /// The latest reconciliation instant recorded, if any.
-    pub fn latest_cycle_at(&self) -> Result<Option<i64>, StoreError> {
+    pub(crate) fn latest_cycle_at(&self) -> Result<Option<i64>, StoreError> {
         self.conn.query_row("SELECT MAX(at) FROM cycles", [], |r| r.get(0)).map_err(self.err())
     }
 }

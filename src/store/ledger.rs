@@ -69,7 +69,7 @@ pub(super) const SCHEMA: &str = r#"
     "#;
 
 /// Rejected lines kept per pull (all are counted; the first ones are kept for inspection).
-pub const KEPT_REJECTIONS: usize = 100;
+pub(crate) const KEPT_REJECTIONS: usize = 100;
 
 /// What an ingest did with its records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -192,7 +192,7 @@ impl Store {
 
     /// Daily usage rows of some accounts of a centre over days `[from_day, to_day)` (one
     /// allocation's burn-down): only those accounts' rows are read and named.
-    pub fn daily_usage_of_accounts(
+    pub(crate) fn daily_usage_of_accounts(
         &mut self,
         centre: &str,
         accounts: &[String],
@@ -236,7 +236,7 @@ impl Store {
     /// Daily usage rows of a centre over days `[from_day, to_day)`, in key order, by interned
     /// name ids (see [`Store::names`]), handed to `f` one by one: a reconciliation reads
     /// millions of them, so no row is allocated.
-    pub fn for_each_daily_usage(
+    pub(crate) fn for_each_daily_usage(
         &mut self,
         centre: &str,
         from_day: DayNumber,
@@ -276,13 +276,13 @@ impl Store {
 
     /// Jobs of a centre whose window overlaps `[from, to)` (zero-length jobs starting in it
     /// included).
-    pub fn jobs_overlapping(&mut self, centre: &str, from: i64, to: i64) -> Result<Vec<JobRecord>, StoreError> {
+    pub(crate) fn jobs_overlapping(&mut self, centre: &str, from: i64, to: i64) -> Result<Vec<JobRecord>, StoreError> {
         let Some(cid) = self.name_id(centre)? else { return Ok(Vec::new()) };
         overlapping(&self.conn, &self.path, cid, from, to)
     }
 
     /// Jobs per (cluster, account, partition) of a centre whose window overlaps `[from, to)`.
-    pub fn job_counts(&mut self, centre: &str, from: i64, to: i64) -> Result<HashMap<(String, String, String), i64>, StoreError> {
+    pub(crate) fn job_counts(&mut self, centre: &str, from: i64, to: i64) -> Result<HashMap<(String, String, String), i64>, StoreError> {
         let Some(cid) = self.name_id(centre)? else { return Ok(HashMap::new()) };
         let names = self.names_by_id()?;
         let path = self.path.clone();
@@ -331,7 +331,7 @@ impl Store {
 
 impl Tx<'_> {
     /// [`Store::jobs_overlapping`], inside the transaction.
-    pub fn jobs_overlapping(&self, centre: &str, from: i64, to: i64) -> Result<Vec<JobRecord>, StoreError> {
+    pub(crate) fn jobs_overlapping(&self, centre: &str, from: i64, to: i64) -> Result<Vec<JobRecord>, StoreError> {
         let cid: Option<i64> =
             self.conn.query_row("SELECT id FROM names WHERE name = ?1", [centre], |r| r.get(0)).optional().map_err(self.err())?;
         match cid {
@@ -418,7 +418,7 @@ pub struct DailyRow {
 
 /// One row of the daily usage table, by interned name ids.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DailyIds {
+pub(crate) struct DailyIds {
     /// Centre-local day.
     pub day: DayNumber,
     /// Cluster name id.
@@ -571,7 +571,7 @@ impl<'s> Ingest<'s> {
     }
 
     /// Note a record from a cluster the centre does not list (it is still charged).
-    pub fn unknown_cluster(&mut self, cluster: &str) {
+    pub(crate) fn unknown_cluster(&mut self, cluster: &str) {
         *self.stats.unknown_clusters.entry(cluster.to_string()).or_default() += 1;
     }
 

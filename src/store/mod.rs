@@ -25,8 +25,9 @@ pub mod pulls;
 pub mod quality;
 mod schema;
 
-pub use ledger::{DailyIds, DailyRow, Ingest, IngestStats, KEPT_REJECTIONS};
-pub use pulls::{FeedActivity, FeedState, PullRecord};
+pub use ledger::{DailyRow, Ingest, IngestStats};
+pub use pulls::{FeedState, PullRecord};
+pub use pulls::FeedActivity;
 
 use crate::domain::fxhash::FastMap;
 use rusqlite::{Connection, Transaction};
@@ -151,7 +152,7 @@ impl Store {
     }
 
     /// Whether the store answers a trivial query (readiness).
-    pub fn ping(&self) -> Result<(), StoreError> {
+    pub(crate) fn ping(&self) -> Result<(), StoreError> {
         self.conn.query_row("SELECT COUNT(*) FROM cycles", [], |r| r.get::<_, i64>(0)).map(|_| ()).map_err(self.err())
     }
 }

@@ -42,7 +42,7 @@ const SINK: &str = "influxdb";
 
 /// A point rendered for the outbox.
 #[derive(Debug, Clone, PartialEq)]
-pub struct QueuedLine {
+pub(crate) struct QueuedLine {
     /// Measurement (kept beside the line for `outbox status` and the rejected table).
     pub measurement: String,
     /// The point's own timestamp, nanoseconds.
@@ -53,7 +53,7 @@ pub struct QueuedLine {
 
 /// What appending to a bounded outbox did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Appended {
+pub(crate) struct Appended {
     /// Lines appended.
     pub queued: u64,
     /// Oldest lines dropped to respect the bound.
@@ -66,7 +66,7 @@ pub struct Appended {
 
 /// The outbox as stored: depth, oldest waiting point, the writer's last attempts and totals.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct OutboxState {
+pub(crate) struct OutboxState {
     /// Lines waiting.
     pub depth: u64,
     /// The oldest waiting line: when it was enqueued and its own timestamp (ns).
@@ -95,7 +95,7 @@ fn count(conn: &Connection, table: &str) -> rusqlite::Result<u64> {
 
 impl Tx<'_> {
     /// Append lines (enqueued at `now`), then drop the oldest beyond `max_points`.
-    pub fn append_points(&self, lines: &[QueuedLine], now: i64, max_points: u64) -> Result<Appended, StoreError> {
+    pub(crate) fn append_points(&self, lines: &[QueuedLine], now: i64, max_points: u64) -> Result<Appended, StoreError> {
         let e = self.err();
         let mut out = Appended::default();
         {
@@ -144,7 +144,7 @@ impl Store {
     }
 
     /// Lines `first..=last` (`n` of them) were delivered at `now`: delete them, count them.
-    pub fn outbox_delivered(&mut self, first: i64, last: i64, n: u64, now: i64) -> Result<(), StoreError> {
+    pub(crate) fn outbox_delivered(&mut self, first: i64, last: i64, n: u64, now: i64) -> Result<(), StoreError> {
         self.transaction(|tx| {
             let e = tx.err();
             tx.conn.execute("DELETE FROM outbox_points WHERE id BETWEEN ?1 AND ?2", params![first, last]).map_err(&e)?;
@@ -160,7 +160,7 @@ impl Store {
     }
 
     /// A write attempt failed at `now` (the lines stay queued).
-    pub fn outbox_failed(&mut self, error: &str, now: i64) -> Result<(), StoreError> {
+    pub(crate) fn outbox_failed(&mut self, error: &str, now: i64) -> Result<(), StoreError> {
         self.transaction(|tx| {
             tx.conn
                 .execute(
@@ -174,7 +174,7 @@ impl Store {
     }
 
     /// The server refused line `id` alone: move it to `outbox_rejected` with the server's words.
-    pub fn outbox_quarantine(&mut self, id: i64, error: &str, now: i64) -> Result<(), StoreError> {
+    pub(crate) fn outbox_quarantine(&mut self, id: i64, error: &str, now: i64) -> Result<(), StoreError> {
         self.transaction(|tx| {
             let e = tx.err();
             tx.conn
@@ -195,8 +195,10 @@ impl Store {
         })
     }
 
-    /// The lines the server refused, with its message, in order.
-    pub fn outbox_rejected(&self) -> Result<Vec<(String, String)>, StoreError> {
+    /// The lines the server refused, with its message, in order (for tests; operators read
+    /// the table, counted by `outbox status`).
+    #[cfg(test)]
+    pub(crate) fn outbox_rejected(&self) -> Result<Vec<(String, String)>, StoreError> {
         let e = self.err();
         let mut stmt = self.conn.prepare("SELECT line, error FROM outbox_rejected ORDER BY id").map_err(&e)?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(&e)?;
@@ -204,7 +206,7 @@ impl Store {
     }
 
     /// The outbox and the writer's state.
-    pub fn outbox_state(&self) -> Result<OutboxState, StoreError> {
+    pub(crate) fn outbox_state(&self) -> Result<OutboxState, StoreError> {
         let e = self.err();
         let depth = count(&self.conn, "outbox_points").map_err(&e)?;
         let rejected = count(&self.conn, "outbox_rejected").map_err(&e)?;

@@ -114,7 +114,7 @@ pub struct FeedActivity {
 
 /// What a successful pull stored, as the `pulls` row keeps it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PullCounts {
+pub(crate) struct PullCounts {
     /// Records offered.
     pub records: u64,
     /// Newly stored.
@@ -168,7 +168,7 @@ pub(super) fn record_ingest(conn: &Connection, path: &Path, pull: &PullRecord, s
 
 impl Store {
     /// Fingerprint under which a file was last imported for a centre.
-    pub fn imported_file(&self, centre: &str, path: &str) -> Result<Option<(i64, i64)>, StoreError> {
+    pub(crate) fn imported_file(&self, centre: &str, path: &str) -> Result<Option<(i64, i64)>, StoreError> {
         self.conn
             .query_row(
                 "SELECT size, mtime_ns FROM imported_files WHERE centre = ?1 AND path = ?2",
@@ -192,7 +192,7 @@ impl Store {
     }
 
     /// Record a failed pull (nothing else is written; watermarks do not move).
-    pub fn record_failed_pull(&mut self, pull: &PullRecord, error: &str, now: i64) -> Result<(), StoreError> {
+    pub(crate) fn record_failed_pull(&mut self, pull: &PullRecord, error: &str, now: i64) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "INSERT INTO pulls (centre, source, started_at, finished_at, ok, window_start, window_end, error)
@@ -232,19 +232,19 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
     /// Health of every centre's feed from the pull history: last success, failures since.
-    pub fn centre_feeds(&self) -> Result<Vec<CentreFeed>, StoreError> {
+    pub(crate) fn centre_feeds(&self) -> Result<Vec<CentreFeed>, StoreError> {
         self.reader().centre_feeds()
     }
 
     /// The latest pull's end, if any pull was recorded.
-    pub fn latest_pull_at(&self) -> Result<Option<i64>, StoreError> {
+    pub(crate) fn latest_pull_at(&self) -> Result<Option<i64>, StoreError> {
         self.conn.query_row("SELECT MAX(finished_at) FROM pulls", [], |r| r.get(0)).map_err(self.err())
     }
 }
 
 impl Tx<'_> {
     /// Health of every centre's feed from the pull history: last success, failures since.
-    pub fn centre_feeds(&self) -> Result<Vec<CentreFeed>, StoreError> {
+    pub(crate) fn centre_feeds(&self) -> Result<Vec<CentreFeed>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -271,7 +271,7 @@ impl Tx<'_> {
 
     /// Pull activity per (centre, source kind) since the previous cycle, and mark the pulls seen
     /// by this one (`cycle_pulls`), so the next cycle counts only newer pulls.
-    pub fn feed_activity(&self, cycle_id: i64, now: i64) -> Result<Vec<FeedActivity>, StoreError> {
+    pub(crate) fn feed_activity(&self, cycle_id: i64, now: i64) -> Result<Vec<FeedActivity>, StoreError> {
         let tx = self.conn;
         let e = self.err();
         let prev: i64 = tx

@@ -17,7 +17,7 @@ pub(super) const RUNS: &str = r#"
 
 /// An alert as the quality report counts it (its committee is resolved by the caller).
 #[derive(Debug, Clone, PartialEq)]
-pub struct AlertFact {
+pub(crate) struct AlertFact {
     /// Id.
     pub id: i64,
     /// Rule name.
@@ -34,7 +34,7 @@ pub struct AlertFact {
 
 impl Store {
     /// Every alert, oldest first.
-    pub fn alert_facts(&self) -> Result<Vec<AlertFact>, StoreError> {
+    pub(crate) fn alert_facts(&self) -> Result<Vec<AlertFact>, StoreError> {
         let e = self.err();
         let mut stmt = self.conn.prepare("SELECT id, rule, subject, discriminator, centre, fired_at FROM alerts ORDER BY id").map_err(&e)?;
         let rows = stmt
@@ -46,7 +46,7 @@ impl Store {
     }
 
     /// Reminders (re-notifications) at instants in `[from, until)`.
-    pub fn reminder_facts(&self, from: i64, until: i64) -> Result<Vec<ReminderFacts>, StoreError> {
+    pub(crate) fn reminder_facts(&self, from: i64, until: i64) -> Result<Vec<ReminderFacts>, StoreError> {
         let e = self.err();
         let mut stmt = self
             .conn
@@ -57,7 +57,7 @@ impl Store {
     }
 
     /// Notifications queued by cycles at instants in `[from, until)`.
-    pub fn notification_facts(&self, from: i64, until: i64) -> Result<Vec<NotificationFacts>, StoreError> {
+    pub(crate) fn notification_facts(&self, from: i64, until: i64) -> Result<Vec<NotificationFacts>, StoreError> {
         let e = self.err();
         let mut stmt = self
             .conn
@@ -87,7 +87,7 @@ impl Store {
     }
 
     /// Pulls and imports started in `[from, until)`.
-    pub fn pull_facts(&self, from: i64, until: i64) -> Result<Vec<PullFacts>, StoreError> {
+    pub(crate) fn pull_facts(&self, from: i64, until: i64) -> Result<Vec<PullFacts>, StoreError> {
         let e = self.err();
         let mut stmt = self
             .conn
@@ -115,7 +115,7 @@ impl Store {
     }
 
     /// Whether a period's `quality` points were already queued.
-    pub fn quality_queued(&self, period: &str) -> Result<bool, StoreError> {
+    pub(crate) fn quality_queued(&self, period: &str) -> Result<bool, StoreError> {
         self.conn
             .query_row("SELECT 1 FROM quality_runs WHERE period = ?1", [period], |_| Ok(()))
             .optional()
@@ -126,7 +126,7 @@ impl Store {
 
 impl Tx<'_> {
     /// Record that a period's points were queued (again: the latest run wins).
-    pub fn record_quality_run(&self, period: &str, now: i64, points: u64, trigger: &str) -> Result<(), StoreError> {
+    pub(crate) fn record_quality_run(&self, period: &str, now: i64, points: u64, trigger: &str) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "INSERT INTO quality_runs (period, enqueued_at, points, trigger) VALUES (?1, ?2, ?3, ?4)
