@@ -9,7 +9,7 @@
 use crate::domain::burndown::BurnDown;
 use crate::domain::hours::{format_hours, ResourceHours};
 use crate::domain::reconciliation::{AllocationReport, Reconciliation};
-use crate::domain::time::timestamp;
+use crate::domain::time::{timestamp, utc_date};
 use crate::store::alerts::AlertRow;
 use std::fmt::Write as _;
 
@@ -658,7 +658,7 @@ pub(crate) fn burndown_svg(b: &BurnDown) -> String {
     }
     if (b.start_s..=b.end_s).contains(&b.at_s) {
         let xx = x(b.at_s as f64);
-        let label = timestamp(b.at_s).strftime("%Y-%m-%d").to_string();
+        let label = utc_date(b.at_s).to_string();
         let anchor = if xx > x1 - 60.0 { "end" } else { "start" };
         let _ = write!(s, "<line class=\"now\" x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"{y0}\" y2=\"{y1}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">now · {label}</text>", if anchor == "end" { xx - 4.0 } else { xx + 4.0 }, y0 + 12.0);
     }

@@ -6,7 +6,7 @@
 //! centre's window `[period start, min(period end, as of))` in the centre's local time.
 
 use super::hours::{HoursByKind, HoursKind, ResourceHours};
-use super::reconcile::{is_exhausted, Status, Thresholds};
+use super::reconcile::{is_exhausted, pace, Pace, Status, Thresholds};
 use super::reconciliation::AllocationReport;
 use super::rules::Rule;
 use super::time::rfc3339;
@@ -534,7 +534,9 @@ pub fn standing(r: &AllocationReport, th: &Thresholds) -> Option<(Status, Option
             // At the end the profile expects the whole grant: drift = consumed/granted − 100 %.
             let status = if is_exhausted(r.granted_hours.value(), r.consumed_hours.value()) {
                 Status::Exhausted
-            } else if r.drift_pp.is_some_and(|d| d < th.under_pace_drift_pp) {
+            // The whole period has elapsed and nothing is left to project: the pace rule
+            // then says behind exactly when the drift is under the under-pace threshold.
+            } else if pace(r.drift_pp, 1.0, None, r.end_s, th) == Pace::Behind {
                 Status::UnderPace
             } else {
                 Status::OnTrack
