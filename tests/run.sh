@@ -53,6 +53,22 @@ if ! command -v faketime >/dev/null || ! command -v wrk >/dev/null; then
   }
 fi
 
+echo "== packages (.deb and .rpm of a release build, revisions 1 and 2, for tests/package.rs)"
+t0=$(date +%s)
+if ! command -v rpm >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends rpm >/dev/null 2>&1 || {
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends rpm >/dev/null
+  }
+fi
+bash packaging/build.sh --revision 1 >/dev/null
+bash packaging/build.sh --revision 2 >/dev/null
+export AW_PACKAGE_DIR="$root/target/package"
+ls -1 "$AW_PACKAGE_DIR"/*.deb "$AW_PACKAGE_DIR"/*.rpm
+# The Debian root the .deb is installed into (debootstrap once, then unpacked from a cache).
+bash tests/infra/debian/root.sh bookworm "$state/debian-root" >/dev/null && rm -rf "$state/debian-root"
+echo "packages and Debian root ready in $(( $(date +%s) - t0 )) s"
+
 echo "== the README's demo command (debug build, scratch store)"
 cargo run --locked --quiet -- --config config/demo.toml --store "$state/demo.sqlite" check >"$state/demo.txt"
 grep -q "By status: ended 1, exhausted 3, not_started 1, on_track 12, over_pace 9, under_pace 5" "$state/demo.txt" || {

@@ -7,7 +7,9 @@ mod backfill;
 mod check;
 mod config;
 mod error;
+mod generate;
 mod import;
+mod logging;
 mod outbox;
 mod output;
 mod pull;
@@ -19,12 +21,16 @@ use crate::config::Config;
 use crate::domain::grants::Grants;
 use crate::store::Store;
 use clap::{Parser, Subcommand};
+use logging::LogFormat;
 pub(crate) use error::Failure;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `allocwatch --version`: the release and the commit it was built from (build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("ALLOCWATCH_COMMIT"), ")");
+
 #[derive(Parser)]
-#[command(name = "allocwatch", version, about = "Reconcile granted compute hours against Slurm accounting")]
+#[command(name = "allocwatch", version = VERSION, about = "Reconcile granted compute hours against Slurm accounting")]
 struct Cli {
     /// Configuration file (TOML).
     #[arg(long, global = true, env = "ALLOCWATCH_CONFIG", default_value = "/etc/allocwatch/allocwatch.toml")]
@@ -37,12 +43,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Human,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -83,6 +83,12 @@ enum Command {
     Report {
         #[command(subcommand)]
         command: report::Command,
+    },
+    /// Manual pages and shell completions, from these definitions (for packagers).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        command: generate::Command,
     },
 }
 
@@ -138,24 +144,10 @@ fn parse_step(s: &str) -> Result<i64, String> {
     Ok(secs)
 }
 
-/// Logs on stderr through `tracing`: allocwatch's own at `info` and other crates' at `warn`
-/// unless `ALLOCWATCH_LOG` says otherwise (its value is used as it is: `debug` is everything at
-/// debug, `allocwatch=debug` only ours); colours only on a terminal.
-fn init_logging(format: LogFormat) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ALLOCWATCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,allocwatch=info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Human => b.with_target(false).init(),
-        LogFormat::Json => b.json().init(),
-    }
-}
-
 /// The program: parse the command line, run the command, map its failure to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    logging::init(cli.log_format);
     let g = Globals { config: cli.config, store: cli.store };
     let result = match cli.command {
         Command::Check(a) => check::run(&g, a),
@@ -169,6 +161,7 @@ pub fn main() -> ExitCode {
         Command::Run => crate::daemon::run(crate::daemon::RunOptions { config_path: g.config.clone(), store_override: g.store.clone() }).map_err(Failure::from),
         Command::Outbox { command } => outbox::run(&g, command),
         Command::Report { command } => report::run(&g, command),
+        Command::Generate { command } => generate::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,2 @@
+# allocwatch %postun: the store (/var/lib/allocwatch) and the user are kept.
+if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
