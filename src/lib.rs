@@ -12,6 +12,7 @@ pub mod config;
 pub mod cycle;
 pub mod daemon;
 pub mod domain;
+pub mod links;
 pub mod pull;
 pub mod quality;
 pub mod reconcile;

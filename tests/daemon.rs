@@ -201,7 +201,7 @@ fn run_serves_every_endpoint_reloads_on_sighup_and_stops_cleanly_on_sigterm() {
     // What `check --format json` prints on the same data, from a scratch store.
     let reference_dir = tempfile::tempdir().unwrap();
     let expected = check_json_of(&demo_config(reference_dir.path(), None, ""));
-    assert_eq!(expected.as_array().unwrap().len(), 31);
+    assert_eq!(expected.as_array().unwrap().len(), 38);
 
     let tag = format!("daemon-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000);
     let token_file = dir.path().join("http.token");
@@ -335,7 +335,7 @@ command_prefix = ["sh", "-c", "sleep 3; echo 'ssh: connect to host login.slowc.e
         assert_eq!(fd["schedule"], "* * * * * *", "{fd}");
         assert_eq!(fd["consecutive_failures"], 0, "{fd}");
         assert!(fd["job"]["runs"].as_u64() >= Some(1) && fd["job"]["last_ok"] == true, "{fd}");
-        assert_eq!(fd["sources"].as_array().unwrap().len(), 1, "{fd}");
+        assert_eq!(fd["sources"].as_array().unwrap().len(), 2, "the demo's two files per centre: {fd}");
     }
     assert_eq!(d.get("/api/v1/alerts", None).status, 401);
     assert_eq!(d.get("/api/v1/feeds", None).status, 401);
@@ -345,7 +345,7 @@ command_prefix = ["sh", "-c", "sleep 3; echo 'ssh: connect to host login.slowc.e
     assert_eq!((page.status, page.header("location")), (303, Some("/login")), "{page:?}");
     let page = d.get("/", token);
     assert_eq!(page.status, 200);
-    assert_eq!(page.body.matches("<tr data-centre=").count(), 31);
+    assert_eq!(page.body.matches("<tr data-centre=").count(), 38);
     let bad = request(port, "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\nConnection: close\r\n\r\ntoken=wrong");
     assert_eq!(bad.status, 401);
     let body = "token=token-A-0123456789";
@@ -369,7 +369,7 @@ command_prefix = ["sh", "-c", "sleep 3; echo 'ssh: connect to host login.slowc.e
     assert!(log.contains("configuration reload REJECTED") && log.contains("daemon.schedule: \"every second\""), "{log}");
     let before = d.metric("allocwatch_cycles_total");
     d.wait_cycles(before + 2.0);
-    assert_eq!(d.json("/api/v1/allocations", token).as_array().unwrap().len(), 31);
+    assert_eq!(d.json("/api/v1/allocations", token).as_array().unwrap().len(), 38);
     assert_eq!(d.get("/readyz", None).status, 200);
 
     // SIGHUP with a fixed configuration: fewer allocations and a new token take effect.
@@ -383,9 +383,9 @@ command_prefix = ["sh", "-c", "sleep 3; echo 'ssh: connect to host login.slowc.e
     d.signal("HUP");
     wait_for(30, "the applied reload", || (d.metric("allocwatch_config_reloads_total{outcome=\"applied\"}") == 1.0).then_some(()));
     let new_token = Some("token-B-9876543210");
-    wait_for(30, "28 allocations after the reload", || {
+    wait_for(30, "35 allocations after the reload", || {
         let r = d.get("/api/v1/allocations", new_token);
-        (r.status == 200 && serde_json::from_str::<Value>(&r.body).ok()?.as_array()?.len() == 28).then_some(())
+        (r.status == 200 && serde_json::from_str::<Value>(&r.body).ok()?.as_array()?.len() == 35).then_some(())
     });
     assert_eq!(d.get("/api/v1/allocations", token).status, 401, "the old token must no longer work");
     assert!(notify.count("RELOADING=1") >= 2, "{:?}", notify.messages.lock().unwrap());
@@ -627,4 +627,286 @@ command_prefix = ["sh", "-c", "sleep 1; exec \"$@\"", "sh"]
     // Third run: nothing left to do.
     let text = ok(&args);
     assert!(text.contains("already backfilled (4 chunks)"), "{text}");
+}
+
+// ---- researchers: signed links to one project's page ------------------------------------------
+
+const LINK_KEY_NEW: &str = "link-key-2026-12-0123456789abcdef0123456789";
+const LINK_KEY_OLD: &str = "link-key-2026-06-0123456789abcdef0123456789";
+const LINK_KEY_GONE: &str = "link-key-2025-12-0123456789abcdef0123456789";
+/// A project holding allocations on the three centres (CPU, billing-unit CPU, GPU).
+const MULTI: &str = "A0170513003";
+
+/// `[http]` with a public address and `[links]` with two keys (the new one signs).
+fn links_section(port: u16, keys: &str) -> String {
+    format!(
+        "[daemon]\nschedule = \"*/5 * * * * *\"\njitter_seconds = 0\n[http]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"AW_TEST_HTTP_TOKEN\"\npublic_url = \"http://127.0.0.1:{port}\"\n[links]\nkeys = [{keys}]\n"
+    )
+}
+
+const BOTH_KEYS: &str = "{ id = \"2026-12\", key_env = \"AW_TEST_LINK_NEW\" }, { id = \"2026-06\", key_env = \"AW_TEST_LINK_OLD\" }";
+
+fn link_env() -> Vec<(&'static str, &'static str)> {
+    vec![("AW_TEST_HTTP_TOKEN", "ops-token-0123456789"), ("AW_TEST_LINK_NEW", LINK_KEY_NEW), ("AW_TEST_LINK_OLD", LINK_KEY_OLD), ("AW_TEST_LINK_GONE", LINK_KEY_GONE)]
+}
+
+/// `allocwatch link` with the test keys (optionally under faketime): the URL it prints.
+fn make_link(config: &Path, project: &str, faketime: Option<&str>) -> String {
+    let mut cmd = match faketime {
+        Some(f) => {
+            let mut c = Command::new("faketime");
+            c.args(["-f", f, env!("CARGO_BIN_EXE_allocwatch")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_allocwatch")),
+    };
+    cmd.args(["--config", config.to_str().unwrap(), "link", "--project", project]).env("ALLOCWATCH_LOG", "warn");
+    for (k, v) in link_env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run allocwatch link");
+    assert!(out.status.success(), "link: {}", stderr(&out));
+    assert!(stderr(&out).contains("valid until"), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The path and query of a link printed for `port`.
+fn path_of(url: &str, port: u16) -> String {
+    url.strip_prefix(&format!("http://127.0.0.1:{port}")).unwrap_or_else(|| panic!("{url} is not on port {port}")).to_string()
+}
+
+fn post_login(port: u16, token: &str) -> Response {
+    let body = format!("token={token}");
+    request(
+        port,
+        &format!("POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
+    )
+}
+
+#[test]
+fn a_signed_link_opens_only_its_project_on_every_route_and_says_why_when_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = demo_config(dir.path(), None, &links_section(port, BOTH_KEYS));
+    let plain = tempfile::tempdir().unwrap();
+    let expected = check_json_of(&demo_config(plain.path(), None, ""));
+    let rows = expected.as_array().unwrap();
+    let mine: Vec<&Value> = rows.iter().filter(|r| r["project"] == MULTI).collect();
+    assert_eq!(mine.iter().map(|r| r["centre"].as_str().unwrap()).collect::<std::collections::BTreeSet<_>>().len(), 3, "{MULTI} holds hours on three centres");
+    let others: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["project"].as_str().unwrap()).filter(|p| *p != MULTI).collect();
+    let other = rows.iter().find(|r| r["project"] != MULTI).unwrap();
+    let (oc, op, or) = (other["centre"].as_str().unwrap(), other["project"].as_str().unwrap(), other["resource"].as_str().unwrap());
+    let env = link_env();
+    let d = Daemon::start(&config, port, &env);
+    d.wait_cycles(1.0);
+
+    let link = make_link(&config, MULTI, None);
+    assert!(link.starts_with(&format!("http://127.0.0.1:{port}/projects/{MULTI}?key=v1.")), "{link}");
+    let key = link.split("key=").nth(1).unwrap().to_string();
+    let no_other_project = |body: &str, what: &str| {
+        for p in &others {
+            assert!(!body.contains(p), "{what}: another project's id {p} in the answer:\n{body}");
+        }
+    };
+
+    // Each centre is pulled on its own thread and a cycle follows each pull: wait for the cycle
+    // that saw every centre's files.
+    let api = wait_for(60, "a cycle after every centre's first pull", || {
+        let api = d.json(&format!("/api/v1/projects/{MULTI}?key={key}"), None);
+        let all = api["allocations"].as_array().unwrap().iter().all(|a| mine.iter().any(|r| **r == a["allocation"]));
+        all.then_some(api)
+    });
+    // Its own page, JSON and CSV.
+    let page = d.get(&path_of(&link, port), None);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    for r in &mine {
+        assert!(page.body.contains(&format!("{} on {}", r["resource"].as_str().unwrap(), r["centre"].as_str().unwrap())), "{}", r["resource"]);
+    }
+    for kind in ["core-hours", "GPU-hours", "billing-hours"] {
+        assert!(page.body.contains(&format!("<tr><td>{kind}</td>")), "summary row for {kind}");
+    }
+    assert!(!page.body.contains("All allocations"), "a link holder is not sent to the overview");
+    no_other_project(&page.body, "project page");
+    let allocs = api["allocations"].as_array().unwrap();
+    assert_eq!(allocs.len(), mine.len());
+    for a in allocs {
+        let r = mine.iter().find(|r| r["centre"] == a["allocation"]["centre"] && r["resource"] == a["allocation"]["resource"]).unwrap();
+        assert_eq!(a["allocation"], **r, "the API's allocation object is check's");
+        let last = a["daily"].as_array().unwrap().last().unwrap();
+        assert!((last["cumulative_hours"].as_f64().unwrap() - r["consumed_hours"].as_f64().unwrap()).abs() < 0.01);
+        assert!(a["drivers"]["users"].as_array().is_some_and(|u| !u.is_empty()), "drivers: {}", a["drivers"]);
+    }
+    for s in api["summary"].as_array().unwrap() {
+        let of_kind: Vec<&Value> = allocs.iter().filter(|a| a["kind"] == s["kind"]).map(|a| &a["allocation"]).collect();
+        let granted: f64 = of_kind.iter().map(|a| a["granted_hours"].as_f64().unwrap()).sum();
+        assert!((s["granted_hours"].as_f64().unwrap() - granted).abs() < 1e-6, "summary {s} vs {granted}");
+    }
+    no_other_project(&serde_json::to_string(&api).unwrap(), "project JSON");
+    let by_bearer = d.get(&format!("/api/v1/projects/{MULTI}"), Some(&key));
+    assert_eq!(by_bearer.status, 200, "the link's key works as a bearer token on its own project");
+    let csv = d.get(&format!("/projects/{MULTI}/daily.csv?key={key}"), None);
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines[0], "centre,project,resource,period_start,unit,date,charged_hours,cumulative_hours");
+    for r in &mine {
+        let last = lines.iter().rev().find(|l| l.starts_with(&format!("{},{MULTI},{},", r["centre"].as_str().unwrap(), r["resource"].as_str().unwrap()))).unwrap();
+        let cum: f64 = last.rsplit(',').next().unwrap().parse().unwrap();
+        assert!((cum - r["consumed_hours"].as_f64().unwrap()).abs() < 0.01, "{last}");
+    }
+    no_other_project(&csv.body, "CSV");
+
+    // Every other route, with the key in the query or as a bearer token: 403, no data.
+    let routes = [
+        "/".to_string(),
+        "/api/v1/allocations".into(),
+        format!("/api/v1/allocations/{}/{MULTI}/{}", mine[0]["centre"].as_str().unwrap(), mine[0]["resource"].as_str().unwrap()),
+        format!("/api/v1/allocations/{oc}/{op}/{or}"),
+        "/api/v1/alerts".into(),
+        "/api/v1/alerts?all=true".into(),
+        "/api/v1/feeds".into(),
+        format!("/allocations/{}/{MULTI}/{}", mine[0]["centre"].as_str().unwrap(), mine[0]["resource"].as_str().unwrap()),
+        format!("/allocations/{oc}/{op}/{or}"),
+        format!("/projects/{op}"),
+        format!("/projects/{op}/daily.csv"),
+        format!("/api/v1/projects/{op}"),
+        "/metrics".into(),
+        "/healthz".into(),
+        "/readyz".into(),
+        "/login".into(),
+    ];
+    for route in &routes {
+        let sep = if route.contains('?') { '&' } else { '?' };
+        for (how, r) in [("query", d.get(&format!("{route}{sep}key={key}"), None)), ("bearer", d.get(route, Some(&key)))] {
+            assert_eq!(r.status, 403, "{route} with the link's key as {how}: {} {}", r.status, r.body);
+            assert!(r.body.contains(&format!("opens project {MULTI} only")), "{route} ({how}) says which project the link is for: {}", r.body);
+            assert!(r.body.contains(&format!("/projects/{MULTI}?key=")), "{route} ({how}) shows the way to the link's own page: {}", r.body);
+            no_other_project(&r.body, route);
+        }
+    }
+
+    // Refusals that say why: altered, expired, signed with a key no longer accepted; a key being
+    // rotated out still works.
+    let mut tampered = key.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let r = d.get(&format!("/projects/{MULTI}?key={tampered}"), None);
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("has been altered") && r.body.contains("Access refused"), "{}", r.body);
+    let expired = make_link(&config, MULTI, Some("-40d"));
+    let r = d.get(&path_of(&expired, port), None);
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains(&format!("This link to project {MULTI} expired on")), "{}", r.body);
+    let old_only = dir.path().join("old-key.toml");
+    std::fs::write(&old_only, std::fs::read_to_string(&config).unwrap().replace(BOTH_KEYS, "{ id = \"2026-06\", key_env = \"AW_TEST_LINK_OLD\" }")).unwrap();
+    let old = make_link(&old_only, MULTI, None);
+    assert!(old.contains(".2026-06."), "{old}");
+    assert_eq!(d.get(&path_of(&old, port), None).status, 200, "a link signed with the previous key still opens");
+    let gone = dir.path().join("gone-key.toml");
+    std::fs::write(&gone, std::fs::read_to_string(&config).unwrap().replace(BOTH_KEYS, "{ id = \"2025-12\", key_env = \"AW_TEST_LINK_GONE\" }")).unwrap();
+    let r = d.get(&path_of(&make_link(&gone, MULTI, None), port), None);
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("2025-12&quot;, which this server no longer accepts"), "{}", r.body);
+    let r = d.get(&format!("/api/v1/projects/{MULTI}?key=v1.garbage"), None);
+    assert_eq!((r.status, r.body.contains("\"reason\":\"malformed\"")), (403, true), "{}", r.body);
+
+    // The operations token sees every project; nothing at all gets the sign-in or a 401.
+    let ops = d.get(&format!("/projects/{op}"), Some("ops-token-0123456789"));
+    assert_eq!(ops.status, 200);
+    assert!(ops.body.contains("All allocations"));
+    assert_eq!(d.get(&format!("/projects/{MULTI}"), None).status, 303);
+    assert_eq!(d.get(&format!("/api/v1/projects/{MULTI}"), None).status, 401);
+    assert_eq!(d.get("/projects/NO-SUCH-PROJECT", Some("ops-token-0123456789")).status, 404);
+
+    // Sign-in: the cookie's flags, then a lockout after five failures (the right token too).
+    let ok = post_login(port, "ops-token-0123456789");
+    assert_eq!(ok.status, 303);
+    let cookie = ok.header("set-cookie").unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && !cookie.contains("Secure"), "{cookie} (http public_url: not Secure)");
+    for left in (0..5).rev() {
+        let r = post_login(port, "wrong");
+        assert_eq!(r.status, 401);
+        if left == 0 {
+            assert!(r.body.contains("now locked for 15 minutes"), "{}", r.body);
+        } else {
+            assert!(r.body.contains(&format!("({left} attempt")), "{}", r.body);
+        }
+    }
+    let locked = post_login(port, "ops-token-0123456789");
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    assert!(locked.body.contains("Too many failed sign-ins") && locked.header("retry-after").is_some());
+    assert_eq!(d.get("/api/v1/allocations", Some("ops-token-0123456789")).status, 200, "the bearer token is not locked out");
+}
+
+/// A mail in a Maildir: (to, text part).
+fn maildir_mails(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir.join("new")).into_iter().flatten().flatten() {
+        let raw = std::fs::read(e.path()).unwrap();
+        if let Some(m) = mail_parser::MessageParser::default().parse(&raw) {
+            let to = m.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or_default().to_string();
+            out.push((to, m.body_text(0).map(|t| t.into_owned()).unwrap_or_default()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_link_in_a_researcher_mail_opens_the_project_page_in_chromium_and_no_other() {
+    let Some(bin) = chromium() else {
+        if ci() {
+            panic!("CI=true but chromium is not installed (tests/run.sh installs it)");
+        }
+        eprintln!("SKIPPED the_link_in_a_researcher_mail_opens_the_project_page_in_chromium_and_no_other: chromium not installed");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    let smtp_port = free_port();
+    let mut smtp = private_smtp(smtp_port, &maildir);
+    let port = free_port();
+    let alerts = format!(
+        "[alerts.email]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\nfrom = \"allocwatch@ops.example\"\n[alerts.operations]\nemails = [\"ops@ops.example\"]\ndigest = true\n[alerts.delivery]\nretry_initial_seconds = 0\nretry_max_seconds = 0\ntimeout_seconds = 5\n"
+    );
+    let config = demo_config(dir.path(), None, &format!("{}{alerts}", links_section(port, BOTH_KEYS)));
+    let d = Daemon::start(&config, port, &link_env());
+    d.wait_cycles(1.0);
+    // The PI of the three-centre project hears about its over-pace GPU allocation.
+    let pi = "paula.pi@lab5.example.fr";
+    let text = wait_for(60, "the PI's mail", || maildir_mails(&maildir).into_iter().find(|(to, _)| to == pi).map(|(_, t)| t));
+    let url = text.lines().map(str::trim).find(|l| l.starts_with(&format!("http://127.0.0.1:{port}/projects/{MULTI}?key="))).unwrap_or_else(|| panic!("no link in:\n{text}")).to_string();
+    assert!(text.contains("please do not forward it"), "{text}");
+    // Researchers' mails carry their own project's link only; operations mails none.
+    for (to, t) in maildir_mails(&maildir) {
+        if to == "ops@ops.example" {
+            assert!(!t.contains("?key=v1."), "an operations mail carries a researcher link:\n{t}");
+        } else if let Some(l) = t.lines().find(|l| l.contains("/projects/")) {
+            assert!(l.trim().starts_with(&format!("http://127.0.0.1:{port}/projects/")), "{l}");
+        }
+    }
+
+    let profile = tempfile::tempdir().unwrap();
+    let dom = chromium_run(&bin, profile.path(), &["--dump-dom"], &url);
+    assert!(dom.contains(&format!("Project {MULTI}")), "{dom}");
+    for class in ["granted", "expected", "consumed"] {
+        assert_eq!(dom.matches(&format!("<path class=\"{class}\"")).count(), 3, "a {class} curve per allocation");
+    }
+    let plain = tempfile::tempdir().unwrap();
+    let other = check_json_of(&demo_config(plain.path(), None, "")).as_array().unwrap().iter().map(|r| r["project"].as_str().unwrap().to_string()).find(|p| p != MULTI).unwrap();
+    let elsewhere = url.replacen(&format!("/projects/{MULTI}?"), &format!("/projects/{other}?"), 1);
+    let refused = chromium_run(&bin, profile.path(), &["--dump-dom"], &elsewhere);
+    assert!(refused.contains("Access refused") && refused.contains(&format!("opens project {MULTI} only")), "{refused}");
+    assert!(!refused.contains("<svg") && !refused.contains("<table"), "no data on the refusal page:\n{refused}");
+
+    let out = root().join("target/test-artifacts");
+    std::fs::create_dir_all(&out).unwrap();
+    let (page_png, refused_png) = (out.join("project-page.png"), out.join("project-link-refused.png"));
+    chromium_run(&bin, profile.path(), &["--window-size=1440,2400", &format!("--screenshot={}", page_png.display())], &url);
+    chromium_run(&bin, profile.path(), &["--window-size=1000,500", &format!("--screenshot={}", refused_png.display())], &elsewhere);
+    assert_eq!(png_size(&page_png), (1440, 2400));
+    assert_eq!(png_size(&refused_png), (1000, 500));
+    eprintln!("screenshots: {} {}", page_png.display(), refused_png.display());
+    smtp.kill().ok();
+    smtp.wait().ok();
 }

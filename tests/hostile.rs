@@ -195,3 +195,36 @@ timeout_seconds = 3
         assert!(!store.windows(s.len()).any(|w| w == s) && !wal.windows(s.len()).any(|w| w == s), "secret {secret:?} stored");
     }
 }
+
+/// A store given as a URL is refused by name (its scheme only: a URL may carry a password),
+/// from `--store` and from `[store] path`, by every command and the daemon; nothing is created.
+#[test]
+fn a_store_url_is_refused_naming_its_scheme_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("allocwatch.toml");
+    std::fs::write(&cfg, "[store]\npath = \"store.sqlite\"\n").unwrap();
+    for (args, shown) in [
+        (vec!["--store", "postgresql://aw:s3cret-pw@db.example/aw", "check"], "`postgresql://…` is a PostgreSQL URL"),
+        (vec!["--store", "postgres://aw:s3cret-pw@db.example/aw", "run"], "`postgres://…` is a PostgreSQL URL"),
+        (vec!["--store", "mysql://aw:s3cret-pw@db.example/aw", "usage"], "`mysql://…` is a URL"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_allocwatch"))
+            .current_dir(dir.path())
+            .arg("--config")
+            .arg(&cfg)
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(shown) && err.contains("--store"), "{args:?}: {err}");
+        assert!(!err.contains("s3cret-pw") && !err.contains("db.example"), "the URL is not echoed: {err}");
+    }
+    std::fs::write(&cfg, "[store]\npath = \"postgresql://aw:s3cret-pw@db.example/aw\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_allocwatch")).current_dir(dir.path()).arg("--config").arg(&cfg).arg("check").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("store.path: `postgresql://…` is a PostgreSQL URL") && !err.contains("s3cret-pw"), "{err}");
+    let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(left, vec!["allocwatch.toml".to_string()], "nothing created beside the configuration");
+}

@@ -133,7 +133,7 @@ fn the_deb_installs_upgrades_and_removes_in_a_fresh_debian_root_keeping_config_a
     must(&mut chroot(&sysroot, None, &["chmod", "-R", "a+rX", "/tmp/demo"]));
     must(&mut chroot(&sysroot, Some("allocwatch"), &["allocwatch", "--config", "/tmp/demo/demo.toml", "config", "check"]));
     let demo_out = must(&mut chroot(&sysroot, Some("allocwatch"), &["allocwatch", "--config", "/tmp/demo/demo.toml", "--store", "/var/lib/allocwatch/allocwatch.sqlite", "check"]));
-    assert!(demo_out.contains("By status: ended 1, exhausted 3, not_started 1, on_track 12, over_pace 9, under_pace 5"), "{demo_out}");
+    assert!(demo_out.contains("By status: ended 1, exhausted 3, not_started 1, on_track 16, over_pace 11, under_pace 6"), "{demo_out}");
     let store = sysroot.join("var/lib/allocwatch/allocwatch.sqlite");
     let store_bytes = std::fs::read(&store).unwrap();
     assert_eq!(stat(&sysroot, "/var/lib/allocwatch/allocwatch.sqlite").split(' ').next(), Some("allocwatch:allocwatch"));

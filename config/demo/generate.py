@@ -147,6 +147,8 @@ def main():
     jobs["idris"].append((s, s + dt.timedelta(hours=1), allocations[3]["accounts"], "cpu_p1", "bruno", "cpu", 40, "REQUEUED"))
     jobs["idris"].append((s + dt.timedelta(hours=2), s + dt.timedelta(hours=5), allocations[3]["accounts"], "cpu_p1", "bruno", "cpu", 40, "COMPLETED"))
 
+    multi = multi_centre(allocations)
+
     with open(os.path.join(OUT, "allocations.csv"), "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(allocations[0]))
         w.writeheader()
@@ -188,7 +190,83 @@ def main():
                     cpus, nodes = size, max(1, size // 40)
                     tres = f"billing={cpus},cpu={cpus},mem={cpus * 4}G,node={nodes}"
                 fh.write(f"{jid}|{jid}|{cluster}|{part}|{acc}|{user}|{loc(s)}|{end}|{elapsed}|{cpus}|{nodes}|{tres}|{state}\n")
-    print("wrote", sum(len(v) for v in jobs.values()), "jobs,", len(allocations), "allocations,", len(adjustments), "adjustments")
+    write_multi(multi)
+    print("wrote", sum(len(v) for v in jobs.values()) + sum(len(v) for v in multi.values()), "jobs,", len(allocations), "allocations,",
+          len(adjustments), "adjustments")
+
+
+# Projects holding hours on several centres and resources (CPU on one machine, GPUs on
+# another), as national calls grant them. Their own random stream and their own accounting
+# files (accounting/<centre>-multicentre.sacct), so the rest of the demo keeps its bytes.
+MULTI = [
+    ("A0180612001", "CT2-fluids", "ines.pi@lab2.example.fr", ["karim.m@lab2.example.fr", "lea.m@lab2.example.fr"],
+     [("idris", "cpu-cascadelake", 1_000_000, 1.0), ("cines", "gpu-mi250", 50_000, 1.4)]),
+    ("A0190711002", "CT7-biology", "marc.pi@lab4.example.fr", ["nora.m@lab4.example.fr"],
+     [("tgcc", "cpu-skylake", 600_000, 0.45), ("idris", "gpu-a100", 80_000, 1.0)]),
+    ("A0170513003", "CT4-astrophysics", "paula.pi@lab5.example.fr", ["quentin.m@lab5.example.fr", "rose.m@lab5.example.fr"],
+     [("cines", "cpu-genoa", 300_000, 1.0), ("tgcc", "cpu-rome", 2_000_000, 0.98), ("idris", "gpu-v100", 25_000, 1.3)]),
+]
+
+
+def multi_centre(allocations):
+    r = random.Random(20261201)
+    jobs = {c: [] for c in CENTRES}
+    elapsed_days = (AT.date() - P_START).days + 0.5
+    period_days = (P_END - P_START).days
+    for project, committee, pi, members, grants in MULTI:
+        users = [pi.split("@")[0].split(".")[0]] + [m.split("@")[0].split(".")[0] for m in members]
+        for centre, resource, granted, pace in grants:
+            cluster, tzname, resources = CENTRES[centre]
+            partition, unit, sizes = resources[resource]
+            account = project.lower() if centre != "tgcc" else f"{users[0][:3]}{project[-3:]}"  # TGCC names its own
+            allocations.append(dict(project=project, centre=centre, resource=resource, period_start=P_START, period_end=P_END,
+                                    granted_hours=granted, accounts=account, pi=pi, members=";".join(members),
+                                    committee=committee, profile=""))
+            target = granted * elapsed_days / period_days * pace
+            start = dt.datetime.combine(P_START, dt.time(), ZoneInfo(tzname)).astimezone(dt.timezone.utc)
+            done, day = 0.0, 0
+            while day < elapsed_days - 1:
+                want = target * (day + 1) / elapsed_days - done
+                while want > 0:
+                    size = r.choice(sizes)
+                    per_hour = size * 128 if unit == "node" else size
+                    dur_h = min(r.uniform(0.5, 20.0), max(want / per_hour, 0.05))
+                    s = start + dt.timedelta(days=day, seconds=r.randrange(0, 86400))
+                    e = s + dt.timedelta(seconds=int(dur_h * 3600))
+                    if e >= AT:
+                        break
+                    jobs[centre].append((s, e, account, partition, r.choice(users), unit, size, "COMPLETED"))
+                    done += per_hour * (e - s).total_seconds() / 3600
+                    want -= per_hour * (e - s).total_seconds() / 3600
+                day += 1
+    return jobs
+
+
+def write_multi(jobs):
+    r = random.Random(20261202)
+    for centre, (cluster, tzname, _) in CENTRES.items():
+        tz = ZoneInfo(tzname)
+        with open(os.path.join(OUT, "accounting", f"{centre}-multicentre.sacct"), "w") as fh:
+            fh.write("JobID|JobIDRaw|Cluster|Partition|Account|User|Start|End|Elapsed|AllocCPUS|AllocNodes|AllocTRES|State\n")
+            jid = 900000
+            for (s, e, acc, part, user, unit, size, state) in sorted(jobs[centre], key=lambda j: j[0]):
+                jid += r.randrange(1, 7)
+                loc = lambda t: t.astimezone(tz).strftime("%Y-%m-%dT%H:%M:%S")
+                el = int((e - s).total_seconds())
+                elapsed = f"{el // 86400}-{el % 86400 // 3600:02d}:{el % 3600 // 60:02d}:{el % 60:02d}" if el >= 86400 else f"{el // 3600:02d}:{el % 3600 // 60:02d}:{el % 60:02d}"
+                if unit == "gpu":
+                    cpus, nodes = size * 10, max(1, size // 8)
+                    tres = f"billing={size * 4},cpu={cpus},gres/gpu={size},mem={cpus * 4}G,node={nodes}"
+                elif unit == "node":
+                    cpus, nodes = size * 128, size
+                    tres = f"billing={cpus},cpu={cpus},mem={size * 256}G,node={nodes}"
+                elif unit == "billing":
+                    cpus, nodes = size, max(1, size // 192)
+                    tres = f"billing={size * 2},cpu={cpus},mem={cpus * 2}G,node={nodes}"
+                else:
+                    cpus, nodes = size, max(1, size // 40)
+                    tres = f"billing={cpus},cpu={cpus},mem={cpus * 4}G,node={nodes}"
+                fh.write(f"{jid}|{jid}|{cluster}|{part}|{acc}|{user}|{loc(s)}|{loc(e)}|{elapsed}|{cpus}|{nodes}|{tres}|{state}\n")
 
 
 if __name__ == "__main__":

@@ -6,12 +6,13 @@
 //! so a receiver can discard the rare duplicate left by a crash between "accepted" and
 //! "marked sent".
 
-use super::settings::{AlertSettings, EmailSettings, SmtpTls};
+use super::settings::{AlertSettings, AlertmanagerSettings, Channel, EmailSettings, SmtpTls, WebhookSettings};
 use crate::domain::retry::backoff;
 use crate::domain::time::rfc3339;
 use crate::store::alerts::Pending;
 use crate::store::Store;
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -53,9 +54,29 @@ fn smtp_transport(e: &EmailSettings, timeout: Duration) -> Result<AsyncSmtpTrans
     Ok(b.build())
 }
 
+/// The HTTP client of webhook and Alertmanager deliveries (and of their probes).
+fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder().timeout(timeout).build().map_err(|e| format!("HTTP client: {e}"))
+}
+
 fn message_id(p: &Pending, from: &str) -> String {
     let domain = from.rsplit('@').next().unwrap_or("allocwatch");
     format!("<allocwatch.notification.{}@{}>", p.id, domain)
+}
+
+/// The MIME body: text and HTML alternatives; when the message shows parts inline (a digest's
+/// pictures), the HTML alternative is a `multipart/related` of the HTML and those parts, each
+/// with the Content-ID the HTML names (`<img src="cid:…">`).
+fn body(p: &Pending) -> Result<MultiPart, String> {
+    if p.inline.is_empty() {
+        return Ok(MultiPart::alternative_plain_html(p.text.clone(), p.html.clone()));
+    }
+    let mut related = MultiPart::related().singlepart(SinglePart::html(p.html.clone()));
+    for part in &p.inline {
+        let ct = ContentType::parse(&part.content_type).map_err(|x| format!("inline part {}: content type {:?}: {x}", part.content_id, part.content_type))?;
+        related = related.singlepart(Attachment::new_inline(part.content_id.clone()).body(part.bytes.clone(), ct));
+    }
+    Ok(MultiPart::alternative().singlepart(SinglePart::plain(p.text.clone())).multipart(related))
 }
 
 async fn send_email(t: &AsyncSmtpTransport<Tokio1Executor>, e: &EmailSettings, p: &Pending) -> Result<(), String> {
@@ -66,7 +87,7 @@ async fn send_email(t: &AsyncSmtpTransport<Tokio1Executor>, e: &EmailSettings, p
         .to(to)
         .subject(p.subject.clone())
         .message_id(Some(message_id(p, &e.from)))
-        .multipart(MultiPart::alternative_plain_html(p.text.clone(), p.html.clone()))
+        .multipart(body(p)?)
         .map_err(|x| format!("building the message: {x}"))?;
     t.send(msg).await.map(|_| ()).map_err(|x| {
         // lettre's errors never contain the password; the password is scrubbed anyway.
@@ -125,8 +146,8 @@ pub(crate) async fn deliver_pending(store: &mut Store, s: &AlertSettings, force:
         report.pending = store.pending_notifications().map_err(sql)?;
         return Ok(report);
     }
-    let timeout = Duration::from_secs_f64(s.delivery.timeout_seconds);
-    let client = reqwest::Client::builder().timeout(timeout).build().map_err(|e| format!("HTTP client: {e}"))?;
+    let timeout = s.delivery.timeout();
+    let client = http_client(timeout)?;
     let smtp = match &s.email {
         Some(e) => Some(smtp_transport(e, timeout)?),
         None => None,
@@ -185,4 +206,107 @@ pub(crate) async fn deliver_pending(store: &mut Store, s: &AlertSettings, force:
     }
     report.pending = store.pending_notifications().map_err(sql)?;
     Ok(report)
+}
+
+/// One configured channel as `allocwatch doctor` checked it.
+#[derive(Debug)]
+pub(crate) struct ChannelProbe {
+    /// Which channel.
+    pub channel: Channel,
+    /// Where it delivers, with no secret (a webhook's path and query are left out).
+    pub target: String,
+    /// What works, or what does not and why.
+    pub result: Result<String, String>,
+}
+
+/// Check every configured channel the way delivery would reach it, sending no message
+/// (`allocwatch doctor`): SMTP connects with the configured TLS mode and logs in with the
+/// configured credentials (the delivery transport's own connection test: EHLO, TLS, AUTH,
+/// NOOP, QUIT); Alertmanager answers `GET /-/ready`; a webhook cannot be checked without
+/// posting to it, so only a TCP connection to its host is opened. Each within the delivery
+/// timeout.
+pub(crate) async fn probe_channels(s: &AlertSettings) -> Vec<ChannelProbe> {
+    let timeout = s.delivery.timeout();
+    let mut out = Vec::new();
+    if let Some(e) = &s.email {
+        out.push(ChannelProbe { channel: Channel::Email, target: format!("{}:{}", e.host, e.port), result: probe_email(e, timeout).await });
+    }
+    if let Some(w) = &s.webhook {
+        let (target, result) = probe_webhook(w, timeout).await;
+        out.push(ChannelProbe { channel: Channel::Webhook, target, result });
+    }
+    if let Some(a) = &s.alertmanager {
+        out.push(ChannelProbe { channel: Channel::Alertmanager, target: a.url.clone(), result: probe_alertmanager(a, timeout).await });
+    }
+    out
+}
+
+async fn probe_email(e: &EmailSettings, timeout: Duration) -> Result<String, String> {
+    let transport = smtp_transport(e, timeout)?;
+    let tls = match e.tls {
+        SmtpTls::None => "no TLS",
+        SmtpTls::Starttls => "STARTTLS",
+        SmtpTls::Tls => "TLS",
+    };
+    let scrub = |text: String| match &e.password {
+        Some(p) => p.scrub(&text),
+        None => text,
+    };
+    // lettre's async transport bounds only the TCP connection by its timeout: the whole
+    // exchange gets the delivery timeout, the bound of one delivery attempt.
+    let tested = tokio::time::timeout(timeout, transport.test_connection())
+        .await
+        .map_err(|_| format!("no complete answer (connection, {tls}, login) within {} s", timeout.as_secs_f64()))?;
+    match tested {
+        Ok(true) => Ok(match &e.username {
+            Some(u) => format!("connected ({tls}), login as {u:?} accepted; no mail sent"),
+            None => format!("connected ({tls}), no login configured; no mail sent"),
+        }),
+        Ok(false) => Err(format!("connected ({tls}) but the server did not answer NOOP")),
+        // 535 (RFC 4954): the credentials were refused.
+        Err(x) if x.status().is_some_and(|c| c.to_string() == "535") => {
+            Err(scrub(format!("login as {:?} refused: {x}", e.username.as_deref().unwrap_or(""))))
+        }
+        Err(x) if x.is_timeout() => Err(format!("no answer within {} s: {x}", timeout.as_secs_f64())),
+        Err(x) => Err(scrub(format!("connection ({tls}) failed: {x}"))),
+    }
+}
+
+async fn probe_alertmanager(a: &AlertmanagerSettings, timeout: Duration) -> Result<String, String> {
+    let url = format!("{}/-/ready", a.url);
+    let resp = http_client(timeout)?
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("not reachable: GET /-/ready: {}", crate::domain::errors::error_chain(&e.without_url())))?;
+    let status = resp.status();
+    let text: String = resp.text().await.unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect();
+    if status.is_success() {
+        Ok(format!("ready (GET /-/ready answered {status})"))
+    } else {
+        Err(format!("not ready: GET /-/ready answered {status}: {text}"))
+    }
+}
+
+/// The webhook's scheme, host and port (its path and query may carry a key), and a TCP
+/// connection to them.
+async fn probe_webhook(w: &WebhookSettings, timeout: Duration) -> (String, Result<String, String>) {
+    let url = match reqwest::Url::parse(w.url.expose()) {
+        Ok(u) => u,
+        Err(e) => return ("webhook".into(), Err(w.url.scrub(&format!("alerts.webhook.url is not a URL: {e}")))),
+    };
+    let (Some(host), Some(port)) = (url.host_str().map(str::to_string), url.port_or_known_default()) else {
+        return ("webhook".into(), Err("alerts.webhook.url names no host".into()));
+    };
+    let target = format!("{}://{host}:{port}", url.scheme());
+    let connected = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await;
+    let result = match connected {
+        Ok(Ok(_)) => Ok(format!(
+            "TCP connection to {host}:{port} accepted; no request sent (a webhook cannot be checked without posting to it{})",
+            if url.scheme() == "https" { ", so neither TLS nor the path were checked" } else { ", so the path was not checked" }
+        )),
+        Ok(Err(e)) => Err(format!("not reachable: TCP connection to {host}:{port}: {e}")),
+        Err(_) => Err(format!("not reachable: no TCP connection to {host}:{port} within {} s", timeout.as_secs_f64())),
+    };
+    (target, result)
 }

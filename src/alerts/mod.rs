@@ -7,9 +7,12 @@
 //!   cycle's transaction — and [`AlertBook`], the same in memory (replays, benchmarks);
 //! - [`settings`]: the `[alerts]` section;
 //! - [`render`]: message templates (English and French, overridable);
-//! - [`deliver`]: SMTP, webhook and Alertmanager delivery from the outbox.
+//! - [`deliver`]: SMTP, webhook and Alertmanager delivery from the outbox;
+//! - [`digest`]: researchers' weekly or monthly digests, with [`chart`]'s burn-down pictures.
 
+mod chart;
 pub mod deliver;
+pub(crate) mod digest;
 mod render;
 pub mod settings;
 
@@ -33,6 +36,8 @@ pub struct Alerting {
     /// Settings.
     pub settings: AlertSettings,
     templates: Templates,
+    /// Signed links to the project's page, carried by every researcher e-mail when configured.
+    links: Option<crate::links::LinkMaker>,
 }
 
 /// What an evaluation did.
@@ -63,10 +68,28 @@ pub(crate) struct Drivers {
 pub(crate) const DRIVER_WINDOW_DAYS: i64 = 14;
 
 impl Alerting {
-    /// Build from validated settings; loads and checks the templates.
-    pub fn new(settings: AlertSettings) -> Result<Alerting, String> {
+    /// Build from validated settings (and the link maker, `Config::link_maker`); loads and
+    /// checks the templates.
+    pub fn new(settings: AlertSettings, links: Option<crate::links::LinkMaker>) -> Result<Alerting, String> {
         let templates = Templates::load(settings.templates_dir.as_deref())?;
-        Ok(Alerting { settings, templates })
+        Ok(Alerting { settings, templates, links })
+    }
+
+    /// The signed link to a project's page made at `now`, as the templates see it
+    /// (`link.url`, `link.expires`); null without `[links]`.
+    pub(crate) fn link_context(&self, project: &str, now: i64) -> serde_json::Value {
+        match (&self.links, project.is_empty()) {
+            (Some(l), false) => {
+                let link = l.link(project, now, None);
+                json!({ "url": link.url, "expires": rfc3339(link.expires_s) })
+            }
+            _ => serde_json::Value::Null,
+        }
+    }
+
+    /// The language of every mail to researchers (alerts and digests).
+    pub(crate) fn researchers_language(&self) -> Lang {
+        self.settings.researchers_language
     }
 
     fn evaluated_rules(&self, with_feeds: bool) -> HashSet<Rule> {
@@ -102,7 +125,7 @@ impl Alerting {
             .collect();
         let drivers = drivers(tx, centres, grants, &needing, rec.at)?;
         let stored_by_id: HashMap<i64, &StoredFiring> = stored.iter().map(|s| (s.alert.id, s)).collect();
-        let out = self.compose(grants, rec, &transitions, &ids, &stored_by_id, &drivers).map_err(|e| tx.fail(format!("alerts: {e}")))?;
+        let out = self.compose(grants, rec, &transitions, &ids, &stored_by_id, &drivers, now).map_err(|e| tx.fail(format!("alerts: {e}")))?;
         tx.enqueue_notifications(cycle_id, rec.at, now, &out)?;
         let mut s = EvalSummary { queued: out.len(), ..Default::default() };
         for t in &transitions {
@@ -130,6 +153,7 @@ impl Alerting {
         ids: &[i64],
         stored: &HashMap<i64, &StoredFiring>,
         drivers: &HashMap<usize, Drivers>,
+        now: i64,
     ) -> Result<Vec<Notification>, String> {
         let at_text = rfc3339(rec.at);
         let by_subject: HashMap<String, usize> = rec.allocations.iter().enumerate().map(|(i, a)| (a.subject(), i)).collect();
@@ -182,9 +206,11 @@ impl Alerting {
                 }
                 None => Default::default(),
             };
+            // Researchers get the signed link to their own project's page (never another's).
+            let link = if audience == Audience::Researchers { self.link_context(&project, now) } else { serde_json::Value::Null };
             let ctx = json!({
                 "audience": match audience { Audience::Researchers => "researchers", Audience::Operations => "operations" },
-                "project": project, "centre": centre, "resource": resource, "at": at_text, "items": chosen,
+                "project": project, "centre": centre, "resource": resource, "at": at_text, "items": chosen, "link": link,
             });
             self.templates.render(lang, &ctx)
         };
@@ -214,12 +240,9 @@ impl Alerting {
         for (a, chosen) in &per_alloc {
             let alloc = &grants.allocations[*a];
             let refs: Vec<&serde_json::Value> = chosen.iter().map(|(_, i)| *i).collect();
-            let rendered = render(Audience::Researchers, self.settings.researchers_language, &refs, Some(*a))?;
-            let mut seen = HashSet::new();
-            for r in std::iter::once(&alloc.pi).chain(alloc.members.iter()).filter(|r| !r.is_empty()) {
-                if seen.insert(r.to_lowercase()) {
-                    out.push(msg(Channel::Email, Audience::Researchers, r.clone(), chosen, rendered.clone(), json!(null)));
-                }
+            let rendered = render(Audience::Researchers, self.researchers_language(), &refs, Some(*a))?;
+            for r in researchers(alloc, true) {
+                out.push(msg(Channel::Email, Audience::Researchers, r, chosen, rendered.clone(), json!(null)));
             }
         }
         // Operations.
@@ -313,6 +336,15 @@ fn alertmanager_alert(item: &serde_json::Value, resolved: bool, hold_minutes: f6
     })
 }
 
+/// The researchers e-mailed about an allocation: its PI, and its members when `members`, each
+/// once (addresses compared without case). Alert mails and digests both go to these, so a
+/// researcher only ever hears about the allocations that name them.
+pub(crate) fn researchers(alloc: &crate::domain::grants::Allocation, members: bool) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let listed = if members { alloc.members.as_slice() } else { &[] };
+    std::iter::once(&alloc.pi).chain(listed.iter()).filter(|r| !r.is_empty() && seen.insert(r.to_lowercase())).cloned().collect()
+}
+
 /// Subjects whose alerts resolve without a message: allocations that ended, or vanished.
 fn quiet_subjects(rec: &Reconciliation) -> HashSet<String> {
     rec.allocations.iter().filter(|a| !a.is_running()).map(|a| a.subject()).collect()
@@ -322,6 +354,19 @@ fn quiet_subjects(rec: &Reconciliation) -> HashSet<String> {
 /// one pass over each centre's recent jobs, each local day of a job charged by the one
 /// charging rule (usage of a day outside an allocation's period drives nothing of it).
 fn drivers(tx: &Tx<'_>, centres: &[&Centre], grants: &Grants, allocations: &HashSet<usize>, at: i64) -> Result<HashMap<usize, Drivers>, StoreError> {
+    drivers_from(|c, from, to| tx.jobs_overlapping(c, from, to), centres, grants, allocations, at)
+}
+
+/// The top users and partitions of each allocation over the [`DRIVER_WINDOW_DAYS`] before
+/// `at`, each job's hours placed by the one charging rule; `jobs` reads a centre's jobs
+/// overlapping a window (from the cycle's transaction, or from a store for the project page).
+pub(crate) fn drivers_from(
+    mut jobs: impl FnMut(&str, i64, i64) -> Result<Vec<crate::domain::job::JobRecord>, StoreError>,
+    centres: &[&Centre],
+    grants: &Grants,
+    allocations: &HashSet<usize>,
+    at: i64,
+) -> Result<HashMap<usize, Drivers>, StoreError> {
     let mut by_centre: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for &i in allocations {
         by_centre.entry(grants.allocations[i].centre.as_str()).or_default().push(i);
@@ -334,7 +379,7 @@ fn drivers(tx: &Tx<'_>, centres: &[&Centre], grants: &Grants, allocations: &Hash
         let wanted: HashSet<usize> = list.iter().copied().collect();
         let mut users: HashMap<usize, HashMap<String, f64>> = HashMap::new();
         let mut parts: HashMap<usize, HashMap<String, f64>> = HashMap::new();
-        for job in tx.jobs_overlapping(&centre.id, from, at)? {
+        for job in jobs(&centre.id, from, at)? {
             let placement = charging.place(&job.cluster, &job.account, &job.partition);
             let Some(rule) = placement.rule() else { continue };
             // The job's unit-seconds inside the window, per allocation its days charge.

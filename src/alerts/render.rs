@@ -2,10 +2,13 @@
 //! binary; a `templates_dir` in the configuration overrides any of them file by file.
 
 use super::settings::Lang;
+use crate::domain::hours::format_hours;
 use minijinja::{AutoEscape, Environment, Value};
 use std::path::Path;
 
-const NAMES: [&str; 4] = ["headline.j2", "subject.j2", "message.txt.j2", "message.html.j2"];
+const NAMES: [&str; 8] = [
+    "headline.j2", "subject.j2", "message.txt.j2", "message.html.j2", "digest_words.j2", "digest_subject.j2", "digest.txt.j2", "digest.html.j2",
+];
 
 fn bundled(lang: Lang, name: &str) -> &'static str {
     match (lang, name) {
@@ -17,6 +20,14 @@ fn bundled(lang: Lang, name: &str) -> &'static str {
         (Lang::Fr, "subject.j2") => include_str!("../../templates/fr/subject.j2"),
         (Lang::Fr, "message.txt.j2") => include_str!("../../templates/fr/message.txt.j2"),
         (Lang::Fr, "message.html.j2") => include_str!("../../templates/fr/message.html.j2"),
+        (Lang::En, "digest_words.j2") => include_str!("../../templates/en/digest_words.j2"),
+        (Lang::Fr, "digest_words.j2") => include_str!("../../templates/fr/digest_words.j2"),
+        (Lang::En, "digest_subject.j2") => include_str!("../../templates/en/digest_subject.j2"),
+        (Lang::En, "digest.txt.j2") => include_str!("../../templates/en/digest.txt.j2"),
+        (Lang::En, "digest.html.j2") => include_str!("../../templates/en/digest.html.j2"),
+        (Lang::Fr, "digest_subject.j2") => include_str!("../../templates/fr/digest_subject.j2"),
+        (Lang::Fr, "digest.txt.j2") => include_str!("../../templates/fr/digest.txt.j2"),
+        (Lang::Fr, "digest.html.j2") => include_str!("../../templates/fr/digest.html.j2"),
         _ => "",
     }
 }
@@ -38,24 +49,18 @@ pub(crate) struct Templates {
     fr: Environment<'static>,
 }
 
+/// Hours as [`format_hours`] prints them, with `sep` between thousands (and a decimal comma
+/// when `sep` is not a comma).
 fn group(n: f64, sep: &str) -> String {
-    if !n.is_finite() {
-        return "-".into();
+    let en = format_hours(n);
+    if sep == "," {
+        return en;
     }
-    let s = if n.abs() >= 100.0 { format!("{:.0}", n.abs()) } else { format!("{:.1}", n.abs()) };
-    let (int, frac) = match s.split_once('.') {
-        Some((i, f)) => (i.to_string(), f.to_string()),
-        None => (s.clone(), String::new()),
-    };
-    let mut out = String::new();
-    for (i, c) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            out.push_str(sep);
-        }
-        out.push(c);
-    }
-    let dec = if sep == "," { "." } else { "," };
-    format!("{}{out}{}", if n < 0.0 { "-" } else { "" }, if frac.is_empty() { String::new() } else { format!("{dec}{frac}") })
+    en.chars().map(|c| match c {
+        ',' => sep.to_string(),
+        '.' => ",".to_string(),
+        c => c.to_string(),
+    }).collect()
 }
 
 fn as_f64(v: &Value) -> Option<f64> {
@@ -101,12 +106,23 @@ impl Templates {
         let t = Templates { en: env(Lang::En, dir)?, fr: env(Lang::Fr, dir)? };
         for lang in [Lang::En, Lang::Fr] {
             t.render(lang, &sample()).map_err(|e| format!("templates ({}): {e}", lang.code()))?;
+            t.render_digest(lang, &digest_sample()).map_err(|e| format!("digest templates ({}): {e}", lang.code()))?;
         }
         Ok(t)
     }
 
+    /// Render a researchers' digest: subject, text and HTML (`digest*.j2`).
+    pub fn render_digest(&self, lang: Lang, ctx: &serde_json::Value) -> Result<Rendered, String> {
+        self.render_with(lang, ctx, ["digest_subject.j2", "digest.txt.j2", "digest.html.j2"])
+    }
+
     /// Render subject, text and HTML for a message context.
     pub fn render(&self, lang: Lang, ctx: &serde_json::Value) -> Result<Rendered, String> {
+        self.render_with(lang, ctx, ["subject.j2", "message.txt.j2", "message.html.j2"])
+    }
+
+    /// Render the subject, text and HTML templates named.
+    fn render_with(&self, lang: Lang, ctx: &serde_json::Value, [subject, text, html]: [&str; 3]) -> Result<Rendered, String> {
         let env = match lang {
             Lang::En => &self.en,
             Lang::Fr => &self.fr,
@@ -116,9 +132,9 @@ impl Templates {
             env.get_template(name).and_then(|t| t.render(&ctx)).map_err(|e| format!("{name}: {e:#}"))
         };
         Ok(Rendered {
-            subject: r("subject.j2")?.lines().map(str::trim).collect::<Vec<_>>().join(" ").trim().to_string(),
-            text: tidy(&r("message.txt.j2")?),
-            html: r("message.html.j2")?,
+            subject: r(subject)?.lines().map(str::trim).collect::<Vec<_>>().join(" ").trim().to_string(),
+            text: tidy(&r(text)?),
+            html: r(html)?,
         })
     }
 }
@@ -167,6 +183,33 @@ fn sample() -> serde_json::Value {
     serde_json::json!({ "audience": "operations", "project": "A0", "centre": "idris", "resource": "cpu", "at": "2026-01-01", "items": items })
 }
 
+/// A digest context exercising every branch of the digest templates, used to validate them at
+/// load (what `super::digest` gives them: reports, totals per kind, the link).
+fn digest_sample() -> serde_json::Value {
+    let alloc = |resource: &str, kind: &str, status: &str, exhaustion: serde_json::Value| {
+        serde_json::json!({
+            "centre": "idris", "project": "A0", "resource": resource, "committee": "CT1", "accounts": ["a0"],
+            "period_start": "2026-01-01", "period_end": "2027-01-01", "initial_granted_hours": 1000.0,
+            "granted_hours": 1000.0, "consumed_hours": 500.0, "expected_hours": 400.0, "remaining_hours": 500.0,
+            "consumed_pct": 50.0, "drift_pp": 10.0, "elapsed_pct": 40.0, "burn_rate_hours_per_day": 3.0,
+            "projected_exhaustion": exhaustion, "projected_exhaustion_days": 10.0, "projected_unused_hours": 0.0,
+            "status": status, "at": "2026-06-01T00:00:00Z", "kind": kind, "chart": "burndown1.x@allocwatch",
+        })
+    };
+    let statuses = ["on_track", "over_pace", "under_pace", "exhausted", "not_started", "ended"];
+    let mut allocations: Vec<serde_json::Value> = statuses.iter().map(|s| alloc("cpu", "core", s, serde_json::json!("2026-12-01T00:00:00+01:00"))).collect();
+    allocations.push(alloc("gpu", "gpu", "on_track", serde_json::Value::Null));
+    allocations.push(alloc("mix", "billing", "on_track", serde_json::Value::Null));
+    let total = |kind: &str, pct: serde_json::Value| serde_json::json!({ "kind": kind, "allocations": 1, "granted_hours": 1.0, "consumed_hours": 1.0, "remaining_hours": 0.0, "expected_hours": 1.0, "consumed_pct": pct });
+    serde_json::json!({
+        "project": "A0", "every": "week", "period": "2026-W23", "at": "2026-06-01T00:00:00Z", "date": "2026-06-01",
+        "allocations": allocations,
+        "totals": [total("core", serde_json::json!(50.0)), total("gpu", serde_json::Value::Null), total("billing", serde_json::json!(1.0))],
+        "link": { "url": "https://allocwatch.example/projects/A0?key=k", "expires": "2026-07-07T00:00:00Z" },
+        "chart_width": super::chart::WIDTH, "chart_height": super::chart::HEIGHT,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +235,19 @@ mod tests {
         let fr = t.render(Lang::Fr, &ctx).unwrap();
         assert!(fr.text.contains("Bonjour"));
         assert!(!r.subject.contains('\n'));
+    }
+
+    #[test]
+    fn both_languages_render_the_sample_with_figures_per_kind() {
+        let t = Templates::load(None).unwrap();
+        let en = t.render_digest(Lang::En, &digest_sample()).unwrap();
+        assert!(en.subject.starts_with("[allocwatch] A0") && !en.subject.contains('\n'), "{}", en.subject);
+        assert!(en.text.contains("core-hours") && en.text.contains("GPU-hours") && en.text.contains("billing-hours"), "{}", en.text);
+        assert!(en.html.contains("src=\"cid:burndown1.x@allocwatch\""), "{}", en.html);
+        assert!(en.text.contains("https://allocwatch.example/projects/A0?key=k"), "{}", en.text);
+        assert!(en.html.contains("href=\"https:&#x2f;&#x2f;allocwatch.example&#x2f;projects&#x2f;A0?key=k\""), "{}", en.html);
+        let fr = t.render_digest(Lang::Fr, &digest_sample()).unwrap();
+        assert!(fr.text.contains("Bonjour") && fr.text.contains("heures-cœur") && fr.text.contains("heures GPU"), "{}", fr.text);
+        assert!(fr.text.contains("1\u{202f}000"), "{}", fr.text);
     }
 }

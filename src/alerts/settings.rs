@@ -143,6 +143,53 @@ pub struct DeliverySettings {
     pub timeout_seconds: f64,
 }
 
+impl DeliverySettings {
+    /// The timeout of one delivery attempt (and of a channel's probe).
+    pub(crate) fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.timeout_seconds)
+    }
+}
+
+/// How often researchers get a digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestEvery {
+    /// Once per ISO week (UTC), by default on Monday at 06:00 UTC.
+    Week,
+    /// Once per calendar month (UTC), by default on the 1st at 06:00 UTC.
+    Month,
+}
+
+impl DigestEvery {
+    /// The name in the configuration and the templates (`week`, `month`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestEvery::Week => "week",
+            DigestEvery::Month => "month",
+        }
+    }
+
+    /// The default schedule (six-field cron, UTC).
+    pub fn default_schedule(self) -> &'static str {
+        match self {
+            DigestEvery::Week => "0 0 6 * * Mon",
+            DigestEvery::Month => "0 0 6 1 * *",
+        }
+    }
+}
+
+/// `[alerts.digest]`: a summary mail to each project's researchers once per period, whether
+/// or not an alert fired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestSettings {
+    /// The period: one digest per project and week, or month.
+    pub every: DigestEvery,
+    /// When the daemon sends it (six-field cron, UTC; checked as `[daemon] schedule` is).
+    pub schedule: String,
+    /// Members get it too, not only the PI.
+    pub members: bool,
+}
+
 /// The whole `[alerts]` section, validated.
 #[derive(Debug, Clone)]
 pub struct AlertSettings {
@@ -170,6 +217,8 @@ pub struct AlertSettings {
     pub alertmanager: Option<AlertmanagerSettings>,
     /// Retry policy.
     pub delivery: DeliverySettings,
+    /// Researchers' digests, if configured.
+    pub digest: Option<DigestSettings>,
 }
 
 // ---- raw shapes -----------------------------------------------------------------------------
@@ -337,6 +386,21 @@ pub(crate) struct RawDelivery {
     timeout_seconds: f64,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDigest {
+    #[serde(default = "weekly")]
+    every: DigestEvery,
+    #[serde(default)]
+    schedule: Option<String>,
+    #[serde(default)]
+    members: bool,
+}
+
+fn weekly() -> DigestEvery {
+    DigestEvery::Week
+}
+
 impl Default for RawDelivery {
     fn default() -> Self {
         RawDelivery { retry_initial_seconds: 30.0, retry_max_seconds: 3600.0, timeout_seconds: 20.0 }
@@ -367,6 +431,8 @@ pub struct RawAlerts {
     alertmanager: Option<RawAlertmanager>,
     #[serde(default)]
     delivery: RawDelivery,
+    #[serde(default)]
+    digest: Option<RawDigest>,
 }
 
 /// A pace threshold set under `[alerts.rules]`: where it lives now (status and alerts share one).
@@ -539,6 +605,20 @@ impl RawAlerts {
             }
             None => default_routes(email.is_some(), webhook.is_some(), alertmanager.is_some(), !self.operations.emails.is_empty()),
         };
+        let digest = match self.digest {
+            None => None,
+            Some(d) => {
+                if email.is_none() {
+                    return Err("alerts.digest: digests are e-mails: configure [alerts.email]".into());
+                }
+                let schedule = match d.schedule.as_deref().map(str::trim) {
+                    Some("") => return Err("alerts.digest.schedule: empty; leave it out for the default of `every`".into()),
+                    Some(s) => s.to_string(),
+                    None => d.every.default_schedule().to_string(),
+                };
+                Some(DigestSettings { every: d.every, schedule, members: d.members })
+            }
+        };
         let d = self.delivery;
         if !(d.retry_initial_seconds >= 0.0 && d.retry_max_seconds >= d.retry_initial_seconds && d.timeout_seconds > 0.0) {
             return Err("alerts.delivery: need 0 ≤ retry_initial_seconds ≤ retry_max_seconds and timeout_seconds > 0".into());
@@ -560,6 +640,7 @@ impl RawAlerts {
                 retry_max_seconds: d.retry_max_seconds,
                 timeout_seconds: d.timeout_seconds,
             },
+            digest,
         })
     }
 }
@@ -589,4 +670,46 @@ fn default_routes(email: bool, webhook: bool, am: bool, ops_emails: bool) -> Vec
         routes.push(Route { rules: Rule::ALL.to_vec(), audience: Audience::Operations, channels: ops });
     }
     routes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMAIL: &str = "[email]\nhost = \"127.0.0.1\"\ntls = \"none\"\nfrom = \"allocwatch@ops.example\"\n";
+
+    fn validate(text: &str) -> Result<AlertSettings, String> {
+        let raw: RawAlerts = toml::from_str(text).map_err(|e| e.to_string())?;
+        raw.validate(Path::new("/etc/allocwatch"))
+    }
+
+    #[test]
+    fn digests_default_to_their_period_schedule_and_need_email() {
+        let d = validate(&format!("{EMAIL}[digest]\n")).unwrap().digest.unwrap();
+        assert_eq!((d.every, d.schedule.as_str(), d.members), (DigestEvery::Week, "0 0 6 * * Mon", false));
+        let d = validate(&format!("{EMAIL}[digest]\nevery = \"month\"\nmembers = true\n")).unwrap().digest.unwrap();
+        assert_eq!((d.every, d.schedule.as_str(), d.members), (DigestEvery::Month, "0 0 6 1 * *", true));
+        let d = validate(&format!("{EMAIL}[digest]\nschedule = \"0 30 7 * * Fri\"\n")).unwrap().digest.unwrap();
+        assert_eq!(d.schedule, "0 30 7 * * Fri");
+        assert!(validate(EMAIL).unwrap().digest.is_none(), "off unless configured");
+        assert!(validate("[digest]\n").unwrap_err().contains("alerts.digest: digests are e-mails"));
+        assert!(validate(&format!("{EMAIL}[digest]\nschedule = \" \"\n")).unwrap_err().contains("alerts.digest.schedule"));
+        assert!(validate(&format!("{EMAIL}[digest]\nevery = \"day\"\n")).unwrap_err().contains("expected `week` or `month`"));
+    }
+
+    #[test]
+    fn the_example_digest_section_parses() {
+        // config/allocwatch.example.toml documents [alerts.digest] commented out: uncommented,
+        // it is valid.
+        let example = include_str!("../../config/allocwatch.example.toml");
+        let block: String = example
+            .lines()
+            .skip_while(|l| l.trim() != "# [alerts.digest]")
+            .map_while(|l| l.strip_prefix("# ").filter(|l| l.starts_with('[') || l.contains(" = ")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(block.contains("members = false"), "no commented [alerts.digest] block in the example:\n{block}");
+        let d = validate(&format!("{EMAIL}{}", block.replace("[alerts.digest]", "[digest]"))).unwrap().digest.unwrap();
+        assert_eq!((d.every, d.schedule.as_str(), d.members), (DigestEvery::Week, DigestEvery::Week.default_schedule(), false));
+    }
 }

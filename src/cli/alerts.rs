@@ -1,5 +1,5 @@
 //! `allocwatch alerts`: list alerts with their delivery history, acknowledge one, deliver the
-//! notification outbox now.
+//! notification outbox now, queue the researchers' digests now.
 
 use super::output::{self, Format};
 use super::{now, open_store, runtime, Failure, Globals};
@@ -34,10 +34,21 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Queue the researchers' digests ([alerts.digest]) of the period the instant falls in
+    /// (ISO week or month, UTC), reconciling the ledger at that instant; a project's digest of
+    /// a period is queued once. Then deliver the outbox.
+    Digest {
+        /// Reconciliation instant (RFC 3339 or YYYY-MM-DD); default: the configured pin, else now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Print the text part of each digest (and to whom it would go) and queue nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub fn run(g: &Globals, command: Command) -> Result<(), Failure> {
-    let (config, _) = g.load()?;
+    let (config, grants) = g.load()?;
     let mut store = open_store(&config)?;
     match command {
         Command::List { all, format } => {
@@ -61,13 +72,46 @@ pub fn run(g: &Globals, command: Command) -> Result<(), Failure> {
             };
             deliver(&mut store, s, force)
         }
+        Command::Digest { at, dry_run } => digest(&config, &grants, &mut store, at.as_deref(), dry_run),
     }
+}
+
+/// `alerts digest`: reconcile at the instant (the function every cycle calls, so the figures
+/// are `check --at`'s), queue or print the digests, deliver.
+fn digest(config: &Config, grants: &crate::domain::grants::Grants, store: &mut Store, at: Option<&str>, dry_run: bool) -> Result<(), Failure> {
+    let Some(al) = alerting(config)? else {
+        return Err(Failure::usage(format!("{}: no [alerts] section: no digest to send", config.path.display())));
+    };
+    let at = match at {
+        Some(s) => crate::domain::time::parse_instant(s, &jiff::tz::TimeZone::UTC).map_err(|e| Failure::usage(format!("--at: {e}")))?,
+        None => config.at.unwrap_or_else(jiff::Timestamp::now),
+    };
+    let rec = crate::reconcile::reconcile_all(config, grants, store, at.as_second())?;
+    let r = crate::cycle::digest::run(config, grants, &al, store, &rec, 0, now(), "cli", dry_run)?;
+    if dry_run {
+        for m in &r.mails {
+            println!("To: {}\nSubject: {}\n\n{}", m.recipient, m.subject, m.text);
+        }
+        eprintln!("digests of {}: {} would be queued ({} mails), {} already queued; dry run: nothing queued", r.period, r.mails.iter().map(|m| &m.project).collect::<std::collections::BTreeSet<_>>().len(), r.mails.len(), r.already.len());
+        return Ok(());
+    }
+    eprintln!(
+        "digests of {}: {} queued ({} mails), {} already queued",
+        r.period,
+        r.queued.len(),
+        r.queued.iter().map(|(_, n)| n).sum::<usize>(),
+        r.already.len()
+    );
+    deliver(store, &al.settings, false)
 }
 
 /// The alert evaluation of a configuration, when it has an `[alerts]` section.
 pub(super) fn alerting(config: &Config) -> Result<Option<Alerting>, Failure> {
     match &config.alerts {
-        Some(s) => Alerting::new(s.clone()).map(Some).map_err(|e| Failure::usage(format!("{}: alerts: {e}", config.path.display()))),
+        Some(s) => {
+            let links = config.link_maker().map_err(|e| Failure::usage(format!("{}: {e}", config.path.display())))?;
+            Alerting::new(s.clone(), links).map(Some).map_err(|e| Failure::usage(format!("{}: alerts: {e}", config.path.display())))
+        }
         None => Ok(None),
     }
 }

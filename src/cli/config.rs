@@ -32,12 +32,31 @@ pub fn run(g: &Globals, command: Command) -> Result<(), Failure> {
         d.jitter.as_secs(),
         d.quality_report.as_ref().map(|q| q.as_str()).unwrap_or("off")
     );
+    if let Some(dg) = config.alerts.as_ref().and_then(|a| a.digest.as_ref()) {
+        let to = if dg.members { "PIs and members" } else { "PIs" };
+        println!("digests: one per project and {} to {to}, on {} (UTC)", dg.every.as_str(), dg.schedule);
+    }
     if let Some(h) = &config.http {
         let token = match &h.token {
             Some(t) => t.read_as("http", "token").map(|_| format!("token from {}", t.describe())).map_err(Failure::usage)?,
             None => "no token: the API and the page are closed unless opened".into(),
         };
         println!("HTTP on {}, {token}", h.listen);
+    }
+    for b in &config.ood.balances {
+        println!("OOD balances ({}) to {}, rewritten after each cycle of `run`", b.unit.as_str(), b.file.display());
+    }
+    // Signed project links: the keys are read (a missing or short one is refused here, as at
+    // start), never shown.
+    if let Some(maker) = config.link_maker().map_err(|e| Failure::usage(format!("{}: {e}", config.path.display())))? {
+        let l = config.links.as_ref().expect("a link maker comes from [links]");
+        println!(
+            "links: {}/projects/<project>?key=…, signed with key {:?} ({} accepted), valid {} days",
+            maker.public_url,
+            l.keys[0].id,
+            l.keys.iter().map(|k| format!("{} from {}", k.id, k.source.describe())).collect::<Vec<_>>().join(", "),
+            l.lifetime_days
+        );
     }
     // Live sources, as they will be run (tokens are named by origin, never shown).
     for c in config.centres.values() {

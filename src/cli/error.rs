@@ -5,6 +5,7 @@
 
 use crate::config::allocations::GrantError;
 use crate::config::ConfigError;
+use crate::cycle::digest::DigestError;
 use crate::domain::errors::error_chain as chain;
 use crate::pull::files::ImportError;
 use crate::quality::QualityError;
@@ -80,6 +81,15 @@ impl From<QualityError> for Failure {
         match e {
             QualityError::Usage(m) => Failure::Usage(m),
             QualityError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<DigestError> for Failure {
+    fn from(e: DigestError) -> Failure {
+        match e {
+            DigestError::Usage(m) => Failure::Usage(m),
+            DigestError::Store(s) => s.into(),
         }
     }
 }

@@ -6,9 +6,12 @@ mod alerts;
 mod backfill;
 mod check;
 mod config;
+mod doctor;
 mod error;
+mod export;
 mod generate;
 mod import;
+mod link;
 mod logging;
 mod outbox;
 mod output;
@@ -55,6 +58,13 @@ enum Command {
     Pull(pull::Args),
     /// Raw ledger usage, whatever the allocations say.
     Usage(usage::Args),
+    /// Connect to the store and every configured source, sink and channel with the configured
+    /// credentials, and say what works and what does not, one line each.
+    ///
+    /// Sends no mail and no alert, stores nothing; writes one point of measurement
+    /// `allocwatch_doctor` to InfluxDB. Exit code 0 only when everything works, 1 when a check
+    /// failed, 2 for a bad configuration.
+    Doctor(doctor::Args),
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -79,10 +89,17 @@ enum Command {
         #[command(subcommand)]
         command: outbox::Command,
     },
+    /// Print a signed, read-only link to one project's page (what researcher e-mails carry).
+    Link(link::Args),
     /// Periodic reports.
     Report {
         #[command(subcommand)]
         command: report::Command,
+    },
+    /// The reconciliation in other tools' formats (Open OnDemand balance files).
+    Export {
+        #[command(subcommand)]
+        command: export::Command,
     },
     /// Manual pages and shell completions, from these definitions (for packagers).
     #[command(hide = true)]
@@ -104,7 +121,7 @@ impl Globals {
     fn load(&self) -> Result<(Config, Grants), Failure> {
         let mut config = Config::load(&self.config)?;
         if let Some(s) = &self.store {
-            config.store_path = s.clone();
+            config.store_path = crate::config::store_location(s).map_err(|e| Failure::usage(format!("--store: {e}")))?;
         }
         let grants = Grants::load(&config)?;
         Ok((config, grants))
@@ -155,12 +172,15 @@ pub fn main() -> ExitCode {
         Command::Pull(a) => pull::run(&g, a),
         Command::Usage(a) => usage::run(&g, a),
         Command::Config { command } => config::run(&g, command),
+        Command::Doctor(a) => doctor::run(&g, a),
         Command::Alerts { command } => alerts::run(&g, command),
         Command::Replay(a) => replay::run(&g, a),
         Command::Backfill(a) => backfill::run(&g, a),
         Command::Run => crate::daemon::run(crate::daemon::RunOptions { config_path: g.config.clone(), store_override: g.store.clone() }).map_err(Failure::from),
         Command::Outbox { command } => outbox::run(&g, command),
+        Command::Link(a) => link::run(&g, a),
         Command::Report { command } => report::run(&g, command),
+        Command::Export { command } => export::run(&g, command),
         Command::Generate { command } => generate::run(command),
     };
     match result {

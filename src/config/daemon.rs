@@ -127,6 +127,8 @@ pub(crate) struct RawHttp {
     open_metrics: bool,
     #[serde(default)]
     open_status_page: bool,
+    #[serde(default)]
+    public_url: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -151,6 +153,10 @@ pub struct HttpSettings {
     pub open_metrics: bool,
     /// The status page (`/`, `/allocations/…`) without a token.
     pub open_status_page: bool,
+    /// The address people open the page at (a reverse proxy's), `http(s)://host[:port][/prefix]`
+    /// without a trailing slash: the base of signed links; `https` makes the sign-in cookie
+    /// `Secure`.
+    pub public_url: Option<String>,
 }
 
 impl RawHttp {
@@ -165,14 +171,35 @@ impl RawHttp {
             .parse()
             .map_err(|_| format!("http.listen: {:?} is not an address like 127.0.0.1:8080 or [::1]:8080", self.listen))?;
         let token = SecretSource::from_keys("http", "token", self.token_env, self.token_file.map(|f| resolve(&f)))?;
+        let public_url = self.public_url.map(|u| public_url(&u)).transpose()?;
         Ok(HttpSettings {
             listen,
             token,
             open_health: self.open_health,
             open_metrics: self.open_metrics,
             open_status_page: self.open_status_page,
+            public_url,
         })
     }
+}
+
+/// `[http] public_url`: an http(s) URL with a host, no query, fragment or credentials; the
+/// trailing slash is dropped.
+fn public_url(u: &str) -> Result<String, String> {
+    let bad = |why: &str| format!("http.public_url: {u:?} {why} (e.g. \"https://allocwatch.example.org\")");
+    let u = u.trim();
+    let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://")).ok_or_else(|| bad("is not an http:// or https:// URL"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() {
+        return Err(bad("has no host"));
+    }
+    if host.contains('@') {
+        return Err(bad("must not carry credentials"));
+    }
+    if u.contains('?') || u.contains('#') || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("must not have a query, a fragment or spaces"));
+    }
+    Ok(u.trim_end_matches('/').to_string())
 }
 
 #[cfg(test)]

@@ -59,6 +59,10 @@ pub struct Config {
     pub daemon: daemon::DaemonSettings,
     /// The daemon's HTTP listener (`[http]`); `None`: no listener.
     pub http: Option<daemon::HttpSettings>,
+    /// Signed project links for researchers (`[links]`); `None`: no link is made or accepted.
+    pub links: Option<crate::links::LinkSettings>,
+    /// Open OnDemand balance files the daemon rewrites after each cycle (`[ood]`; none when absent).
+    pub ood: crate::sinks::ood::OodSettings,
 }
 
 /// A centre as configured: the domain's [`Centre`] (zone, clusters, billing rules), where its
@@ -148,6 +152,10 @@ struct RawConfig {
     daemon: Option<daemon::RawDaemon>,
     #[serde(default)]
     http: Option<daemon::RawHttp>,
+    #[serde(default)]
+    links: Option<crate::links::RawLinks>,
+    #[serde(default)]
+    ood: Option<crate::sinks::ood::RawOod>,
 }
 
 #[derive(Deserialize)]
@@ -243,7 +251,30 @@ enum RawSource {
     Slurmrestd(crate::sources::slurmrestd::RawRestSource),
 }
 
+/// A store location as given (`[store] path`, `--store`): a file path. Anything that looks like
+/// a URL (`scheme://…`) is refused naming its scheme only (a URL may carry a password), rather
+/// than becoming a directory named after the scheme.
+pub fn store_location(p: &Path) -> Result<PathBuf, String> {
+    let s = p.to_string_lossy();
+    if let Some((scheme, _)) = s.split_once("://") {
+        if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) && scheme.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            let what = match scheme.to_ascii_lowercase().as_str() {
+                "postgres" | "postgresql" => "a PostgreSQL URL: this allocwatch stores its state in an SQLite file only",
+                _ => "a URL: the store is an SQLite file",
+            };
+            return Err(format!("`{scheme}://…` is {what}; give a file path (e.g. /var/lib/allocwatch/allocwatch.sqlite)"));
+        }
+    }
+    Ok(p.to_path_buf())
+}
+
 impl Config {
+    /// What makes signed project links (`[links]` with `[http] public_url`); `Ok(None)` when
+    /// links are not configured. Reads the keys: call it at start and at each reload.
+    pub fn link_maker(&self) -> Result<Option<crate::links::LinkMaker>, String> {
+        crate::links::LinkMaker::new(self.links.as_ref(), self.http.as_ref().and_then(|h| h.public_url.as_deref()))
+    }
+
     /// Read and validate a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
@@ -403,13 +434,22 @@ impl Config {
             );
         }
         let alerts = raw.alerts.map(|a| a.validate(&base)).transpose().map_err(&fail)?;
+        // The digest's schedule is read by the daemon's scheduler: checked by its parser.
+        if let Some(d) = alerts.as_ref().and_then(|a| a.digest.as_ref()) {
+            daemon::CronSchedule::parse(&d.schedule).map_err(|e| fail(format!("alerts.digest.schedule: {e}")))?;
+        }
         let influxdb = raw.influxdb.map(|i| i.validate(resolve)).transpose().map_err(&fail)?;
         let daemon = raw.daemon.unwrap_or_default().validate().map_err(&fail)?;
         let http = raw.http.map(|h| h.validate(resolve)).transpose().map_err(&fail)?;
+        let links = raw.links.map(|l| l.validate(resolve)).transpose().map_err(&fail)?;
+        if links.is_some() && http.as_ref().and_then(|h| h.public_url.as_ref()).is_none() {
+            return Err(fail("links: signed links need the address researchers open them at: set [http] public_url".into()));
+        }
+        let ood = raw.ood.map(|o| o.validate(resolve)).transpose().map_err(&fail)?.unwrap_or_default();
         Ok(Config {
             alerts,
             path: path.to_path_buf(),
-            store_path: resolve(&raw.store.path),
+            store_path: resolve(&store_location(&raw.store.path).map_err(|e| fail(format!("store.path: {e}")))?),
             centres,
             allocation_files: raw.allocations.files.iter().map(|p| resolve(p)).collect(),
             adjustment_files: raw.allocations.adjustments.iter().map(|p| resolve(p)).collect(),
@@ -419,6 +459,8 @@ impl Config {
             influxdb,
             daemon,
             http,
+            links,
+            ood,
         })
     }
 

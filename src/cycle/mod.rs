@@ -1,8 +1,10 @@
 //! One reconciliation cycle: reconcile every allocation at an instant, then record the cycle
 //! and everything it owes downstream (indicator points, alert notifications) in a single
 //! store transaction. Delivery happens later, from those durable outboxes. [`replay`] runs
-//! the same rules over past instants without recording anything.
+//! the same rules over past instants without recording anything; [`digest`] queues the
+//! researchers' weekly or monthly digests of a reconciliation, once per project and period.
 
+pub(crate) mod digest;
 pub(crate) mod replay;
 
 use crate::alerts::{Alerting, EvalSummary};

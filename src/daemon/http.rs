@@ -8,15 +8,18 @@
 use super::page::{self, FeedView, TableQuery};
 use super::state::{CycleSnapshot, Shared};
 use crate::domain::burndown::BurnDown;
+use crate::domain::hours::{HoursByKind, HoursKind, ResourceHours};
 use crate::domain::reconciliation::AllocationReport;
 use crate::domain::time::rfc3339;
 use crate::store::alerts::AlertRow;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
+use axum::middleware::Next;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Name of the cookie the sign-in form sets.
@@ -35,6 +38,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/allocations/{centre}/{project}/{resource}", get(api_allocation))
         .route("/api/v1/alerts", get(api_alerts))
         .route("/api/v1/feeds", get(api_feeds))
+        .route("/projects/{project}", get(project_page))
+        .route("/projects/{project}/daily.csv", get(project_csv))
+        .route("/api/v1/projects/{project}", get(api_project))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), links_open_only_their_project))
         .with_state(shared)
 }
 
@@ -397,20 +404,311 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(shared): State<Arc<Shared>>, Form(f): Form<LoginForm>) -> Response {
+async fn login(State(shared): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Form(f): Form<LoginForm>) -> Response {
     let loaded = shared.loaded();
+    let t = now();
+    // Failed sign-ins are counted per client address; past the limit, even the right token is
+    // refused until the lockout ends (the bearer header keeps working for scripts).
+    if let Some(until) = shared.login_limiter.locked_until(peer.ip(), t) {
+        let msg = format!(
+            "Too many failed sign-ins from your address: signing in is locked until {} ({} minutes after the last failure). The token is in the service's environment file.",
+            crate::domain::time::rfc3339(until),
+            super::state::LOGIN_LOCKOUT_S / 60
+        );
+        let mut r = (StatusCode::TOO_MANY_REQUESTS, html(page::login(Some(&msg)))).into_response();
+        if let Ok(v) = HeaderValue::from_str(&(until - t).max(1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     match &loaded.http_token {
-        Some(t) if token_matches(f.token.trim(), t.expose()) => {
-            let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", page::path_segment(f.token.trim()));
+        Some(tok) if token_matches(f.token.trim(), tok.expose()) => {
+            shared.login_limiter.succeeded(peer.ip());
+            // `Secure` when people reach us over https (the public address says so).
+            let secure = loaded.config.http.as_ref().and_then(|h| h.public_url.as_deref()).is_some_and(|u| u.starts_with("https://"));
+            let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{}", page::path_segment(f.token.trim()), if secure { "; Secure" } else { "" });
             let mut r = Redirect::to("/").into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }
             r
         }
-        Some(_) => (StatusCode::UNAUTHORIZED, html(page::login(Some("Wrong token.")))).into_response(),
+        Some(_) => {
+            let left = shared.login_limiter.failed(peer.ip(), t);
+            tracing::warn!(client = %peer.ip(), attempts_left = left, "HTTP: failed sign-in");
+            let msg = if left == 0 {
+                format!("Wrong token. Signing in from your address is now locked for {} minutes.", super::state::LOGIN_LOCKOUT_S / 60)
+            } else {
+                format!("Wrong token ({left} attempt{} left before a {}-minute lockout).", if left == 1 { "" } else { "s" }, super::state::LOGIN_LOCKOUT_S / 60)
+            };
+            (StatusCode::UNAUTHORIZED, html(page::login(Some(&msg)))).into_response()
+        }
         None => (StatusCode::FORBIDDEN, html(page::login(Some("No API token is configured ([http] token_env or token_file).")))).into_response(),
     }
+}
+
+// ---- signed project links --------------------------------------------------------------------
+
+/// The `key=` of a signed link: from the query string, or a bearer token that is one.
+fn link_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    for pair in query.unwrap_or("").split('&') {
+        if let Some(v) = pair.strip_prefix("key=") {
+            return Some(percent_decode(v));
+        }
+    }
+    presented(headers).filter(|t| t.starts_with("v1."))
+}
+
+/// The project a path belongs to: `/projects/{p}`, `/projects/{p}/daily.csv`, `/api/v1/projects/{p}`.
+fn project_of_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/api/v1/projects/").or_else(|| path.strip_prefix("/projects/"))?;
+    let seg = rest.strip_suffix("/daily.csv").unwrap_or(rest);
+    (!seg.is_empty() && !seg.contains('/')).then(|| percent_decode(seg))
+}
+
+/// Whether the request carries the operations token.
+fn operations(shared: &Shared, headers: &HeaderMap) -> bool {
+    match (&shared.loaded().http_token, presented(headers)) {
+        (Some(t), Some(p)) => token_matches(&p, t.expose()),
+        _ => false,
+    }
+}
+
+/// A refusal: the page (HTML) or `{"error", "reason"}` (JSON, CSV), 403, no data.
+fn refused(path: &str, why: &str, code: &str) -> Response {
+    refused_with(path, why, code, None)
+}
+
+/// A refusal of a valid link on a route that is not its project's, with the way to its own
+/// project's page (`href`: path and query, the link's own key).
+fn refused_with(path: &str, why: &str, code: &str, href: Option<&str>) -> Response {
+    if path.starts_with("/api/") {
+        (StatusCode::FORBIDDEN, Json(json!({ "error": why, "reason": code, "project_page": href }))).into_response()
+    } else {
+        let mut r = html(page::forbidden(why, href));
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        r.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        r
+    }
+}
+
+/// The path of a link's own project page.
+fn own_page(project: &str, token: &str) -> String {
+    format!("/projects/{}?key={}", page::path_segment(project), page::path_segment(token))
+}
+
+/// A signed link opens its own project's routes and nothing else: on any other route it gets
+/// 403 saying which project it is for (or why it is not valid), whatever that route's
+/// openness, unless the operations token comes with it.
+async fn links_open_only_their_project(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    if let Some(token) = link_token(req.headers(), req.uri().query()) {
+        if project_of_path(req.uri().path()).is_none() && !operations(&shared, req.headers()) {
+            let loaded = shared.loaded();
+            let refusal = match &loaded.links {
+                None => crate::links::Refusal::Malformed,
+                Some(l) => match l.keyring.granted(&token, now()) {
+                    Ok(granted) => crate::links::Refusal::OtherProject { granted },
+                    Err(r) => r,
+                },
+            };
+            let href = match &refusal {
+                crate::links::Refusal::OtherProject { granted } => Some(own_page(granted, &token)),
+                _ => None,
+            };
+            return refused_with(req.uri().path(), &refusal.explain(), refusal.code(), href.as_deref());
+        }
+    }
+    next.run(req).await
+}
+
+/// Who may see a project's routes: the operations token (or an open status page, for the
+/// page and CSV), else a valid link for that project. `Ok(Some(key))`: through a link.
+fn project_access(shared: &Shared, headers: &HeaderMap, key: Option<&str>, project: &str, path: &str, json_api: bool) -> Result<Option<String>, Response> {
+    let loaded = shared.loaded();
+    let open_page = !json_api && loaded.config.http.as_ref().is_some_and(|h| h.open_status_page);
+    if loaded.config.http.is_none() || operations(shared, headers) || (open_page && key.is_none()) {
+        return Ok(None);
+    }
+    let token = key.map(str::to_string).or_else(|| presented(headers).filter(|t| t.starts_with("v1.")));
+    match (token, &loaded.links) {
+        (Some(t), Some(l)) => match l.keyring.verify(&t, project, now()) {
+            Ok(_) => Ok(Some(t)),
+            Err(crate::links::Refusal::OtherProject { granted }) => {
+                let r = crate::links::Refusal::OtherProject { granted: granted.clone() };
+                Err(refused_with(path, &r.explain(), r.code(), Some(&own_page(&granted, &t))))
+            }
+            Err(r) => Err(refused(path, &r.explain(), r.code())),
+        },
+        (Some(_), None) => Err(refused(path, "Signed links are not enabled on this server ([links] is not configured).", "links_disabled")),
+        (None, _) => authorize(shared, headers, if json_api { Access::Api } else { Access::Page }).map(|()| None),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct KeyQuery {
+    #[serde(default)]
+    key: Option<String>,
+}
+
+/// One allocation of a project with what its page shows.
+struct ProjectItem {
+    burndown: BurnDown,
+    alerts: Vec<AlertRow>,
+    drivers: crate::alerts::Drivers,
+}
+
+/// Every allocation of `project` in the last cycle (centre, resource, period order), each with
+/// its burn-down, alerts and drivers (top users and partitions, placed by the one charging rule).
+async fn project_items(shared: &Arc<Shared>, c: &Arc<CycleSnapshot>, project: &str) -> Result<Vec<ProjectItem>, String> {
+    let mut reports: Vec<AllocationReport> = c.reconciliation.allocations.iter().filter(|a| a.project == project).cloned().collect();
+    reports.sort_by(|a, b| (&a.centre, &a.resource, a.period_start).cmp(&(&b.centre, &b.resource, b.period_start)));
+    let (s, c2) = (shared.clone(), c.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut store = s.api_store.lock().unwrap_or_else(|p| p.into_inner());
+        let (config, grants, at) = (&c2.loaded.config, &c2.loaded.grants, c2.reconciliation.at);
+        let centres: Vec<&crate::domain::centre::Centre> = config.centres.values().map(|c| &c.centre).collect();
+        let wanted: std::collections::HashSet<usize> = reports.iter().map(|r| r.index).collect();
+        let mut drivers = crate::alerts::drivers_from(|centre, from, to| store.jobs_overlapping(centre, from, to), &centres, grants, &wanted, at).map_err(|e| e.to_string())?;
+        let subjects: std::collections::HashSet<String> = reports.iter().map(AllocationReport::subject).collect();
+        let mut alerts: Vec<AlertRow> = store.alerts(true).map_err(|e| e.to_string())?.into_iter().filter(|a| subjects.contains(&a.subject)).collect();
+        alerts.sort_by_key(|a| (a.state != "firing", std::cmp::Reverse(a.fired_at)));
+        let mut out = Vec::new();
+        for r in reports {
+            let burndown = crate::reconcile::burndown::load(&mut store, config, grants, &r, at).map_err(|e| e.to_string())?;
+            let subject = r.subject();
+            out.push(ProjectItem {
+                alerts: alerts.iter().filter(|a| a.subject == subject).cloned().collect(),
+                drivers: drivers.remove(&r.index).unwrap_or_default(),
+                burndown,
+            });
+        }
+        Ok(out)
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()))
+}
+
+/// The project summary: per kind of hours (never added across kinds), over the allocations in
+/// effect at the instant: (kind, granted, consumed, remaining, allocations).
+fn project_totals(items: &[ProjectItem]) -> Vec<(HoursKind, ResourceHours, ResourceHours, ResourceHours, usize)> {
+    let running: Vec<&AllocationReport> = items.iter().map(|i| &i.burndown.allocation).filter(|a| a.is_running()).collect();
+    let sum = |f: fn(&AllocationReport) -> ResourceHours| running.iter().map(|a| f(a)).collect::<HoursByKind>();
+    let (g, c, r) = (sum(|a| a.granted_hours), sum(|a| a.consumed_hours), sum(|a| a.remaining_hours));
+    HoursKind::ALL
+        .into_iter()
+        .filter_map(|k| {
+            let n = running.iter().filter(|a| a.granted_hours.kind() == k).count();
+            (n > 0).then(|| (k, g.of(k), c.of(k), r.of(k), n))
+        })
+        .collect()
+}
+
+/// The alert as a researcher sees it: rule, state, severity, title, when (no recipients, no
+/// delivery errors).
+fn public_alert(a: &AlertRow) -> serde_json::Value {
+    json!({ "rule": a.rule, "state": a.state, "severity": a.severity, "title": a.title, "fired_at": rfc3339(a.fired_at), "resolved_at": a.resolved_at.map(rfc3339) })
+}
+
+fn no_project(project: &str, path: &str) -> Response {
+    let what = format!("no allocation of project {project} in the last cycle");
+    if path.starts_with("/api/") {
+        not_found(what)
+    } else {
+        (StatusCode::NOT_FOUND, html(page::forbidden(&what, None))).into_response()
+    }
+}
+
+async fn project_page(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(project): Path<String>, Query(q): Query<KeyQuery>) -> Response {
+    let path = format!("/projects/{project}");
+    let key = match project_access(&shared, &headers, q.key.as_deref(), &project, &path, false) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let Some(c) = shared.last_cycle() else { return html(page::waiting()) };
+    let items = match project_items(&shared, &c, &project).await {
+        Ok(i) if i.is_empty() => return no_project(&project, &path),
+        Ok(i) => i,
+        Err(e) => return server_error(e),
+    };
+    let expires = key.as_deref().and_then(|k| k.split('.').nth(2)).and_then(|e| e.parse().ok());
+    let views: Vec<page::ProjectAllocation<'_>> = items
+        .iter()
+        .map(|i| page::ProjectAllocation { burndown: &i.burndown, alerts: i.alerts.iter().collect(), users: &i.drivers.users, partitions: &i.drivers.partitions })
+        .collect();
+    let mut r = html(page::project(&project, &project_totals(&items), &views, c.reconciliation.at, c.finished_at_s, now(), key.as_deref(), expires));
+    // A page opened through a link must not leak it through the Referer of the links it has.
+    r.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    r
+}
+
+async fn api_project(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(project): Path<String>, Query(q): Query<KeyQuery>) -> Response {
+    let path = format!("/api/v1/projects/{project}");
+    if let Err(r) = project_access(&shared, &headers, q.key.as_deref(), &project, &path, true) {
+        return r;
+    }
+    let Some(c) = shared.last_cycle() else { return no_cycle() };
+    let items = match project_items(&shared, &c, &project).await {
+        Ok(i) if i.is_empty() => return no_project(&project, &path),
+        Ok(i) => i,
+        Err(e) => return server_error(e),
+    };
+    let summary: Vec<serde_json::Value> = project_totals(&items)
+        .into_iter()
+        .map(|(k, g, c, r, n)| json!({ "kind": k.as_str(), "allocations": n, "granted_hours": g.value(), "consumed_hours": c.value(), "remaining_hours": r.value() }))
+        .collect();
+    let allocations: Vec<serde_json::Value> = items
+        .iter()
+        .map(|i| {
+            let mut v = serde_json::to_value(&i.burndown).unwrap_or_else(|_| json!({}));
+            v["kind"] = json!(i.burndown.allocation.granted_hours.kind().as_str());
+            v["alerts"] = json!(i.alerts.iter().map(public_alert).collect::<Vec<_>>());
+            v["drivers"] = json!({
+                "window_days": crate::alerts::DRIVER_WINDOW_DAYS,
+                "users": i.drivers.users.iter().map(|(n, h)| json!({ "name": n, "hours": h })).collect::<Vec<_>>(),
+                "partitions": i.drivers.partitions.iter().map(|(n, h)| json!({ "name": n, "hours": h })).collect::<Vec<_>>(),
+            });
+            v
+        })
+        .collect();
+    Json(json!({ "project": project, "at": rfc3339(c.reconciliation.at), "summary": summary, "allocations": allocations })).into_response()
+}
+
+/// Daily charged hours per allocation of the project, one row per allocation and local day.
+async fn project_csv(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(project): Path<String>, Query(q): Query<KeyQuery>) -> Response {
+    let path = format!("/projects/{project}/daily.csv");
+    if let Err(r) = project_access(&shared, &headers, q.key.as_deref(), &project, &path, false) {
+        return r;
+    }
+    let Some(c) = shared.last_cycle() else { return no_cycle() };
+    let items = match project_items(&shared, &c, &project).await {
+        Ok(i) if i.is_empty() => return no_project(&project, &path),
+        Ok(i) => i,
+        Err(e) => return server_error(e),
+    };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(["centre", "project", "resource", "period_start", "unit", "date", "charged_hours", "cumulative_hours"]);
+    for i in &items {
+        let a = &i.burndown.allocation;
+        for d in &i.burndown.daily {
+            let _ = w.write_record([
+                a.centre.as_str(),
+                a.project.as_str(),
+                a.resource.as_str(),
+                &a.period_start.to_string(),
+                a.granted_hours.kind().as_str(),
+                &d.date.to_string(),
+                &format!("{:.6}", d.hours),
+                &format!("{:.6}", d.cumulative_hours),
+            ]);
+        }
+    }
+    let body = w.into_inner().unwrap_or_default();
+    let name = format!("attachment; filename=\"{}-daily.csv\"", project.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect::<String>());
+    let mut r = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&name) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
 }
 
 #[cfg(test)]

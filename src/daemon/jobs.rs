@@ -1,6 +1,6 @@
 //! The daemon's work: one pull job per centre (on its own schedule, never overlapping itself),
 //! the reconciler (one cycle after pulls, requests coalesced), the notifier (alert delivery
-//! from the outbox) and the quality-report job.
+//! from the outbox), the quality-report job and the researchers' digest job.
 //!
 //! Store work is synchronous (SQLite): it runs on blocking threads, each job with its own
 //! connection, so one centre's slow or failing pull never holds up another centre or HTTP.
@@ -28,6 +28,9 @@ pub(crate) fn pull_job(centre: &str) -> String {
 
 /// Name of the quality-report job.
 pub(crate) const QUALITY_JOB: &str = "quality_report";
+
+/// Name of the researchers' digest job.
+pub(crate) const DIGEST_JOB: &str = "digest";
 
 fn now() -> i64 {
     jiff::Timestamp::now().as_second()
@@ -135,10 +138,13 @@ pub(crate) async fn reconciler(shared: Arc<Shared>, mut requests: tokio::sync::m
         let loaded = shared.loaded();
         let at = loaded.config.at.map(|t| t.as_second()).unwrap_or_else(now);
         let Some(mut st) = store.take() else { break };
-        let l = loaded.clone();
+        let (l, sh) = (loaded.clone(), shared.clone());
         let clock = Instant::now();
         let joined = tokio::task::spawn_blocking(move || {
             let r = crate::cycle::run_cycle(&l.config, &l.grants, &mut st, at, "schedule", l.alerting.as_ref());
+            if let Ok(cycle) = &r {
+                write_ood_files(&sh, &l.config.ood, &mut st, cycle);
+            }
             (st, r)
         })
         .await;
@@ -189,6 +195,32 @@ pub(crate) async fn reconciler(shared: Arc<Shared>, mut requests: tokio::sync::m
             }
         }
     }
+}
+
+/// Name of the step that rewrites the Open OnDemand balance files (metrics label).
+const OOD_JOB: &str = "ood_balances";
+
+/// After a committed cycle, on its blocking thread: rewrite every `[[ood.balance]]` file from
+/// its reconciliation. A file that cannot be written is logged with the error and counted
+/// (`allocwatch_job_runs_total{job="ood_balances",outcome="failed"}`); the others are still
+/// written, the previous version of that one stays in place, and the daemon goes on.
+fn write_ood_files(shared: &Shared, settings: &crate::sinks::ood::OodSettings, store: &mut Store, cycle: &crate::cycle::CycleOutcome) {
+    if settings.balances.is_empty() {
+        return;
+    }
+    let clock = Instant::now();
+    let outcomes = crate::sinks::ood::write_files(settings, store, &cycle.reconciliation);
+    let mut ok = true;
+    for o in &outcomes {
+        match &o.result {
+            Ok(entries) => tracing::debug!(cycle = cycle.id, file = %o.file.display(), entries, "OOD balance file written"),
+            Err(e) => {
+                ok = false;
+                tracing::error!(cycle = cycle.id, file = %o.file.display(), "OOD balance file not written (the previous one stays): {e}");
+            }
+        }
+    }
+    shared.metrics.record_job_run(OOD_JOB, ok, clock.elapsed().as_secs_f64());
 }
 
 /// The notifier: delivers the notification outbox after each cycle (and every 30 s for
@@ -288,5 +320,56 @@ pub(crate) async fn quality_tick(shared: Arc<Shared>) {
             shared.wake_writer();
         }
         Err(e) => tracing::error!("quality report failed: {e}"),
+    }
+}
+
+/// One run of the digest job: the digests of the last cycle's reconciliation, queued once per
+/// project and period ([`crate::cycle::digest::run`]; a later tick in the same period queues
+/// nothing), then delivered by the notifier. Right after start-up it waits for the first cycle.
+pub(crate) async fn digest_tick(shared: Arc<Shared>) {
+    let Some(_guard) = enter(&shared, DIGEST_JOB) else { return };
+    let cycle = loop {
+        if shared.is_stopping() {
+            return;
+        }
+        if let Some(c) = shared.last_cycle() {
+            break c;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shared.shutdown.stopping() => return,
+        }
+    };
+    let started_at = now();
+    shared.with_job(DIGEST_JOB, |j| {
+        j.runs += 1;
+        j.last_started_at = Some(started_at);
+    });
+    let clock = Instant::now();
+    let store_path = shared.store_path.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        // The cycle's own configuration: its grants are the ones its reports index.
+        let l = &cycle.loaded;
+        let Some(alerting) = &l.alerting else { return Ok("no [alerts] section".to_string()) };
+        let mut store = Store::open(&store_path).map_err(|e| e.to_string())?;
+        let r = crate::cycle::digest::run(&l.config, &l.grants, alerting, &mut store, &cycle.reconciliation, cycle.id, started_at, "schedule", false)
+            .map_err(|e| e.to_string())?;
+        let mails: usize = r.queued.iter().map(|(_, n)| n).sum();
+        Ok(format!("{} (cycle {}): {} projects' digests queued ({mails} mails), {} already queued", r.period, cycle.id, r.queued.len(), r.already.len()))
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the digest panicked: {e}")));
+    shared.metrics.record_job_run(DIGEST_JOB, result.is_ok(), clock.elapsed().as_secs_f64());
+    shared.with_job(DIGEST_JOB, |j| {
+        j.last_finished_at = Some(now());
+        j.last_ok = Some(result.is_ok());
+        j.last_error = result.as_ref().err().cloned();
+    });
+    match result {
+        Ok(summary) => {
+            tracing::info!("digest: {summary}");
+            shared.notifier_wake.notify_one();
+        }
+        Err(e) => tracing::error!("digest failed: {e}"),
     }
 }

@@ -71,7 +71,8 @@ pub fn run(opts: RunOptions) -> Result<(), RunError> {
     result
 }
 
-/// Install one job per centre (and the quality report); returns their ids.
+/// Install one job per centre (and the quality report, and the researchers' digest); returns
+/// their ids.
 async fn install_jobs(sched: &JobScheduler, shared: &Arc<Shared>) -> Result<Vec<Uuid>, String> {
     let loaded = shared.loaded();
     let config = &loaded.config;
@@ -95,6 +96,16 @@ async fn install_jobs(sched: &JobScheduler, shared: &Arc<Shared>) -> Result<Vec<
         })
         .map_err(|e| format!("daemon.quality_report {:?}: {e}", expr.as_str()))?;
         shared.with_job(jobs::QUALITY_JOB, |j| j.schedule = expr.as_str().to_string());
+        ids.push(sched.add(job).await.map_err(|e| e.to_string())?);
+    }
+    if let Some(d) = config.alerts.as_ref().and_then(|a| a.digest.as_ref()) {
+        let s = shared.clone();
+        let job = Job::new_async(d.schedule.as_str(), move |_, _| {
+            let s = s.clone();
+            Box::pin(async move { jobs::digest_tick(s).await })
+        })
+        .map_err(|e| format!("alerts.digest.schedule {:?}: {e}", d.schedule))?;
+        shared.with_job(jobs::DIGEST_JOB, |j| j.schedule = d.schedule.clone());
         ids.push(sched.add(job).await.map_err(|e| e.to_string())?);
     }
     Ok(ids)
@@ -146,7 +157,7 @@ async fn serve(opts: RunOptions, loaded: Loaded) -> Result<(), RunError> {
             let app = http::router(shared.clone());
             let closing = shutdown.clone();
             Some(tokio::spawn(async move {
-                let r = axum::serve(listener, app).with_graceful_shutdown(async move { closing.draining().await });
+                let r = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(async move { closing.draining().await });
                 if let Err(e) = r.await {
                     tracing::error!("HTTP server: {e}");
                 }

@@ -7,7 +7,7 @@
 //! escaped with [`esc`] before it reaches HTML, and with [`path_segment`] before it reaches a URL.
 
 use crate::domain::burndown::BurnDown;
-use crate::domain::hours::{format_hours, ResourceHours};
+use crate::domain::hours::{format_hours, HoursKind, ResourceHours};
 use crate::domain::reconciliation::{AllocationReport, Reconciliation};
 use crate::domain::time::{timestamp, utc_date};
 use crate::store::alerts::AlertRow;
@@ -29,18 +29,8 @@ pub(crate) fn esc(s: &str) -> String {
     out
 }
 
-/// Percent-encode a URL path segment or query value (everything but unreserved characters).
-pub(crate) fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
+/// Percent-encode a URL path segment or query value: the one encoder, beside the links.
+pub(crate) use crate::links::segment as path_segment;
 
 /// Statuses in the order the page lists them, with their label.
 pub const STATUSES: &[(&str, &str)] = &[
@@ -127,10 +117,17 @@ footer{color:var(--muted);font-size:12px;padding:0 28px 24px;max-width:1500px;ma
 "#;
 
 fn head(title: &str, meta: &str) -> String {
+    head_with(title, meta, true)
+}
+
+/// The page's head; `home`: the title links to the overview (not for a project's link holders,
+/// whom the overview refuses).
+fn head_with(title: &str, meta: &str, home: bool) -> String {
+    let brand = if home { "<a href=\"/\">allocwatch</a>" } else { "allocwatch" };
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>{}</title><style>{CSS}</style></head><body>\
-<header><h1><a href=\"/\">allocwatch</a></h1><span class=\"sub\">Compute-hour allocations</span><span class=\"meta\">{meta}</span></header><main>",
+<header><h1>{brand}</h1><span class=\"sub\">Compute-hour allocations</span><span class=\"meta\">{meta}</span></header><main>",
         esc(title)
     )
 }
@@ -529,6 +526,123 @@ pub fn allocation(b: &BurnDown, adjustments: &[(String, f64, String, String)], a
     }
     h.push_str("</section>");
     h.push_str(FOOT);
+    h
+}
+
+/// One allocation of a project as its page shows it.
+pub(crate) struct ProjectAllocation<'a> {
+    /// Its burn-down (the allocation's figures included).
+    pub burndown: &'a BurnDown,
+    /// Its alerts, firing first.
+    pub alerts: Vec<&'a AlertRow>,
+    /// Top users and partitions over the burn window (user or partition, charged hours).
+    pub users: &'a [(String, f64)],
+    /// Partitions, the same way.
+    pub partitions: &'a [(String, f64)],
+}
+
+/// A project's page: every allocation of the project across centres and resources, a summary
+/// per kind of hours at the top (core-hours and GPU-hours are never added), each allocation's
+/// figures, burn-down, alerts and drivers. `key` is the signed link's token (kept on the page's
+/// own links), `None` for the operations team.
+pub(crate) fn project(project: &str, totals: &[(HoursKind, ResourceHours, ResourceHours, ResourceHours, usize)], allocations: &[ProjectAllocation<'_>], at_s: i64, finished_at_s: i64, now_s: i64, key: Option<&str>, link_expires_s: Option<i64>) -> String {
+    let title = format!("Project {project}");
+    let meta = format!("reconciled at <b>{}</b> · {}", esc(&instant(at_s)), esc(&ago(now_s - finished_at_s)));
+    let mut h = head_with(&format!("allocwatch — {title}"), &meta, key.is_none());
+    if key.is_none() {
+        h.push_str("<p><a href=\"/\">← All allocations</a></p>");
+    }
+    let q = key.map(|k| format!("?key={}", path_segment(k))).unwrap_or_default();
+    let base = format!("/projects/{}", path_segment(project));
+    let _ = write!(h, "<section class=\"panel\"><h2>Project {} <span class=\"muted\">{} allocation{} · hours in each resource's own unit</span></h2>", esc(project), allocations.len(), if allocations.len() == 1 { "" } else { "s" });
+    h.push_str("<table><thead><tr><th>Hours</th><th class=\"num\">Allocations</th><th class=\"num\">Granted</th><th class=\"num\">Consumed</th><th class=\"num\">Remaining</th></tr></thead><tbody>");
+    for (kind, granted, consumed, remaining, n) in totals {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"num\">{n}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            kind.as_str(),
+            hours(*granted),
+            hours(*consumed),
+            hours(*remaining)
+        );
+    }
+    h.push_str("</tbody></table>");
+    let _ = write!(
+        h,
+        "<p style=\"padding:0 16px\">Download: <a href=\"{base}/daily.csv{q}\">daily charged hours per allocation (CSV)</a> · <a href=\"/api/v1{base}{q}\">JSON</a>{}</p></section>",
+        link_expires_s.map(|e| format!(" · this link is valid until {}", esc(&instant(e)))).unwrap_or_default()
+    );
+    for pa in allocations {
+        let b = pa.burndown;
+        let a = &b.allocation;
+        let unit = a.granted_hours.kind().as_str();
+        let _ = write!(
+            h,
+            "<section class=\"panel\" id=\"{}-{}\"><h2>{} on {} <span class=\"muted\">{unit} · committee {} · period {} → {}</span> <span class=\"badge\" style=\"--c:var(--{})\">{}</span></h2>",
+            esc(&a.centre),
+            esc(&a.resource),
+            esc(&a.resource),
+            esc(&a.centre),
+            esc(if a.committee.is_empty() { "-" } else { &a.committee }),
+            esc(&a.period_start.to_string()),
+            esc(&a.period_end.to_string()),
+            a.status.as_str(),
+            status_label(a.status.as_str())
+        );
+        let pct = |v: Option<f64>| v.map(|x| format!("{x:.1} %")).unwrap_or_else(|| "-".into());
+        let figs: [(&str, String); 8] = [
+            ("Granted", format!("{} {unit}", hours(a.granted_hours))),
+            ("Consumed", format!("{} {unit}", hours(a.consumed_hours))),
+            ("Used", pct(a.consumed_pct)),
+            ("Expected by now", format!("{} {unit}", hours(a.expected_hours))),
+            ("Remaining", format!("{} {unit}", hours(a.remaining_hours))),
+            ("Burn rate", format!("{} {unit}/day", format_hours(a.burn_rate_hours_per_day))),
+            ("Projected exhaustion", a.projected_exhaustion.as_ref().map(|t| t.date().to_string()).unwrap_or_else(|| "-".into())),
+            ("Projected unused", format!("{} {unit}", hours(a.projected_unused_hours))),
+        ];
+        h.push_str("<div class=\"figs\">");
+        for (l, v) in figs {
+            let _ = write!(h, "<div><div class=\"l\">{l}</div><div class=\"v\">{}</div></div>", esc(&v));
+        }
+        h.push_str("</div><div class=\"chart\">");
+        h.push_str(&burndown_svg(b));
+        h.push_str("</div>");
+        let top = |rows: &[(String, f64)]| {
+            if rows.is_empty() {
+                "-".to_string()
+            } else {
+                rows.iter().map(|(n, v)| format!("{} {}", esc(n), format_hours(*v))).collect::<Vec<_>>().join(", ")
+            }
+        };
+        let _ = write!(
+            h,
+            "<p style=\"padding:0 16px\"><b>Top users</b> (last {} days, {unit}): {}<br><b>Top partitions</b>: {}</p>",
+            crate::alerts::DRIVER_WINDOW_DAYS,
+            top(pa.users),
+            top(pa.partitions)
+        );
+        if pa.alerts.is_empty() {
+            h.push_str("<p style=\"padding:0 16px 12px\" class=\"muted\">No alert on this allocation.</p>");
+        } else {
+            h.push_str("<table><thead><tr><th>Alert</th><th>State</th><th>Since</th></tr></thead><tbody>");
+            for r in &pa.alerts {
+                let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&r.title), esc(&r.state), esc(&instant(r.fired_at)));
+            }
+            h.push_str("</tbody></table>");
+        }
+        h.push_str("</section>");
+    }
+    let _ = write!(h, "</main><footer>allocwatch · project {} · figures in each resource's own hours: core-hours and GPU-hours are never added</footer></body></html>\n", esc(project));
+    h
+}
+
+/// The page a refused link or token gets: what was refused and what to do, no data (`own_page`:
+/// the way to the link's own project, when the link is valid but for another page).
+pub(crate) fn forbidden(why: &str, own_page: Option<&str>) -> String {
+    let mut h = head_with("allocwatch — access refused", "", false);
+    let go = own_page.map(|href| format!("<p style=\"padding:0 16px 16px\"><a href=\"{}\">Open your project's page</a></p>", esc(href))).unwrap_or_default();
+    let _ = write!(h, "<section class=\"panel\" style=\"max-width:640px;margin:40px auto\"><h2>Access refused</h2><p style=\"padding:0 16px 16px\">{}</p>{go}</section>", esc(why));
+    h.push_str("</main><footer>allocwatch</footer></body></html>\n");
     h
 }
 

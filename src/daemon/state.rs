@@ -25,6 +25,8 @@ pub(crate) struct Loaded {
     pub alerting: Option<Alerting>,
     /// The HTTP API token, read from its environment variable or file.
     pub http_token: Option<Secret>,
+    /// Signed project links (`[links]`): made for mails, verified on the project routes.
+    pub links: Option<crate::links::LinkMaker>,
 }
 
 impl Loaded {
@@ -33,18 +35,19 @@ impl Loaded {
     pub fn load(path: &Path, store_override: Option<&Path>) -> Result<Loaded, String> {
         let mut config = Config::load(path).map_err(|e| e.to_string())?;
         if let Some(s) = store_override {
-            config.store_path = s.to_path_buf();
+            config.store_path = crate::config::store_location(s).map_err(|e| format!("--store: {e}"))?;
         }
         let grants = Grants::load(&config).map_err(|e| e.to_string())?;
+        let links = config.link_maker().map_err(|e| format!("{}: {e}", config.path.display()))?;
         let alerting = match &config.alerts {
-            Some(s) => Some(Alerting::new(s.clone()).map_err(|e| format!("{}: alerts: {e}", config.path.display()))?),
+            Some(s) => Some(Alerting::new(s.clone(), links.clone()).map_err(|e| format!("{}: alerts: {e}", config.path.display()))?),
             None => None,
         };
         let http_token = match config.http.as_ref().and_then(|h| h.token.as_ref()) {
             Some(t) => Some(t.read_as("http", "token").map_err(|e| format!("{}: {e}", config.path.display()))?),
             None => None,
         };
-        Ok(Loaded { config, grants, alerting, http_token })
+        Ok(Loaded { config, grants, alerting, http_token, links })
     }
 }
 
@@ -79,6 +82,52 @@ pub(crate) struct JobStatus {
     pub last_error: Option<String>,
 }
 
+/// Failed sign-ins allowed per client address within [`LOGIN_WINDOW_S`].
+pub(crate) const LOGIN_MAX_FAILURES: u32 = 5;
+/// The window the failures are counted over, seconds.
+pub(crate) const LOGIN_WINDOW_S: i64 = 15 * 60;
+/// How long sign-in stays locked after the last of too many failures, seconds.
+pub(crate) const LOGIN_LOCKOUT_S: i64 = 15 * 60;
+
+/// Failed sign-ins at `/login` per client address (behind a reverse proxy, that is the proxy's:
+/// the limit then holds for everyone, which still stops guessing). In memory: a restart
+/// forgets it.
+#[derive(Default)]
+pub(crate) struct LoginLimiter {
+    failures: Mutex<HashMap<std::net::IpAddr, Vec<i64>>>,
+}
+
+impl LoginLimiter {
+    fn recent(v: &mut Vec<i64>, now: i64) {
+        v.retain(|&t| now - t < LOGIN_WINDOW_S.max(LOGIN_LOCKOUT_S));
+    }
+
+    /// When sign-in from `ip` is locked (the limit reached within one window before its last
+    /// failure, and the lockout since that failure not over), until when.
+    pub fn locked_until(&self, ip: std::net::IpAddr, now: i64) -> Option<i64> {
+        let m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let v = m.get(&ip)?;
+        let last = *v.last()?;
+        let burst = v.iter().filter(|&&t| last - t < LOGIN_WINDOW_S).count() as u32;
+        (burst >= LOGIN_MAX_FAILURES && now < last + LOGIN_LOCKOUT_S).then_some(last + LOGIN_LOCKOUT_S)
+    }
+
+    /// Record a failure; returns the attempts left before the lockout (0: locked now).
+    pub fn failed(&self, ip: std::net::IpAddr, now: i64) -> u32 {
+        let mut m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let v = m.entry(ip).or_default();
+        Self::recent(v, now);
+        v.push(now);
+        let in_window = v.iter().filter(|&&t| now - t < LOGIN_WINDOW_S).count() as u32;
+        LOGIN_MAX_FAILURES.saturating_sub(in_window)
+    }
+
+    /// A successful sign-in clears the address's failures.
+    pub fn succeeded(&self, ip: std::net::IpAddr) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&ip);
+    }
+}
+
 /// State shared by the scheduler's jobs, the reconciler, the delivery tasks and HTTP.
 pub(crate) struct Shared {
     loaded: RwLock<Arc<Loaded>>,
@@ -101,6 +150,8 @@ pub(crate) struct Shared {
     /// Wakes the notifier after a cycle (a wake-up is kept until it waits again).
     pub notifier_wake: tokio::sync::Notify,
     writer: Mutex<Option<crate::sinks::outbox::Writer>>,
+    /// Failed sign-ins per client address.
+    pub login_limiter: LoginLimiter,
 }
 
 impl Shared {
@@ -127,6 +178,7 @@ impl Shared {
             jobs: Mutex::new(BTreeMap::new()),
             notifier_wake: tokio::sync::Notify::new(),
             writer: Mutex::new(None),
+            login_limiter: LoginLimiter::default(),
         }
     }
 

@@ -8,11 +8,13 @@
 //! - [`charge`]: which allocation a day of usage charges — the charging rule;
 //! - [`reconcile`]: indicators, pace and status of an allocation; [`reconciliation`]: the
 //!   typed result of a reconciliation and its assembly from charged buckets;
-//! - [`usage`], [`burndown`]: the other views of charged usage;
+//! - [`usage`], [`burndown`]: the other views of charged usage; [`balance`]: what a project
+//!   has left of one kind of hours, per user, for Open OnDemand;
 //! - [`rules`] and [`lifecycle`]: which alerts hold, fire, remind and resolve;
 //! - [`quality`]: the quality indicators of a period; [`retry`]: backoff with jitter;
 //!   [`fxhash`]: the deterministic hasher of the hot maps; [`errors`]: how an error is told.
 
+pub mod balance;
 pub mod burndown;
 pub mod centre;
 pub mod charge;

@@ -166,6 +166,36 @@ fn fingerprint(path: &Path) -> Result<(i64, i64), InputError> {
     Ok((meta.len() as i64, mtime_ns))
 }
 
+/// Whether the paths of a file-drop source are there and readable (`allocwatch doctor`): a
+/// file must open, a directory must list, and every file an import would read (as
+/// [`expand`] finds them) must open. Nothing is read further, nothing imported. `Err` names
+/// every path at fault.
+pub(crate) fn probe_files(paths: &[PathBuf]) -> Result<String, String> {
+    let mut problems = Vec::new();
+    let (mut dirs, mut files) = (0usize, 0usize);
+    for p in paths {
+        match std::fs::metadata(p) {
+            Err(e) => problems.push(format!("{}: {e}", p.display())),
+            Ok(m) if m.is_dir() => match std::fs::read_dir(p) {
+                Ok(_) => dirs += 1,
+                Err(e) => problems.push(format!("{}: cannot list: {e}", p.display())),
+            },
+            Ok(_) => {}
+        }
+    }
+    for f in expand(paths).iter().filter(|f| f.exists()) {
+        match std::fs::File::open(f) {
+            Ok(_) => files += 1,
+            Err(e) => problems.push(format!("{}: cannot open: {e}", f.display())),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    let s = |n: usize| if n == 1 { "" } else { "s" };
+    Ok(format!("{} path{} present: {files} readable file{} ({dirs} director{} listed); nothing imported", paths.len(), s(paths.len()), s(files), if dirs == 1 { "y" } else { "ies" }))
+}
+
 /// Files named by a source: files as they are, directories as their regular files (sorted).
 fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -99,6 +99,17 @@ pub(crate) fn next_window(settings: &PullSettings, watermark: Option<i64>, now: 
     (from.min(now), now)
 }
 
+/// What a live source of `centre` is given to read what it observes at `now`.
+fn context(centre: &CentreConfig, now: i64) -> SourceContext {
+    SourceContext { tz: centre.tz.clone(), default_cluster: centre.clusters[0].clone(), observed_at: now }
+}
+
+/// Probe one live source of a centre at `now` (`allocwatch doctor`): [`LiveSource::probe`]
+/// with the context a pull gives it; nothing is stored.
+pub(crate) async fn probe_source(centre: &CentreConfig, source: &dyn LiveSource, now: i64) -> Result<String, String> {
+    source.probe(&context(centre, now)).await
+}
+
 /// Pull one live source of a centre over `window` (default: [`next_window`]) at `now`.
 pub(crate) async fn pull_source(
     store: &mut Store,
@@ -110,8 +121,7 @@ pub(crate) async fn pull_source(
     let settings = source.settings();
     let old = store.watermark(&centre.id, &settings.name)?;
     let (from, to) = window.unwrap_or_else(|| next_window(settings, old, now));
-    let ctx = SourceContext { tz: centre.tz.clone(), default_cluster: centre.clusters[0].clone(), observed_at: now };
-    let fetched = source.fetch(from, to, &ctx).await;
+    let fetched = source.fetch(from, to, &context(centre, now)).await;
     let pull = PullRecord {
         centre: centre.id.clone(),
         source: settings.name.clone(),

@@ -269,6 +269,26 @@ impl IndicatorSink for InfluxSink {
     }
 }
 
+/// The measurement `allocwatch doctor` writes its one probe point to (named in README.md and
+/// the example configuration): never one of the indicators' measurements.
+pub(crate) const PROBE_MEASUREMENT: &str = "allocwatch_doctor";
+
+/// The probe point at `now` (epoch seconds): tag `version`, field `probe=1i`.
+fn probe_point(now: i64) -> super::Point {
+    super::Point::at_second(PROBE_MEASUREMENT, now).tag("version", env!("CARGO_PKG_VERSION")).integer("probe", 1)
+}
+
+/// Whether the bucket accepts a write (`allocwatch doctor`): one point of
+/// [`PROBE_MEASUREMENT`], sent straight through the client the outbox writer uses (same
+/// token source, gzip setting and timeout), never through the outbox. `Err` says why, naming
+/// where the token comes from, never the token.
+pub(crate) async fn probe(cfg: &InfluxConfig, now: i64) -> Result<String, String> {
+    let sink = InfluxSink::new(cfg)?;
+    let line = probe_point(now).line_protocol().line.ok_or("the probe point rendered empty")?;
+    sink.write_lines(&[line]).await.map_err(|e| format!("write refused or failed: {} (token from {})", e.message, cfg.token.describe()))?;
+    Ok(format!("accepted one point of measurement {PROBE_MEASUREMENT} (org {}, token from {})", cfg.org, cfg.token.describe()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +339,12 @@ mod tests {
         assert!(e.contains("empty"), "{e}");
         let e = SecretSource::Env("AW_SURELY_UNSET_VARIABLE_4".into()).read_as("influxdb", "token").unwrap_err();
         assert!(e.contains("influxdb.token_env") && e.contains("AW_SURELY_UNSET_VARIABLE_4"), "{e}");
+    }
+
+    #[test]
+    fn the_probe_point_is_one_line_of_its_own_measurement() {
+        let line = probe_point(1_795_253_728).line_protocol().line.unwrap();
+        assert_eq!(line, format!("allocwatch_doctor,version={} probe=1i 1795253728000000000", env!("CARGO_PKG_VERSION")));
     }
 
     #[test]

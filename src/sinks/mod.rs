@@ -10,8 +10,11 @@
 //! - [`record_cycle`] is the one call a cycle makes inside its store transaction: it notes the
 //!   feeds' activity and appends the points to the durable outbox ([`outbox`]), from which a
 //!   writer delivers them through an [`IndicatorSink`] ([`influxdb`] is the only one).
+//! - [`ood`] writes Open OnDemand balance files (`[ood]`, `allocwatch export ood`): the
+//!   remaining hours per project and user, replaced atomically after each cycle.
 
 pub mod influxdb;
+pub mod ood;
 pub mod outbox;
 
 use crate::domain::reconciliation::Reconciliation;

@@ -134,6 +134,27 @@ pub trait LiveSource: Send + Sync {
     /// Fetch the jobs of `[from, to)` (epoch seconds). `Err` says what failed, naming the
     /// source; nothing is stored then.
     fn fetch<'a>(&'a self, from: i64, to: i64, ctx: &'a SourceContext) -> Pin<Box<dyn Future<Output = Result<Fetched, String>> + Send + 'a>>;
+    /// Check, harmlessly, that a pull would work now (`allocwatch doctor`): the same request
+    /// as a pull, with the configured command or endpoint, credentials and timeout, over the
+    /// last minute before `ctx.observed_at`, reading what comes back as a pull would and
+    /// storing nothing. `Ok` says in one line what works, `Err` what does not and why; neither
+    /// shows a secret.
+    fn probe<'a>(&'a self, ctx: &'a SourceContext) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
+}
+
+/// The window a [`LiveSource::probe`] asks for: the last minute, so that it reads (almost)
+/// nothing.
+pub(crate) const PROBE_WINDOW_S: i64 = 60;
+
+/// What a probe read, in words: records, and the lines or jobs a pull would reject.
+pub(crate) fn probe_summary(items: &[Result<Parsed, LineError>]) -> String {
+    let jobs = items.iter().filter(|i| matches!(i, Ok(Parsed::Job(_)))).count();
+    let rejected: Vec<&LineError> = items.iter().filter_map(|i| i.as_ref().err()).collect();
+    let mut s = format!("{jobs} job{}", if jobs == 1 { "" } else { "s" });
+    if let Some(first) = rejected.first() {
+        s.push_str(&format!(", {} record{} a pull would reject (first: {first})", rejected.len(), if rejected.len() == 1 { "" } else { "s" }));
+    }
+    s
 }
 
 /// Default overlap of pull windows: 2 days.

@@ -11,7 +11,7 @@
 
 use super::sacct::{Columns, DEFAULT_FIELDS};
 use jiff::tz::TimeZone;
-use super::{read_stream, slurm_json, Fetched, FileFormat, LineError, LiveSource, Parsed, PullSettings, SourceContext};
+use super::{read_stream, slurm_json, Fetched, FileFormat, LineError, LiveSource, Parsed, PullSettings, SourceContext, PROBE_WINDOW_S};
 use serde::Deserialize;
 use std::process::Stdio;
 use std::time::Duration;
@@ -212,6 +212,20 @@ impl LiveSource for SacctSource {
 
     fn fetch<'a>(&'a self, from: i64, to: i64, ctx: &'a SourceContext) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Fetched, String>> + Send + 'a>> {
         Box::pin(async move { Ok(Fetched { items: self.run(from, to, ctx).await?, origin: SacctSource::describe(self) }) })
+    }
+
+    /// The pull's own command line (prefix, environment, timeout) over the last minute; its
+    /// output read by the pull's own reader, so the header check is the one pulls make.
+    fn probe<'a>(&'a self, ctx: &'a SourceContext) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let now = ctx.observed_at;
+            let items = self.run(now - PROBE_WINDOW_S, now, ctx).await?;
+            let (how, read) = match self.output {
+                SacctOutput::Parsable => ("", format!("its header has the {} columns allocwatch reads", DEFAULT_FIELDS.split(',').count())),
+                SacctOutput::Json => (" --json", "its job JSON decodes".to_string()),
+            };
+            Ok(format!("`{}{how}` ran over the last minute: {read}; {}", SacctSource::describe(self), super::probe_summary(&items)))
+        })
     }
 }
 

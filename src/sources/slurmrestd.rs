@@ -9,7 +9,7 @@
 
 use super::sacct_cmd::run_command;
 use super::slurm_json::{self, jobs_endpoints, version_key, SUPPORTED_VERSIONS};
-use super::{Fetched, LineError, LiveSource, Parsed, PullSettings, SourceContext};
+use super::{Fetched, LineError, LiveSource, Parsed, PullSettings, SourceContext, PROBE_WINDOW_S};
 use crate::domain::errors::error_chain as chain;
 use crate::secret::SecretSource;
 use base64::Engine;
@@ -140,6 +140,56 @@ impl RawRestSource {
     }
 }
 
+/// Why a request to slurmrestd failed, told apart for `allocwatch doctor` (a pull records only
+/// the message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Problem {
+    /// No answer: connection refused, timeout, unknown host, no socket.
+    Unreachable,
+    /// The token could not be read, minted or used before sending (missing, empty, expired).
+    NoToken,
+    /// The token (or the local credentials) was refused.
+    Refused,
+    /// The API version is not served there.
+    VersionNotServed,
+    /// Anything else (an answer that is not job JSON, slurmdbd down behind slurmrestd).
+    Other,
+}
+
+impl Problem {
+    /// How `allocwatch doctor` names it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Problem::Unreachable => "not reachable",
+            Problem::NoToken => "no usable token",
+            Problem::Refused => "token refused",
+            Problem::VersionNotServed => "version not served",
+            Problem::Other => "failed",
+        }
+    }
+}
+
+/// A failed request: its kind, and the message a pull records (never a token).
+#[derive(Debug)]
+pub(crate) struct RestError {
+    /// What kind of failure.
+    pub problem: Problem,
+    /// What failed, naming the server.
+    pub message: String,
+}
+
+impl RestError {
+    fn new(problem: Problem, message: String) -> RestError {
+        RestError { problem, message }
+    }
+}
+
+impl From<String> for RestError {
+    fn from(message: String) -> RestError {
+        RestError { problem: Problem::Other, message }
+    }
+}
+
 /// What one pull of slurmrestd returned.
 #[derive(Debug)]
 pub struct RestFetch {
@@ -225,24 +275,31 @@ impl RestSource {
         Ok(h)
     }
 
-    /// GET a path; returns the body of a 2xx answer, or a message that says what went wrong.
-    async fn get(&self, client: &reqwest::Client, url: Url, headers: &HeaderMap) -> Result<(StatusCode, Vec<u8>), String> {
+    /// GET a path; returns the status and body of the answer, or a message that says why
+    /// there was none.
+    async fn get(&self, client: &reqwest::Client, url: Url, headers: &HeaderMap) -> Result<(StatusCode, Vec<u8>), RestError> {
         let shown = url.to_string();
         let resp = client.get(url).headers(headers.clone()).send().await.map_err(|e| {
-            if e.is_timeout() {
-                format!("GET {shown}: no answer within {} s", self.settings.timeout.as_secs())
-            } else {
-                format!("GET {shown}: {}", chain(&e))
-            }
+            RestError::new(
+                Problem::Unreachable,
+                if e.is_timeout() {
+                    format!("GET {shown}: no answer within {} s", self.settings.timeout.as_secs())
+                } else {
+                    format!("GET {shown}: {}", chain(&e))
+                },
+            )
         })?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| format!("GET {shown}: reading the answer: {}", chain(&e)))?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| RestError::new(Problem::Unreachable, format!("GET {shown}: reading the answer: {}", chain(&e))))?;
         Ok((status, body.to_vec()))
     }
 
     /// Authentication refused: say which credentials were sent and where they came from
     /// (never the token itself).
-    fn auth_refused(&self, how: &str, what: &str, said: &str) -> String {
+    fn auth_refused(&self, how: &str, what: &str, said: &str) -> RestError {
         let why = match (&self.token, &self.endpoint) {
             (None, Endpoint::Http(_)) => "no token is configured (set user and token_env, token_file or token_command)".to_string(),
             (None, Endpoint::Socket(_)) => {
@@ -254,17 +311,20 @@ impl RestSource {
                 self.token_origin()
             ),
         };
-        format!("slurmrestd {} refused authentication ({how}) to {what}: {why}; server said: {said}", self.describe())
+        RestError::new(Problem::Refused, format!("slurmrestd {} refused authentication ({how}) to {what}: {why}; server said: {said}", self.describe()))
     }
 
-    fn refusal(&self, status: StatusCode, body: &[u8], what: &str) -> String {
+    fn refusal(&self, status: StatusCode, body: &[u8], what: &str) -> RestError {
         let snippet = body_snippet(body);
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => self.auth_refused(&format!("{status}"), what, &snippet),
-            StatusCode::NOT_FOUND => format!(
-                "slurmrestd {} has no {what} (HTTP 404): that API version is not served there (set api_version = \"auto\", \
-                 or load its openapi/dbv0.0.NN plugin); server said: {snippet}",
-                self.describe()
+            StatusCode::NOT_FOUND => RestError::new(
+                Problem::VersionNotServed,
+                format!(
+                    "slurmrestd {} has no {what} (HTTP 404): that API version is not served there (set api_version = \"auto\", \
+                     or load its openapi/dbv0.0.NN plugin); server said: {snippet}",
+                    self.describe()
+                ),
             ),
             _ => {
                 let detail = serde_json::from_slice::<serde_json::Value>(body)
@@ -272,14 +332,14 @@ impl RestSource {
                     .and_then(|d| slurm_json::decode_jobs(&d, "", "", 0).err())
                     .map(|e| e.trim_start_matches(": ").to_string())
                     .unwrap_or(snippet);
-                format!("slurmrestd {} answered {status} to {what}: {detail}", self.describe())
+                RestError::new(Problem::Other, format!("slurmrestd {} answered {status} to {what}: {detail}", self.describe()))
             }
         }
     }
 
     /// The jobs path and its accepted query parameters: configured version (parameters from
     /// `/openapi` when it answers), or the newest supported version the server lists.
-    async fn discover(&self, client: &reqwest::Client, headers: &HeaderMap) -> Result<(String, String, Vec<String>), String> {
+    async fn discover(&self, client: &reqwest::Client, headers: &HeaderMap) -> Result<(String, String, Vec<String>), RestError> {
         let mut listed: Option<Vec<(String, String, Vec<String>)>> = None;
         let mut failure = None;
         for path in ["/openapi/v3", "/openapi"] {
@@ -304,10 +364,13 @@ impl RestSource {
         }
         match (&self.api_version, listed) {
             (Some(v), Some(list)) if !list.is_empty() => list.iter().find(|(lv, _, _)| lv == v).cloned().ok_or_else(|| {
-                format!(
-                    "slurmrestd {} does not serve api_version {v} (it serves {}); set api_version = \"auto\" or one of those",
-                    self.describe(),
-                    list.iter().map(|(lv, _, _)| lv.as_str()).collect::<Vec<_>>().join(", ")
+                RestError::new(
+                    Problem::VersionNotServed,
+                    format!(
+                        "slurmrestd {} does not serve api_version {v} (it serves {}); set api_version = \"auto\" or one of those",
+                        self.describe(),
+                        list.iter().map(|(lv, _, _)| lv.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
                 )
             }),
             (Some(v), Some(_)) => Ok((v.clone(), format!("/slurmdb/{v}/jobs"), Vec::new())),
@@ -320,23 +383,34 @@ impl RestSource {
                     .max_by_key(|(v, _, _)| version_key(v))
                     .cloned()
                     .ok_or_else(|| {
-                        format!(
-                            "slurmrestd {} serves no accounting jobs API this allocwatch reads (served: {}; supported: {})",
-                            self.describe(),
-                            if served.is_empty() { "none".to_string() } else { served.join(", ") },
-                            SUPPORTED_VERSIONS.join(", ")
+                        RestError::new(
+                            Problem::VersionNotServed,
+                            format!(
+                                "slurmrestd {} serves no accounting jobs API this allocwatch reads (served: {}; supported: {})",
+                                self.describe(),
+                                if served.is_empty() { "none".to_string() } else { served.join(", ") },
+                                SUPPORTED_VERSIONS.join(", ")
+                            ),
                         )
                     })
             }
             (None, None) => Err(failure.unwrap_or_else(|| {
-                format!("slurmrestd {}: no OpenAPI document at /openapi/v3 or /openapi to discover the API version (set api_version)", self.describe())
+                RestError::new(
+                    Problem::VersionNotServed,
+                    format!("slurmrestd {}: no OpenAPI document at /openapi/v3 or /openapi to discover the API version (set api_version)", self.describe()),
+                )
             })),
         }
     }
 
     /// Fetch the jobs of `[from, to)` (epoch seconds).
     pub async fn jobs(&self, from: i64, to: i64, ctx: &SourceContext) -> Result<RestFetch, String> {
-        let token = self.token(ctx.observed_at).await?;
+        self.query(from, to, ctx).await.map_err(|e| e.message)
+    }
+
+    /// [`RestSource::jobs`], with the kind of failure kept.
+    async fn query(&self, from: i64, to: i64, ctx: &SourceContext) -> Result<RestFetch, RestError> {
+        let token = self.token(ctx.observed_at).await.map_err(|m| RestError::new(Problem::NoToken, m))?;
         let headers = self.headers(token.as_deref())?;
         let client = self.client()?;
         let (version, path, params) = self.discover(&client, &headers).await?;
@@ -365,7 +439,7 @@ impl RestSource {
     }
 
     /// Read the body of a 2xx answer to the jobs query.
-    fn read_jobs(&self, body: &[u8], path: &str, ctx: &SourceContext) -> Result<slurm_json::JobsDocument, String> {
+    fn read_jobs(&self, body: &[u8], path: &str, ctx: &SourceContext) -> Result<slurm_json::JobsDocument, RestError> {
         let name = format!("slurmrestd {} {path}", self.describe());
         let doc: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| format!("{name}: invalid JSON: {e}; answer starts with: {}", body_snippet(body)))?;
@@ -378,7 +452,25 @@ impl RestSource {
                 &e,
             ));
         }
-        slurm_json::decode_jobs(&doc, &name, &ctx.default_cluster, ctx.observed_at)
+        Ok(slurm_json::decode_jobs(&doc, &name, &ctx.default_cluster, ctx.observed_at)?)
+    }
+
+    /// [`LiveSource::probe`]: the jobs query of a pull over the last minute, with the
+    /// configured endpoint, version, token and timeout; a failure is named by its kind.
+    async fn probe_now(&self, ctx: &SourceContext) -> Result<String, String> {
+        let now = ctx.observed_at;
+        let f = self.query(now - PROBE_WINDOW_S, now, ctx).await.map_err(|e| format!("{}: {}", e.problem.as_str(), e.message))?;
+        let version = match &self.api_version {
+            Some(_) => format!("{} (configured)", f.api_version),
+            None => format!("{} (discovered from /openapi)", f.api_version),
+        };
+        let release = f.release.map(|r| format!(", Slurm {r}")).unwrap_or_default();
+        let auth = match (&self.token, &self.endpoint) {
+            (Some(_), _) => format!("token of user {:?} accepted ({})", self.user.as_deref().unwrap_or(""), self.token_origin()),
+            (None, Endpoint::Socket(_)) => "local authentication accepted".to_string(),
+            (None, Endpoint::Http(_)) => "no token needed".to_string(),
+        };
+        Ok(format!("answers at {version}{release}, {auth}; {} in the last minute", super::probe_summary(&f.items)))
     }
 }
 
@@ -401,6 +493,10 @@ impl LiveSource for RestSource {
             let release = f.release.map(|r| format!(", Slurm {r}")).unwrap_or_default();
             Ok(Fetched { items: f.items, origin: format!("{} {}{release}", RestSource::describe(self), f.api_version) })
         })
+    }
+
+    fn probe<'a>(&'a self, ctx: &'a SourceContext) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + 'a>> {
+        Box::pin(self.probe_now(ctx))
     }
 }
 
@@ -465,17 +561,21 @@ mod tests {
     fn answers_that_are_not_job_json_or_refuse_the_token_are_explained() {
         let s = parse("url = \"http://127.0.0.1:6820\"\nuser = \"root\"\ntoken_env = \"T\"").unwrap();
         let ctx = SourceContext { tz: jiff::tz::TimeZone::UTC, default_cluster: "c".into(), observed_at: 0 };
-        let e = s.read_jobs(b"<html>502 Bad Gateway</html>", "/slurmdb/v0.0.38/jobs", &ctx).unwrap_err();
+        let e = s.read_jobs(b"<html>502 Bad Gateway</html>", "/slurmdb/v0.0.38/jobs", &ctx).unwrap_err().message;
         assert!(e.starts_with("slurmrestd http://127.0.0.1:6820 /slurmdb/v0.0.38/jobs: invalid JSON: expected value"), "{e}");
         assert!(e.contains("answer starts with: <html>502 Bad Gateway</html>"), "{e}");
         let refused = br#"{"errors": [{"error_number": 1007, "error": "Protocol authentication error"}], "jobs": []}"#;
         let e = s.read_jobs(refused, "/slurmdb/v0.0.38/jobs", &ctx).unwrap_err();
+        assert_eq!(e.problem, Problem::Refused);
+        let e = e.message;
         assert!(e.contains("refused authentication (401 Unauthorized, reported as Slurm error 1007)"), "{e}");
         assert!(e.contains("token for user \"root\" was refused") && e.contains("environment variable T"), "{e}");
         let down = br#"{"errors": [{"error_number": 7000, "error": "Unable to connect to database", "description": "Failed connecting to slurmdbd"}], "jobs": []}"#;
-        let e = s.read_jobs(down, "/slurmdb/v0.0.38/jobs", &ctx).unwrap_err();
+        let e = s.read_jobs(down, "/slurmdb/v0.0.38/jobs", &ctx).unwrap_err().message;
         assert!(e.contains("Failed connecting to slurmdbd (Unable to connect to database)"), "{e}");
         let e = s.refusal(StatusCode::NOT_FOUND, b"Unable find requested URL.", "GET /slurmdb/v0.0.44/jobs");
+        assert_eq!(e.problem, Problem::VersionNotServed);
+        let e = e.message;
         assert!(e.contains("has no GET /slurmdb/v0.0.44/jobs (HTTP 404): that API version is not served there"), "{e}");
     }
 

@@ -69,6 +69,19 @@ pub(super) const DEFERRALS: &str = r#"
     ALTER TABLE notifications ADD COLUMN deferrals INTEGER NOT NULL DEFAULT 0;
     "#;
 
+/// Parts an e-mail shows inline (a digest's burn-down pictures), referenced by their
+/// Content-ID from its HTML (migration 8).
+pub(super) const INLINE_PARTS: &str = r#"
+    CREATE TABLE notification_parts (
+        notification_id INTEGER NOT NULL REFERENCES notifications(id),
+        position        INTEGER NOT NULL,
+        content_id      TEXT NOT NULL,
+        content_type    TEXT NOT NULL,
+        bytes           BLOB NOT NULL,
+        PRIMARY KEY (notification_id, position)
+    );
+    "#;
+
 /// A firing alert as stored, with its last figures.
 #[derive(Debug, Clone)]
 pub(crate) struct StoredFiring {
@@ -194,21 +207,50 @@ pub(crate) struct Notification {
     pub payload: serde_json::Value,
 }
 
+/// A part an e-mail shows inline, e.g. `image/png` referenced as `cid:<content_id>` by its HTML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlinePart {
+    /// Content-ID, without angle brackets.
+    pub content_id: String,
+    /// MIME type.
+    pub content_type: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
 impl Tx<'_> {
 /// Append messages to the outbox (same transaction as the evaluation that produced them).
 pub(crate) fn enqueue_notifications(&self, cycle_id: i64, at: i64, now: i64, out: &[Notification]) -> Result<(), StoreError> {
+    for o in out {
+        self.insert_notification(cycle_id, at, now, o)?;
+    }
+    Ok(())
+}
+
+/// Append one message to the outbox; returns its id.
+pub(super) fn insert_notification(&self, cycle_id: i64, at: i64, now: i64, o: &Notification) -> Result<i64, StoreError> {
     let e = self.err();
     let mut stmt = self.conn.prepare_cached(
         "INSERT INTO notifications (cycle_id, created_at, at, channel, audience, recipient, alert_ids, kinds, subject, body_text,
                                     body_html, payload, state, next_attempt_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending', ?2)",
     ).map_err(&e)?;
-    for o in out {
-        let ids = o.alert_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        stmt.execute(params![
-            cycle_id, now, at, o.channel, o.audience, o.recipient, ids, o.kinds.join(","), o.subject, o.text, o.html,
-            o.payload.to_string()
-        ]).map_err(&e)?;
+    let ids = o.alert_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    stmt.execute(params![
+        cycle_id, now, at, o.channel, o.audience, o.recipient, ids, o.kinds.join(","), o.subject, o.text, o.html,
+        o.payload.to_string()
+    ]).map_err(&e)?;
+    Ok(self.conn.last_insert_rowid())
+}
+
+/// Attach the parts a queued e-mail shows inline, in order.
+pub(super) fn insert_inline_parts(&self, notification_id: i64, parts: &[InlinePart]) -> Result<(), StoreError> {
+    let e = self.err();
+    let mut stmt = self.conn.prepare_cached(
+        "INSERT INTO notification_parts (notification_id, position, content_id, content_type, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+    ).map_err(&e)?;
+    for (i, p) in parts.iter().enumerate() {
+        stmt.execute(params![notification_id, i as i64, p.content_id, p.content_type, p.bytes]).map_err(&e)?;
     }
     Ok(())
 }
@@ -233,6 +275,8 @@ pub struct Pending {
     pub payload: String,
     /// Attempts so far.
     pub attempts: i64,
+    /// Parts shown inline (e-mail), in order; empty for most messages.
+    pub inline: Vec<InlinePart>,
 }
 
 impl Store {
@@ -253,9 +297,18 @@ pub(crate) fn due_notifications(&self, now: i64, force: bool, limit: i64) -> Res
             html: r.get(5)?,
             payload: r.get(6)?,
             attempts: r.get(7)?,
+            inline: Vec::new(),
         })
     }).map_err(&e)?;
-    rows.collect::<Result<_, _>>().map_err(&e)
+    let mut due: Vec<Pending> = rows.collect::<Result<_, _>>().map_err(&e)?;
+    let mut parts = self.conn.prepare_cached(
+        "SELECT content_id, content_type, bytes FROM notification_parts WHERE notification_id = ?1 ORDER BY position",
+    ).map_err(&e)?;
+    for p in &mut due {
+        let rows = parts.query_map([p.id], |r| Ok(InlinePart { content_id: r.get(0)?, content_type: r.get(1)?, bytes: r.get(2)? })).map_err(&e)?;
+        p.inline = rows.collect::<Result<_, _>>().map_err(&e)?;
+    }
+    Ok(due)
 }
 
 /// Record a successful delivery.

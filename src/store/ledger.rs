@@ -13,6 +13,7 @@
 
 use super::pulls::{PullCounts, PullRecord};
 use super::{sq, Store, StoreError, Tx};
+use crate::domain::balance::AccountUser;
 use crate::domain::fxhash::FastMap;
 use crate::domain::job::{for_each_daily_share, JobRecord, LineError, UnitSeconds, Units};
 use crate::domain::time::DayNumber;
@@ -326,6 +327,55 @@ impl Store {
     /// Number of stored job runs (all centres).
     pub fn job_count(&self) -> Result<i64, StoreError> {
         self.conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0)).map_err(self.err())
+    }
+
+    /// Who ran on which account of a centre (Open OnDemand balances): per (account, user), the
+    /// latest start and end of their jobs that started before `to` and ended at or after
+    /// `from`. Sorted by account, then user.
+    pub(crate) fn account_users(&mut self, centre: &str, from: i64, to: i64) -> Result<Vec<AccountUser>, StoreError> {
+        let Some(cid) = self.name_id(centre)? else { return Ok(Vec::new()) };
+        let names = self.names_by_id()?;
+        let path = self.path.clone();
+        let max_wall = max_wall(&self.conn, cid).map_err(sq(&path))?;
+        // As `job_counts`: a bounded scan of the (centre, start) index finds the lowest job id
+        // per cluster of the window, then the table is read in key order from there (a balance's
+        // window is a whole allocation period, most of the ledger: one lookup per job through
+        // the index costs twice as much) and folded in memory (cheaper than SQL's GROUP BY).
+        let mut lowest: FastMap<i64, i64> = FastMap::default();
+        {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT cluster, job_id_raw FROM jobs WHERE centre = ?1 AND start >= ?2 - ?4 AND start < ?3")
+                .map_err(sq(&path))?;
+            let mut rows = stmt.query(params![cid, from, to, max_wall]).map_err(sq(&path))?;
+            while let Some(r) = rows.next().map_err(sq(&path))? {
+                let (cluster, id): (i64, i64) = (r.get(0).map_err(sq(&path))?, r.get(1).map_err(sq(&path))?);
+                lowest.entry(cluster).and_modify(|low| *low = (*low).min(id)).or_insert(id);
+            }
+        }
+        let mut last: FastMap<(i64, i64), (i64, i64)> = FastMap::default();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT account, user, start, end FROM jobs WHERE centre = ?1 AND cluster = ?2 AND job_id_raw >= ?3")
+            .map_err(sq(&path))?;
+        for (cluster, low) in lowest {
+            let mut rows = stmt.query(params![cid, cluster, low]).map_err(sq(&path))?;
+            while let Some(r) = rows.next().map_err(sq(&path))? {
+                let get = |i| r.get::<_, i64>(i).map_err(sq(&path));
+                let (account, user, start, end) = (get(0)?, get(1)?, get(2)?, get(3)?);
+                if start < to && end >= from {
+                    let e = last.entry((account, user)).or_insert((start, end));
+                    *e = (e.0.max(start), e.1.max(end));
+                }
+            }
+        }
+        let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
+        let mut out: Vec<AccountUser> = last
+            .into_iter()
+            .map(|((a, u), (s, e))| AccountUser { centre: centre.to_string(), account: name(a), user: name(u), last_start_s: s, last_end_s: e })
+            .collect();
+        out.sort_by(|a, b| (&a.account, &a.user).cmp(&(&b.account, &b.user)));
+        Ok(out)
     }
 }
 
@@ -738,5 +788,34 @@ mod tests {
             drop(stmt);
             assert_eq!(store.job_counts("c", from, to).unwrap(), want, "window [{from}, {to})");
         }
+    }
+
+    #[test]
+    fn account_users_equal_a_full_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let mut rng = Rng(11);
+        let mut all = Vec::new();
+        let mut ingest = store.begin_ingest("c", &TimeZone::UTC).unwrap();
+        for id in 0..2000u64 {
+            let start = id as i64 * 600 + rng.below(200_000) as i64;
+            let end = start + if rng.chance(100) { 0 } else { rng.below(400_000) as i64 };
+            let mut j = job(["a", "b", "c"][rng.below(3) as usize], id, &format!("acc{}", rng.below(5)), start, end);
+            j.user = format!("user{}", rng.below(9));
+            ingest.upsert(&j).unwrap();
+            all.push(j);
+        }
+        let pull = PullRecord { centre: "c".into(), source: "t".into(), started_at: 0, window: None, watermark: None, file: None };
+        ingest.commit(&pull, 0).unwrap();
+        for (from, to) in [(0, 100), (300_000, 900_000), (1_000_000, 1_000_001), (0, i64::MAX / 4)] {
+            let mut want: std::collections::BTreeMap<(String, String), (i64, i64)> = Default::default();
+            for j in all.iter().filter(|j| j.start_s < to && j.end_s >= from) {
+                let e = want.entry((j.account.clone(), j.user.clone())).or_insert((i64::MIN, i64::MIN));
+                *e = (e.0.max(j.start_s), e.1.max(j.end_s));
+            }
+            let got: Vec<_> = store.account_users("c", from, to).unwrap().into_iter().map(|u| ((u.account, u.user), (u.last_start_s, u.last_end_s))).collect();
+            assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "window [{from}, {to})");
+        }
+        assert_eq!(store.account_users("unknown", 0, 1).unwrap(), vec![]);
     }
 }

@@ -9,8 +9,8 @@
 //! - One module per concern, each with its schema and its statements: [`ledger`] (jobs, daily
 //!   buckets, ingests), [`pulls`] (pull bookkeeping, watermarks, imported files, feed health),
 //!   [`cycles`], [`outbox`] (indicator points), [`alerts`] (alerts, audit trail, notification
-//!   outbox), [`quality`] (the facts of quality reports), [`backfills`]; [`schema`] puts their
-//!   migrations in order.
+//!   outbox), [`quality`] (the facts of quality reports), [`backfills`], [`digests`] (which
+//!   researchers' digests were queued); [`schema`] puts their migrations in order.
 //!
 //! The embedded backend is SQLite (WAL, `synchronous=NORMAL`: a committed transaction survives
 //! `kill -9`). The API speaks only domain types and plain values, so a second backend
@@ -19,6 +19,7 @@
 pub mod alerts;
 pub mod backfills;
 pub mod cycles;
+pub(crate) mod digests;
 pub mod ledger;
 pub mod outbox;
 pub mod pulls;
@@ -151,8 +152,65 @@ impl Store {
         Tx { conn: &self.conn, path: &self.path }
     }
 
+    /// Check, changing nothing, that the store at `path` is one this allocwatch can use
+    /// (`allocwatch doctor`): an existing file opens, its schema is not newer than this binary
+    /// knows, and it takes the write lock (`BEGIN IMMEDIATE`, rolled back); a missing one can
+    /// be created where [`Store::open`] would create it. Nothing is migrated or created: a
+    /// probe file next to a missing store is written and removed. `Err` says why, without
+    /// the path (the caller names it).
+    pub(crate) fn probe(path: &Path) -> Result<String, String> {
+        let strip = |e: StoreError| {
+            let shown = format!("store {}: ", path.display());
+            let text = e.to_string();
+            text.strip_prefix(&shown).map(str::to_string).unwrap_or(text)
+        };
+        let current = schema::CURRENT;
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => return Err("is a directory, not a store file".into()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => return probe_missing(path, current),
+            Err(e) => return Err(format!("cannot be read or created: {e}")),
+        }
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| format!("cannot open: {e}"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| format!("cannot open: {e}"))?;
+        let version = schema::version(&conn, path).map_err(strip)?;
+        schema::refuse_newer(version, path).map_err(strip)?;
+        if conn.is_readonly(rusqlite::DatabaseName::Main).map_err(|e| format!("cannot open: {e}"))? {
+            return Err(format!("not writable: opened read-only (schema {version})"));
+        }
+        // The write lock a cycle takes, released at once: nothing is written.
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").map_err(|e| format!("not writable: cannot take the write lock: {e} (schema {version})"))?;
+        Ok(if version == current {
+            format!("writable, schema {version} (current)")
+        } else {
+            format!("writable, schema {version}: this allocwatch migrates it to {current} when it next opens it")
+        })
+    }
+
     /// Whether the store answers a trivial query (readiness).
     pub(crate) fn ping(&self) -> Result<(), StoreError> {
         self.conn.query_row("SELECT COUNT(*) FROM cycles", [], |r| r.get::<_, i64>(0)).map(|_| ()).map_err(self.err())
     }
+}
+
+/// [`Store::probe`] of a store that does not exist yet: its directory (or the nearest one that
+/// exists, which [`Store::open`] would create the rest in) must be a directory that takes a
+/// new file.
+fn probe_missing(path: &Path, current: i64) -> Result<String, String> {
+    let here = Path::new(".");
+    let up = |p: &Path| p.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(here).to_path_buf();
+    let mut dir = up(path);
+    while !dir.exists() && dir != here {
+        dir = up(&dir);
+    }
+    if !dir.is_dir() {
+        return Err(format!("does not exist and cannot be created: {} is not a directory", dir.display()));
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "store".into());
+    let scratch = dir.join(format!(".{name}.allocwatch-doctor"));
+    std::fs::write(&scratch, b"").map_err(|e| format!("does not exist and cannot be created: {} does not take a new file: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(&scratch);
+    let shown = std::fs::canonicalize(&dir).unwrap_or(dir);
+    Ok(format!("does not exist yet: the first run creates it (schema {current}) under {}, which takes new files", shown.display()))
 }

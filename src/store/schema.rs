@@ -2,7 +2,7 @@
 //! `PRAGMA user_version` is the number applied; migrations only append (a store written by an
 //! older allocwatch is migrated in place, one written by a newer one is refused).
 
-use super::{alerts, backfills, cycles, ledger, outbox, pulls, quality, sq, StoreError};
+use super::{alerts, backfills, cycles, digests, ledger, outbox, pulls, quality, sq, StoreError};
 use rusqlite::Connection;
 use std::path::Path;
 
@@ -25,17 +25,34 @@ const MIGRATIONS: &[&[&str]] = &[
     // 7: quality indicators: delivery passes that held a message back, and which periods'
     // `quality` points were queued.
     &[alerts::DEFERRALS, quality::RUNS],
+    // 8: researchers' digests: the parts an e-mail shows inline (its burn-down pictures), and
+    // which (project, period) digests were queued.
+    &[alerts::INLINE_PARTS, digests::SCHEMA],
 ];
+
+/// The schema version this allocwatch brings a store to.
+pub(super) const CURRENT: i64 = MIGRATIONS.len() as i64;
+
+/// The schema version of an open store (`PRAGMA user_version`).
+pub(super) fn version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sq(path))
+}
+
+/// Refuse a store written by a newer allocwatch (on open, and in `allocwatch doctor`).
+pub(super) fn refuse_newer(version: i64, path: &Path) -> Result<(), StoreError> {
+    if version > CURRENT {
+        return Err(StoreError::Incompatible {
+            path: path.display().to_string(),
+            message: format!("schema version {version} is newer than this allocwatch knows ({CURRENT}); upgrade allocwatch"),
+        });
+    }
+    Ok(())
+}
 
 /// Bring the store's schema to the latest version.
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sq(path))?;
-    if version as usize > MIGRATIONS.len() {
-        return Err(StoreError::Incompatible {
-            path: path.display().to_string(),
-            message: format!("schema version {version} is newer than this allocwatch knows ({}); upgrade allocwatch", MIGRATIONS.len()),
-        });
-    }
+    let version = version(conn, path)?;
+    refuse_newer(version, path)?;
     for (i, parts) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         // IMMEDIATE takes the write lock first, and the version is read again under it: two
         // processes opening a new or older store at once (the daemon starting while `outbox

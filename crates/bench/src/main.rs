@@ -424,7 +424,7 @@ unit = "cpu"
     let mut statuses = BTreeMap::new();
     // The default alert rules (no channel: evaluation only).
     let raw: allocwatch::alerts::settings::RawAlerts = toml::from_str("")?;
-    let alerting = allocwatch::alerts::Alerting::new(raw.validate(dir).map_err(|e| anyhow::anyhow!("{e}"))?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let alerting = allocwatch::alerts::Alerting::new(raw.validate(dir).map_err(|e| anyhow::anyhow!("{e}"))?, None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut book = allocwatch::alerts::AlertBook::default();
     let mut notifications = 0u64;
     // Jobs that started but had not ended by a midnight: running then.
