@@ -95,6 +95,7 @@ fn secrets_never_appear_in_logs_config_check_or_errors() {
     let hook = "http://127.0.0.1:9/hooks/WEBHOOK-SECRET-key";
     std::fs::write(dir.path().join("smtp.pw"), format!("{smtp_password}\n")).unwrap();
     std::fs::write(dir.path().join("slurm.jwt"), format!("{jwt}\n")).unwrap();
+    std::fs::write(dir.path().join("link.key"), "LINK-SECRET-key-0123456789abcdef0123456789\n").unwrap();
     // A slurmrestd stand-in that refuses the token.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
@@ -115,6 +116,10 @@ fn secrets_never_appear_in_logs_config_check_or_errors() {
             r#"
 [allocations]
 files = ["alloc.csv"]
+[http]
+public_url = "https://allocwatch.secret.example"
+[links]
+keys = [{{ id = "k1", key_file = "link.key" }}]
 [influxdb]
 url = "http://127.0.0.1:9"
 org = "o"
@@ -181,16 +186,20 @@ timeout_seconds = 3
     captured += &run(&["alerts", "deliver", "--force"]);
     captured += &run(&["outbox", "status"]);
     captured += &run(&["outbox", "flush"]);
+    captured += &run(&["doctor"]);
+    captured += &run(&["doctor", "--format", "json"]);
+    captured += &run(&["link", "--project", "P"]);
     // Errors happened (401 from slurmrestd, InfluxDB down, SMTP refused our password): they are
     // in the output, the secrets are not.
     assert!(captured.contains("401"), "{captured}");
-    for secret in [influx_token, smtp_password, jwt, "JWT-SECRET-sig", "WEBHOOK-SECRET-key"] {
+    assert!(captured.contains("https://allocwatch.secret.example/projects/P?key=v1."), "the link was made: {captured}");
+    for secret in [influx_token, smtp_password, jwt, "JWT-SECRET-sig", "WEBHOOK-SECRET-key", "LINK-SECRET-key"] {
         assert!(!captured.contains(secret), "secret {secret:?} leaked in:\n{captured}");
     }
     // The store holds no secret either (errors recorded there are shown by `alerts list`).
     let store = std::fs::read(dir.path().join("store.sqlite")).unwrap();
     let wal = std::fs::read(dir.path().join("store.sqlite-wal")).unwrap_or_default();
-    for secret in [influx_token, smtp_password, "JWT-SECRET-sig", "WEBHOOK-SECRET-key"] {
+    for secret in [influx_token, smtp_password, "JWT-SECRET-sig", "WEBHOOK-SECRET-key", "LINK-SECRET-key"] {
         let s = secret.as_bytes();
         assert!(!store.windows(s.len()).any(|w| w == s) && !wal.windows(s.len()).any(|w| w == s), "secret {secret:?} stored");
     }

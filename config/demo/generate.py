@@ -173,26 +173,32 @@ def main():
                     requeued = jid
                 elif requeued and acc == allocations[3]["accounts"] and user == "bruno":
                     jid, requeued = requeued, None
-                loc = lambda t: t.astimezone(tz).strftime("%Y-%m-%dT%H:%M:%S")
-                end = loc(e) if e else "Unknown"
-                el = int(((e or AT) - s).total_seconds())
-                elapsed = f"{el // 86400}-{el % 86400 // 3600:02d}:{el % 3600 // 60:02d}:{el % 60:02d}" if el >= 86400 else f"{el // 3600:02d}:{el % 3600 // 60:02d}:{el % 60:02d}"
-                if unit == "gpu":
-                    cpus, nodes = size * 10, max(1, size // 8)
-                    tres = f"billing={size * 4},cpu={cpus},gres/gpu={size},mem={cpus * 4}G,node={nodes}"
-                elif unit == "node":
-                    cpus, nodes = size * 128, size
-                    tres = f"billing={cpus},cpu={cpus},mem={size * 256}G,node={nodes}"
-                elif unit == "billing":
-                    cpus, nodes = size, max(1, size // 192)
-                    tres = f"billing={size * 2},cpu={cpus},mem={cpus * 2}G,node={nodes}"
-                else:
-                    cpus, nodes = size, max(1, size // 40)
-                    tres = f"billing={cpus},cpu={cpus},mem={cpus * 4}G,node={nodes}"
-                fh.write(f"{jid}|{jid}|{cluster}|{part}|{acc}|{user}|{loc(s)}|{end}|{elapsed}|{cpus}|{nodes}|{tres}|{state}\n")
+                fh.write(sacct_row(jid, cluster, tz, (s, e, acc, part, user, unit, size, state)))
     write_multi(multi)
     print("wrote", sum(len(v) for v in jobs.values()) + sum(len(v) for v in multi.values()), "jobs,", len(allocations), "allocations,",
           len(adjustments), "adjustments")
+
+
+def sacct_row(jid, cluster, tz, job):
+    """One sacct -P line (local times, a running job's End `Unknown`) with the TRES of its unit."""
+    s, e, acc, part, user, unit, size, state = job
+    loc = lambda t: t.astimezone(tz).strftime("%Y-%m-%dT%H:%M:%S")
+    end = loc(e) if e else "Unknown"
+    el = int(((e or AT) - s).total_seconds())
+    elapsed = f"{el // 86400}-{el % 86400 // 3600:02d}:{el % 3600 // 60:02d}:{el % 60:02d}" if el >= 86400 else f"{el // 3600:02d}:{el % 3600 // 60:02d}:{el % 60:02d}"
+    if unit == "gpu":
+        cpus, nodes = size * 10, max(1, size // 8)
+        tres = f"billing={size * 4},cpu={cpus},gres/gpu={size},mem={cpus * 4}G,node={nodes}"
+    elif unit == "node":
+        cpus, nodes = size * 128, size
+        tres = f"billing={cpus},cpu={cpus},mem={size * 256}G,node={nodes}"
+    elif unit == "billing":
+        cpus, nodes = size, max(1, size // 192)
+        tres = f"billing={size * 2},cpu={cpus},mem={cpus * 2}G,node={nodes}"
+    else:
+        cpus, nodes = size, max(1, size // 40)
+        tres = f"billing={cpus},cpu={cpus},mem={cpus * 4}G,node={nodes}"
+    return f"{jid}|{jid}|{cluster}|{part}|{acc}|{user}|{loc(s)}|{end}|{elapsed}|{cpus}|{nodes}|{tres}|{state}\n"
 
 
 # Projects holding hours on several centres and resources (CPU on one machine, GPUs on
@@ -251,22 +257,7 @@ def write_multi(jobs):
             jid = 900000
             for (s, e, acc, part, user, unit, size, state) in sorted(jobs[centre], key=lambda j: j[0]):
                 jid += r.randrange(1, 7)
-                loc = lambda t: t.astimezone(tz).strftime("%Y-%m-%dT%H:%M:%S")
-                el = int((e - s).total_seconds())
-                elapsed = f"{el // 86400}-{el % 86400 // 3600:02d}:{el % 3600 // 60:02d}:{el % 60:02d}" if el >= 86400 else f"{el // 3600:02d}:{el % 3600 // 60:02d}:{el % 60:02d}"
-                if unit == "gpu":
-                    cpus, nodes = size * 10, max(1, size // 8)
-                    tres = f"billing={size * 4},cpu={cpus},gres/gpu={size},mem={cpus * 4}G,node={nodes}"
-                elif unit == "node":
-                    cpus, nodes = size * 128, size
-                    tres = f"billing={cpus},cpu={cpus},mem={size * 256}G,node={nodes}"
-                elif unit == "billing":
-                    cpus, nodes = size, max(1, size // 192)
-                    tres = f"billing={size * 2},cpu={cpus},mem={cpus * 2}G,node={nodes}"
-                else:
-                    cpus, nodes = size, max(1, size // 40)
-                    tres = f"billing={cpus},cpu={cpus},mem={cpus * 4}G,node={nodes}"
-                fh.write(f"{jid}|{jid}|{cluster}|{part}|{acc}|{user}|{loc(s)}|{loc(e)}|{elapsed}|{cpus}|{nodes}|{tres}|{state}\n")
+                fh.write(sacct_row(jid, cluster, tz, (s, e, acc, part, user, unit, size, state)))
 
 
 if __name__ == "__main__":

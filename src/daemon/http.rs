@@ -618,17 +618,31 @@ fn no_project(project: &str, path: &str) -> Response {
     }
 }
 
-async fn project_page(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(project): Path<String>, Query(q): Query<KeyQuery>) -> Response {
-    let path = format!("/projects/{project}");
-    let key = match project_access(&shared, &headers, q.key.as_deref(), &project, &path, false) {
-        Ok(k) => k,
-        Err(r) => return r,
+/// What every project route does first: check access, take the last cycle, load the project's
+/// allocations. `Err` is the response to send (refusal, no cycle yet, no such project).
+async fn project_request(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    project: &str,
+    key: Option<&str>,
+    path: &str,
+    json_api: bool,
+) -> Result<(Option<String>, Arc<CycleSnapshot>, Vec<ProjectItem>), Response> {
+    let key = project_access(shared, headers, key, project, path, json_api)?;
+    let Some(c) = shared.last_cycle() else {
+        return Err(if path.ends_with(".csv") || json_api { no_cycle() } else { html(page::waiting()) });
     };
-    let Some(c) = shared.last_cycle() else { return html(page::waiting()) };
-    let items = match project_items(&shared, &c, &project).await {
-        Ok(i) if i.is_empty() => return no_project(&project, &path),
-        Ok(i) => i,
-        Err(e) => return server_error(e),
+    match project_items(shared, &c, project).await {
+        Ok(i) if i.is_empty() => Err(no_project(project, path)),
+        Ok(i) => Ok((key, c, i)),
+        Err(e) => Err(server_error(e)),
+    }
+}
+
+async fn project_page(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(project): Path<String>, Query(q): Query<KeyQuery>) -> Response {
+    let (key, c, items) = match project_request(&shared, &headers, &project, q.key.as_deref(), &format!("/projects/{project}"), false).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let expires = key.as_deref().and_then(|k| k.split('.').nth(2)).and_then(|e| e.parse().ok());
     let views: Vec<page::ProjectAllocation<'_>> = items
@@ -642,15 +656,9 @@ async fn project_page(State(shared): State<Arc<Shared>>, headers: HeaderMap, Pat
 }
 
 async fn api_project(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(project): Path<String>, Query(q): Query<KeyQuery>) -> Response {
-    let path = format!("/api/v1/projects/{project}");
-    if let Err(r) = project_access(&shared, &headers, q.key.as_deref(), &project, &path, true) {
-        return r;
-    }
-    let Some(c) = shared.last_cycle() else { return no_cycle() };
-    let items = match project_items(&shared, &c, &project).await {
-        Ok(i) if i.is_empty() => return no_project(&project, &path),
-        Ok(i) => i,
-        Err(e) => return server_error(e),
+    let (_, c, items) = match project_request(&shared, &headers, &project, q.key.as_deref(), &format!("/api/v1/projects/{project}"), true).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let summary: Vec<serde_json::Value> = project_totals(&items)
         .into_iter()
@@ -675,15 +683,9 @@ async fn api_project(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path
 
 /// Daily charged hours per allocation of the project, one row per allocation and local day.
 async fn project_csv(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(project): Path<String>, Query(q): Query<KeyQuery>) -> Response {
-    let path = format!("/projects/{project}/daily.csv");
-    if let Err(r) = project_access(&shared, &headers, q.key.as_deref(), &project, &path, false) {
-        return r;
-    }
-    let Some(c) = shared.last_cycle() else { return no_cycle() };
-    let items = match project_items(&shared, &c, &project).await {
-        Ok(i) if i.is_empty() => return no_project(&project, &path),
-        Ok(i) => i,
-        Err(e) => return server_error(e),
+    let (_, _, items) = match project_request(&shared, &headers, &project, q.key.as_deref(), &format!("/projects/{project}/daily.csv"), false).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record(["centre", "project", "resource", "period_start", "unit", "date", "charged_hours", "cumulative_hours"]);

@@ -458,6 +458,31 @@ pub fn login(message: Option<&str>) -> String {
     h
 }
 
+/// An allocation's figures as a grid, each in its resource's own unit (core-hours, GPU-hours,
+/// billing-hours): the allocation page and the project page show the same.
+fn figures(a: &AllocationReport) -> String {
+    let unit = a.granted_hours.kind().as_str();
+    let pct = |v: Option<f64>, u: &str| v.map(|x| format!("{x:.1} {u}")).unwrap_or_else(|| "-".into());
+    let figs: [(&str, String); 10] = [
+        ("Granted", format!("{} {unit}", hours(a.granted_hours))),
+        ("Consumed", format!("{} {unit}", hours(a.consumed_hours))),
+        ("Used", pct(a.consumed_pct, "%")),
+        ("Expected by now", format!("{} {unit}", hours(a.expected_hours))),
+        ("Drift", a.drift_pp.map(|d| format!("{d:+.1} pp")).unwrap_or_else(|| "-".into())),
+        ("Remaining", format!("{} {unit}", hours(a.remaining_hours))),
+        ("Burn rate", format!("{} {unit}/day", format_hours(a.burn_rate_hours_per_day))),
+        ("Period elapsed", format!("{:.1} %", a.elapsed_pct)),
+        ("Projected exhaustion", a.projected_exhaustion.as_ref().map(|t| t.date().to_string()).unwrap_or_else(|| "-".into())),
+        ("Projected unused", format!("{} {unit}", hours(a.projected_unused_hours))),
+    ];
+    let mut h = String::from("<div class=\"figs\">");
+    for (l, v) in figs {
+        let _ = write!(h, "<div><div class=\"l\">{l}</div><div class=\"v\">{}</div></div>", esc(&v));
+    }
+    h.push_str("</div>");
+    h
+}
+
 /// One allocation's page: figures, burn-down chart, adjustments and alerts.
 pub fn allocation(b: &BurnDown, adjustments: &[(String, f64, String, String)], alerts: &[AlertRow], finished_at_s: i64, now_s: i64) -> String {
     let a = &b.allocation;
@@ -476,24 +501,8 @@ pub fn allocation(b: &BurnDown, adjustments: &[(String, f64, String, String)], a
         a.status.as_str(),
         status_label(a.status.as_str())
     );
-    let pct = |v: Option<f64>, unit: &str| v.map(|x| format!("{x:.1} {unit}")).unwrap_or_else(|| "-".into());
-    let figs: [(&str, String); 10] = [
-        ("Granted", format!("{} h", hours(a.granted_hours))),
-        ("Consumed", format!("{} h", hours(a.consumed_hours))),
-        ("Used", pct(a.consumed_pct, "%")),
-        ("Expected by now", format!("{} h", hours(a.expected_hours))),
-        ("Drift", a.drift_pp.map(|d| format!("{d:+.1} pp")).unwrap_or_else(|| "-".into())),
-        ("Remaining", format!("{} h", hours(a.remaining_hours))),
-        ("Burn rate", format!("{} h/day", format_hours(a.burn_rate_hours_per_day))),
-        ("Period elapsed", format!("{:.1} %", a.elapsed_pct)),
-        ("Projected exhaustion", a.projected_exhaustion.as_ref().map(|t| t.date().to_string()).unwrap_or_else(|| "-".into())),
-        ("Projected unused", format!("{} h", hours(a.projected_unused_hours))),
-    ];
-    h.push_str("<div class=\"figs\">");
-    for (l, v) in figs {
-        let _ = write!(h, "<div><div class=\"l\">{l}</div><div class=\"v\">{}</div></div>", esc(&v));
-    }
-    h.push_str("</div></section><section class=\"panel\"><h2>Burn-down over the period</h2><div class=\"chart\">");
+    h.push_str(&figures(a));
+    h.push_str("</section><section class=\"panel\"><h2>Burn-down over the period</h2><div class=\"chart\">");
     h.push_str(&burndown_svg(b));
     h.push_str(
         "</div><div class=\"legend\"><span><i style=\"border-color:#1f6feb\"></i>Consumed</span><span><i style=\"border-color:#1f6feb;border-top-style:dotted\"></i>Projection at the current burn rate</span>\
@@ -589,22 +598,8 @@ pub(crate) fn project(project: &str, totals: &[(HoursKind, ResourceHours, Resour
             a.status.as_str(),
             status_label(a.status.as_str())
         );
-        let pct = |v: Option<f64>| v.map(|x| format!("{x:.1} %")).unwrap_or_else(|| "-".into());
-        let figs: [(&str, String); 8] = [
-            ("Granted", format!("{} {unit}", hours(a.granted_hours))),
-            ("Consumed", format!("{} {unit}", hours(a.consumed_hours))),
-            ("Used", pct(a.consumed_pct)),
-            ("Expected by now", format!("{} {unit}", hours(a.expected_hours))),
-            ("Remaining", format!("{} {unit}", hours(a.remaining_hours))),
-            ("Burn rate", format!("{} {unit}/day", format_hours(a.burn_rate_hours_per_day))),
-            ("Projected exhaustion", a.projected_exhaustion.as_ref().map(|t| t.date().to_string()).unwrap_or_else(|| "-".into())),
-            ("Projected unused", format!("{} {unit}", hours(a.projected_unused_hours))),
-        ];
-        h.push_str("<div class=\"figs\">");
-        for (l, v) in figs {
-            let _ = write!(h, "<div><div class=\"l\">{l}</div><div class=\"v\">{}</div></div>", esc(&v));
-        }
-        h.push_str("</div><div class=\"chart\">");
+        h.push_str(&figures(a));
+        h.push_str("<div class=\"chart\">");
         h.push_str(&burndown_svg(b));
         h.push_str("</div>");
         let top = |rows: &[(String, f64)]| {

@@ -20,7 +20,7 @@ use crate::domain::time::DayNumber;
 use jiff::tz::TimeZone;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The ledger's tables (migration 1).
 pub(super) const SCHEMA: &str = r#"
@@ -287,24 +287,12 @@ impl Store {
         let Some(cid) = self.name_id(centre)? else { return Ok(HashMap::new()) };
         let names = self.names_by_id()?;
         let path = self.path.clone();
-        let max_wall = max_wall(&self.conn, cid).map_err(sq(&path))?;
         // Every job that may overlap the window started at or after `from − longest job`. The
         // (centre, start) index carries each job's key (cluster, job id), so the lowest job id
         // per cluster comes from the index alone; the table is then read in key order from
         // there (sequential pages) rather than looked up once per job (one random B-tree
         // descent each: most of a reconciliation's time on a large ledger).
-        let mut lowest: FastMap<i64, i64> = FastMap::default();
-        {
-            let mut stmt = self
-                .conn
-                .prepare_cached("SELECT cluster, job_id_raw FROM jobs WHERE centre = ?1 AND start >= ?2 - ?4 AND start < ?3")
-                .map_err(sq(&path))?;
-            let mut rows = stmt.query(params![cid, from, to, max_wall]).map_err(sq(&path))?;
-            while let Some(r) = rows.next().map_err(sq(&path))? {
-                let (cluster, id): (i64, i64) = (r.get(0).map_err(sq(&path))?, r.get(1).map_err(sq(&path))?);
-                lowest.entry(cluster).and_modify(|low| *low = (*low).min(id)).or_insert(id);
-            }
-        }
+        let lowest = lowest_job_ids(&self.conn, &path, cid, from, to)?;
         let mut counts: FastMap<(i64, i64, i64), i64> = FastMap::default();
         let mut stmt = self
             .conn
@@ -336,23 +324,11 @@ impl Store {
         let Some(cid) = self.name_id(centre)? else { return Ok(Vec::new()) };
         let names = self.names_by_id()?;
         let path = self.path.clone();
-        let max_wall = max_wall(&self.conn, cid).map_err(sq(&path))?;
         // As `job_counts`: a bounded scan of the (centre, start) index finds the lowest job id
         // per cluster of the window, then the table is read in key order from there (a balance's
         // window is a whole allocation period, most of the ledger: one lookup per job through
         // the index costs twice as much) and folded in memory (cheaper than SQL's GROUP BY).
-        let mut lowest: FastMap<i64, i64> = FastMap::default();
-        {
-            let mut stmt = self
-                .conn
-                .prepare_cached("SELECT cluster, job_id_raw FROM jobs WHERE centre = ?1 AND start >= ?2 - ?4 AND start < ?3")
-                .map_err(sq(&path))?;
-            let mut rows = stmt.query(params![cid, from, to, max_wall]).map_err(sq(&path))?;
-            while let Some(r) = rows.next().map_err(sq(&path))? {
-                let (cluster, id): (i64, i64) = (r.get(0).map_err(sq(&path))?, r.get(1).map_err(sq(&path))?);
-                lowest.entry(cluster).and_modify(|low| *low = (*low).min(id)).or_insert(id);
-            }
-        }
+        let lowest = lowest_job_ids(&self.conn, &path, cid, from, to)?;
         let mut last: FastMap<(i64, i64), (i64, i64)> = FastMap::default();
         let mut stmt = self
             .conn
@@ -400,6 +376,21 @@ fn names_of(conn: &Connection) -> rusqlite::Result<HashMap<i64, String>> {
 
 /// The jobs of centre `cid` overlapping `[from, to)`: a bounded scan of the (centre, start)
 /// index from `from − longest job`.
+/// The lowest job id per cluster among a centre's jobs that may overlap `[from, to)` (started
+/// at or after `from − longest job`), from the (centre, start) index alone: the table can then
+/// be read in key order from there (sequential pages) instead of once per job.
+fn lowest_job_ids(conn: &Connection, path: &Path, cid: i64, from: i64, to: i64) -> Result<FastMap<i64, i64>, StoreError> {
+    let max_wall = max_wall(conn, cid).map_err(sq(path))?;
+    let mut lowest: FastMap<i64, i64> = FastMap::default();
+    let mut stmt = conn.prepare_cached("SELECT cluster, job_id_raw FROM jobs WHERE centre = ?1 AND start >= ?2 - ?4 AND start < ?3").map_err(sq(path))?;
+    let mut rows = stmt.query(params![cid, from, to, max_wall]).map_err(sq(path))?;
+    while let Some(r) = rows.next().map_err(sq(path))? {
+        let (cluster, id): (i64, i64) = (r.get(0).map_err(sq(path))?, r.get(1).map_err(sq(path))?);
+        lowest.entry(cluster).and_modify(|low| *low = (*low).min(id)).or_insert(id);
+    }
+    Ok(lowest)
+}
+
 fn overlapping(conn: &Connection, path: &std::path::Path, cid: i64, from: i64, to: i64) -> Result<Vec<JobRecord>, StoreError> {
     let names = names_of(conn).map_err(sq(path))?;
     let max_wall = max_wall(conn, cid).map_err(sq(path))?;
