@@ -12,8 +12,8 @@
 //!   outbox), [`quality`] (the facts of quality reports), [`backfills`], [`digests`] (which
 //!   researchers' digests were queued); [`schema`] puts their migrations in order.
 //!
-//! The embedded backend is SQLite (WAL, `synchronous=NORMAL`: a committed transaction survives
-//! `kill -9`). The API speaks only domain types and plain values, so a second backend
+//! The embedded backend is SQLite (WAL, `synchronous=FULL`: a committed transaction survives
+//! `kill -9` and a power loss or OS crash). The API speaks only domain types and plain values, so a second backend
 //! (PostgreSQL) implements these same methods behind the same types.
 
 pub mod alerts;
@@ -107,9 +107,10 @@ impl Store {
             }
         }
         let conn = Connection::open(path).map_err(sq(path))?;
-        // WAL: readers never block the writer; synchronous=NORMAL in WAL mode keeps every
-        // committed transaction across a process crash (kill -9), losing at most the last
-        // ones on power loss, never corrupting.
+        // WAL: readers never block the writer. synchronous=FULL: the WAL is synced at every
+        // commit, so a committed transaction survives a power loss or an OS crash too (NORMAL
+        // would only survive kill -9, losing the last commits on power loss). Measured cost:
+        // one sync per transaction, ≈0.7 ms; +1.8 % on a 1M-record import (README).
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sq(path))?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(sq(path))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -118,7 +119,7 @@ impl Store {
                 message: format!("cannot switch to WAL journal (got {mode})"),
             });
         }
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;")
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;")
             .map_err(sq(path))?;
         let mut store = Store { conn, path: path.to_path_buf(), names: FastMap::default() };
         schema::migrate(&mut store.conn, &store.path)?;
