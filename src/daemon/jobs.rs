@@ -258,11 +258,13 @@ async fn notifier_loop(shared: Arc<Shared>, mut store: Store, shutdown: Shutdown
             _ = tokio::time::sleep(NOTIFIER_POLL) => {}
             _ = shutdown.draining() => {}
         }
-        // Draining: this pass is the last one, after the last cycle committed.
+        // Draining: this pass is the last one, after the last cycle committed. It also tries
+        // the messages still waiting for their retry time (once each): the next chance may be
+        // a long stop away, and what fails again stays queued as before.
         let last = shutdown.phase() == crate::shutdown::Phase::Draining;
         let loaded = shared.loaded();
         if let Some(a) = &loaded.alerting {
-            match crate::alerts::deliver::deliver_pending(&mut store, &a.settings, false).await {
+            match crate::alerts::deliver::deliver_pending(&mut store, &a.settings, last).await {
                 Ok(r) => {
                     shared.metrics.observe_delivery(&r);
                     if r.sent + r.failed > 0 || last {
