@@ -910,3 +910,19 @@ fn the_link_in_a_researcher_mail_opens_the_project_page_in_chromium_and_no_other
     smtp.kill().ok();
     smtp.wait().ok();
 }
+
+#[test]
+fn the_sign_in_cookie_is_secure_when_people_reach_the_page_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = demo_config(
+        dir.path(),
+        None,
+        &format!("[daemon]\nschedule = \"0 0 * * * *\"\njitter_seconds = 0\n[http]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"AW_TEST_HTTP_TOKEN\"\npublic_url = \"https://allocwatch.example.org/\"\n"),
+    );
+    let d = Daemon::start(&config, port, &[("AW_TEST_HTTP_TOKEN", "ops-token-0123456789")]);
+    let ok = post_login(port, "ops-token-0123456789");
+    assert_eq!(ok.status, 303, "{}", d.log());
+    let cookie = ok.header("set-cookie").unwrap();
+    assert!(cookie.ends_with("; Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+}
