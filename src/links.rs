@@ -144,31 +144,54 @@ impl Keyring {
     /// Check a presented `key=` value for `project` at `now_s`: the project it grants when
     /// valid, else why not.
     pub fn verify(&self, token: &str, project: &str, now_s: i64) -> Result<String, Refusal> {
-        let parts: Vec<&str> = token.split('.').collect();
-        let [version, p64, expiry, id, mac] = parts[..] else { return Err(Refusal::Malformed) };
-        if version != VERSION {
-            return Err(Refusal::Malformed);
+        let t = Token::parse(token).ok_or(Refusal::Malformed)?;
+        let Some((_, key)) = self.keys.iter().find(|(k, _)| k == t.key_id) else { return Err(Refusal::UnknownKey(t.key_id.to_string())) };
+        ring::hmac::verify(key, message(&t.project, t.expires_s, t.key_id).as_bytes(), &t.mac).map_err(|_| Refusal::Tampered)?;
+        if now_s >= t.expires_s {
+            return Err(Refusal::Expired { project: t.project, expired_s: t.expires_s });
         }
-        let granted = B64.decode(p64).ok().and_then(|b| String::from_utf8(b).ok()).ok_or(Refusal::Malformed)?;
-        let expires_s: i64 = expiry.parse().map_err(|_| Refusal::Malformed)?;
-        let tag = B64.decode(mac).map_err(|_| Refusal::Malformed)?;
-        let Some((_, key)) = self.keys.iter().find(|(k, _)| k == id) else { return Err(Refusal::UnknownKey(id.to_string())) };
-        ring::hmac::verify(key, message(&granted, expires_s, id).as_bytes(), &tag).map_err(|_| Refusal::Tampered)?;
-        if now_s >= expires_s {
-            return Err(Refusal::Expired { project: granted, expired_s: expires_s });
+        if t.project != project {
+            return Err(Refusal::OtherProject { granted: t.project });
         }
-        if granted != project {
-            return Err(Refusal::OtherProject { granted });
-        }
-        Ok(granted)
+        Ok(t.project)
     }
 
     /// The project a valid token grants, whatever path it is presented on (for the routes that
     /// are not a project's: they refuse it, naming the project it is for).
     pub fn granted(&self, token: &str, now_s: i64) -> Result<String, Refusal> {
-        let project = token.split('.').nth(1).and_then(|p| B64.decode(p).ok()).and_then(|b| String::from_utf8(b).ok()).ok_or(Refusal::Malformed)?;
+        let project = Token::parse(token).ok_or(Refusal::Malformed)?.project;
         self.verify(token, &project, now_s)
     }
+}
+
+/// A `key=` value taken apart (not yet verified): the one reader of the token format.
+struct Token<'a> {
+    project: String,
+    expires_s: i64,
+    key_id: &'a str,
+    mac: Vec<u8>,
+}
+
+impl<'a> Token<'a> {
+    fn parse(token: &'a str) -> Option<Token<'a>> {
+        let parts: Vec<&str> = token.split('.').collect();
+        let [version, p64, expiry, key_id, mac] = parts[..] else { return None };
+        if version != VERSION {
+            return None;
+        }
+        Some(Token {
+            project: String::from_utf8(B64.decode(p64).ok()?).ok()?,
+            expires_s: expiry.parse().ok()?,
+            key_id,
+            mac: B64.decode(mac).ok()?,
+        })
+    }
+}
+
+/// When a token says it expires (epoch seconds), for showing it; `None` if it is not one.
+/// Says nothing of its validity: [`Keyring::verify`] does.
+pub fn expiry_of(token: &str) -> Option<i64> {
+    Token::parse(token).map(|t| t.expires_s)
 }
 
 /// What makes links: the public address and the keys, read from the configuration (`None`

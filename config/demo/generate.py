@@ -96,25 +96,8 @@ def main():
         # Jobs following the pattern: walk days, emit jobs whose hours track the cumulative shape.
         tz = ZoneInfo(tzname)
         start = dt.datetime.combine(P_START, dt.time(), tz).astimezone(dt.timezone.utc)
-        done = 0.0
-        day = 0
-        while day < elapsed_days - 1:
-            f = (day + 1) / elapsed_days
-            want = target * min(shape(pattern, f), 1.0 * (target > 0) * 10) - done
-            while want > 0:
-                size = rng.choice(sizes)
-                per_hour = size * (sizes[0] if unit == "node" else 1)  # node unit: rome has 128 cores/node
-                per_hour = size * 128 if unit == "node" else size
-                dur_h = min(rng.uniform(0.5, 20.0), max(want / per_hour, 0.05))
-                s = start + dt.timedelta(days=day, seconds=rng.randrange(0, 86400))
-                e = s + dt.timedelta(seconds=int(dur_h * 3600))
-                if e >= AT:
-                    break
-                user = rng.choice(users)
-                jobs[centre].append((s, e, account, partition, user, unit, size, "COMPLETED"))
-                done += per_hour * (e - s).total_seconds() / 3600
-                want -= per_hour * (e - s).total_seconds() / 3600
-            day += 1
+        jobs[centre] += draw_jobs(rng, start, elapsed_days, lambda f: target * min(shape(pattern, f), 1.0 * (target > 0) * 10),
+                                  account, partition, unit, sizes, users)
         # A top-up for one over-pace project and a withdrawal for one under-pace project.
         if pattern == "over" and not any(a["kind"] == "topup" for a in adjustments):
             adjustments.append(dict(date=dt.date(2026, 9, 15), project=project, centre=centre, resource=resource,
@@ -179,6 +162,27 @@ def main():
           len(adjustments), "adjustments")
 
 
+def draw_jobs(r, start, elapsed_days, cumulative, account, partition, unit, sizes, users):
+    """Completed jobs, day after day from `start`, whose charged hours follow `cumulative(f)` (the
+    hours wanted by fraction f of the elapsed days), drawn from the random stream `r`."""
+    out, done, day = [], 0.0, 0
+    while day < elapsed_days - 1:
+        want = cumulative((day + 1) / elapsed_days) - done
+        while want > 0:
+            size = r.choice(sizes)
+            per_hour = size * 128 if unit == "node" else size  # node unit: rome has 128 cores/node
+            dur_h = min(r.uniform(0.5, 20.0), max(want / per_hour, 0.05))
+            s = start + dt.timedelta(days=day, seconds=r.randrange(0, 86400))
+            e = s + dt.timedelta(seconds=int(dur_h * 3600))
+            if e >= AT:
+                break
+            out.append((s, e, account, partition, r.choice(users), unit, size, "COMPLETED"))
+            done += per_hour * (e - s).total_seconds() / 3600
+            want -= per_hour * (e - s).total_seconds() / 3600
+        day += 1
+    return out
+
+
 def sacct_row(jid, cluster, tz, job):
     """One sacct -P line (local times, a running job's End `Unknown`) with the TRES of its unit."""
     s, e, acc, part, user, unit, size, state = job
@@ -230,21 +234,7 @@ def multi_centre(allocations):
                                     committee=committee, profile=""))
             target = granted * elapsed_days / period_days * pace
             start = dt.datetime.combine(P_START, dt.time(), ZoneInfo(tzname)).astimezone(dt.timezone.utc)
-            done, day = 0.0, 0
-            while day < elapsed_days - 1:
-                want = target * (day + 1) / elapsed_days - done
-                while want > 0:
-                    size = r.choice(sizes)
-                    per_hour = size * 128 if unit == "node" else size
-                    dur_h = min(r.uniform(0.5, 20.0), max(want / per_hour, 0.05))
-                    s = start + dt.timedelta(days=day, seconds=r.randrange(0, 86400))
-                    e = s + dt.timedelta(seconds=int(dur_h * 3600))
-                    if e >= AT:
-                        break
-                    jobs[centre].append((s, e, account, partition, r.choice(users), unit, size, "COMPLETED"))
-                    done += per_hour * (e - s).total_seconds() / 3600
-                    want -= per_hour * (e - s).total_seconds() / 3600
-                day += 1
+            jobs[centre] += draw_jobs(r, start, elapsed_days, lambda f: target * f, account, partition, unit, sizes, users)
     return jobs
 
 

@@ -644,7 +644,7 @@ async fn project_page(State(shared): State<Arc<Shared>>, headers: HeaderMap, Pat
         Ok(x) => x,
         Err(r) => return r,
     };
-    let expires = key.as_deref().and_then(|k| k.split('.').nth(2)).and_then(|e| e.parse().ok());
+    let expires = key.as_deref().and_then(crate::links::expiry_of);
     let views: Vec<page::ProjectAllocation<'_>> = items
         .iter()
         .map(|i| page::ProjectAllocation { burndown: &i.burndown, alerts: i.alerts.iter().collect(), users: &i.drivers.users, partitions: &i.drivers.partitions })

@@ -458,6 +458,19 @@ pub fn login(message: Option<&str>) -> String {
     h
 }
 
+/// The end of an allocation's heading: `committee C · period A → B</span>` and its status
+/// badge (the allocation and project pages).
+fn terms_and_badge(a: &AllocationReport) -> String {
+    format!(
+        "committee {} · period {} → {}</span> <span class=\"badge\" style=\"--c:var(--{})\">{}</span>",
+        esc(if a.committee.is_empty() { "-" } else { &a.committee }),
+        esc(&a.period_start.to_string()),
+        esc(&a.period_end.to_string()),
+        a.status.as_str(),
+        status_label(a.status.as_str())
+    )
+}
+
 /// An allocation's figures as a grid, each in its resource's own unit (core-hours, GPU-hours,
 /// billing-hours): the allocation page and the project page show the same.
 fn figures(a: &AllocationReport) -> String {
@@ -491,15 +504,11 @@ pub fn allocation(b: &BurnDown, adjustments: &[(String, f64, String, String)], a
     let mut h = head(&format!("allocwatch — {title}"), &meta);
     let _ = write!(
         h,
-        "<p><a href=\"/\">← All allocations</a></p><section class=\"panel\"><h2>{} <span class=\"muted\">{} on {} · committee {} · period {} → {}</span> <span class=\"badge\" style=\"--c:var(--{})\">{}</span></h2>",
+        "<p><a href=\"/\">← All allocations</a></p><section class=\"panel\"><h2>{} <span class=\"muted\">{} on {} · {}</h2>",
         esc(&a.project),
         esc(&a.resource),
         esc(&a.centre),
-        esc(if a.committee.is_empty() { "-" } else { &a.committee }),
-        esc(&a.period_start.to_string()),
-        esc(&a.period_end.to_string()),
-        a.status.as_str(),
-        status_label(a.status.as_str())
+        terms_and_badge(a)
     );
     h.push_str(&figures(a));
     h.push_str("</section><section class=\"panel\"><h2>Burn-down over the period</h2><div class=\"chart\">");
@@ -587,16 +596,12 @@ pub(crate) fn project(project: &str, totals: &[(HoursKind, ResourceHours, Resour
         let unit = a.granted_hours.kind().as_str();
         let _ = write!(
             h,
-            "<section class=\"panel\" id=\"{}-{}\"><h2>{} on {} <span class=\"muted\">{unit} · committee {} · period {} → {}</span> <span class=\"badge\" style=\"--c:var(--{})\">{}</span></h2>",
+            "<section class=\"panel\" id=\"{}-{}\"><h2>{} on {} <span class=\"muted\">{unit} · {}</h2>",
             esc(&a.centre),
             esc(&a.resource),
             esc(&a.resource),
             esc(&a.centre),
-            esc(if a.committee.is_empty() { "-" } else { &a.committee }),
-            esc(&a.period_start.to_string()),
-            esc(&a.period_end.to_string()),
-            a.status.as_str(),
-            status_label(a.status.as_str())
+            terms_and_badge(a)
         );
         h.push_str(&figures(a));
         h.push_str("<div class=\"chart\">");
