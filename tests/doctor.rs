@@ -203,7 +203,7 @@ format = "sacct"
     let text = stdout(&out);
     assert!(out.status.success(), "doctor failed ({}):\n{text}\n{}", out.status, stderr(&out));
     assert_ok(&text, &format!("store {}", store.display()), &[&format!("writable, schema {schema} (current)")]);
-    assert_ok(&text, "centre lab source sacct", &["`sacct` ran over the last minute", "its header has the 13 columns allocwatch reads"]);
+    assert_ok(&text, "centre lab source sacct", &["`sacct` ran over the last minute", "its header has the 14 columns allocwatch reads"]);
     assert_ok(&text, "centre lab source sacct-json", &["`sacct --json` ran over the last minute", "its job JSON decodes"]);
     assert_ok(&text, "centre lab source slurmrestd", &["answers at v0.0.38 (discovered from /openapi), Slurm 22.05", "token of user \"root\" accepted (token from command"]);
     assert_ok(&text, "centre lab source rest-unix", &["answers at v0.0.38", "local authentication accepted"]);

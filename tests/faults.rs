@@ -85,7 +85,7 @@ fn a_failing_sacct_fails_its_centre_cleanly_while_the_others_go_on() {
         ("prints garbage", "echo 'this is not sacct output'; echo '<<<>>>'", "alpha"),
         ("prints other columns", "echo 'JobID|State'; echo '1|COMPLETED'", "alpha"),
         ("hangs", "sleep 30", "timed out"),
-        ("truncated output", "printf 'JobIDRaw|JobID|Cluster|Partition|Account|User|Start|End|ElapsedRaw|AllocCPUS|AllocNodes|AllocTRES|State\\n17|17|alp'", "truncated"),
+        ("truncated output", "printf 'JobIDRaw|JobID|Cluster|Partition|Account|User|Start|End|ElapsedRaw|AllocCPUS|AllocNodes|AllocTRES|State|TimelimitRaw\\n17|17|alp'", "truncated"),
     ];
     for (mode, script, needle) in cases {
         let dir = tempfile::tempdir().unwrap();

@@ -54,6 +54,7 @@ fn job_strategy() -> impl Strategy<Value = JobRecord> {
                 elapsed_s: if running { wall } else { elapsed },
                 units: Units { cpus, gpus, billing: cpus * 2, nodes: 1 + cpus / 64 },
                 provisional: running,
+                time_limit_s: None,
             }
         })
 }
@@ -166,12 +167,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
 
     /// Whatever sequence of ingests (new runs, repeats, corrections, running jobs finishing,
-    /// stale provisional records), the daily totals the ledger maintains incrementally equal
+    /// time limits changed, stale provisional records), the daily totals the ledger maintains incrementally equal
     /// those recomputed from the jobs it holds, and each run is held once.
     #[test]
     fn ledger_daily_totals_always_match_its_jobs(
         base in prop::collection::vec(job_strategy(), 1..25),
-        ops in prop::collection::vec((0usize..25, 0u8..4, 1u64..64, 0i64..86400), 0..40),
+        ops in prop::collection::vec((0usize..25, 0u8..5, 1u64..64, 0i64..86400), 0..40),
         batches in 1usize..4,
     ) {
         let dir = tempfile::tempdir().unwrap();
@@ -186,6 +187,7 @@ proptest! {
                 0 => {}                                    // seen again, identical
                 1 => j.units.cpus = cpus,                 // corrected
                 2 => { j.provisional = false; j.end_s += extra; j.elapsed_s = j.end_s - j.start_s; } // running job ended
+                3 => j.time_limit_s = Some(60 + extra),   // time limit changed, nothing else
                 _ => { j.provisional = true; }             // stale provisional record
             }
             stream.push(j);

@@ -52,9 +52,12 @@ fn slurm_web_answers_v0041_and_v0044_decode_without_a_rejected_job() {
     assert_eq!((j.job_id_raw, j.cluster.as_str(), j.account.as_str(), j.partition.as_str()), (5749, "hpc", "biology", "normal"));
     assert_eq!((j.end_s - j.start_s, j.elapsed_s, j.provisional), (30, 30, false));
     assert_eq!(j.units, Units { cpus: 4, gpus: 0, billing: 4, nodes: 1 });
-    // Running (end 0): provisional, charged for the elapsed time the server reported.
+    // Running (end 0): provisional, charged for the elapsed time the server reported; its
+    // limit (2 minutes) commits the rest.
     let j = job(&base.join("24.05_0.0.41/slurmdb-job-running.json"));
     assert_eq!((j.job_id_raw, j.start_s, j.end_s, j.elapsed_s, j.provisional), (649722, 1747754478, 1747754478 + 88, 88, true));
+    assert_eq!(j.time_limit_s, Some(120));
+    assert_eq!(j.committed_unit_seconds(j.end_s).cpu, j.units.cpus as i64 * (120 - 88));
     let j = job(&base.join("25.11_0.0.44/slurmdb-job-gpus-multi-nodes.json"));
     assert_eq!((j.units.nodes, j.units.cpus, j.provisional), (2, 2, true));
     // A timed-out job is charged like a finished one.
@@ -92,7 +95,12 @@ fn lab_v0038_rest_sacct_json_and_sacct_text_give_the_same_records() {
     read_stream(&text[..], "sacct_X_P.txt", &FileFormat::Sacct { fields: None }, &ctx, |i| items.push(i.unwrap())).unwrap();
     let mut text_jobs = only_jobs(items);
     text_jobs.sort_by_key(|j| j.job_id_raw);
-    assert_eq!(text_jobs, rest, "sacct -P and slurmrestd disagree on the same jobs");
+    // The JSON carries each job's time limit (`time.limit`: 5 minutes for job 7, `null` for the
+    // others, which ran in partitions with MaxTime=INFINITE); that dump has no Timelimit column.
+    let limits: Vec<Option<i64>> = rest.iter().map(|j| j.time_limit_s).collect();
+    assert_eq!(limits, vec![None, None, None, None, None, None, Some(300)]);
+    let without_limits: Vec<JobRecord> = rest.iter().map(|j| JobRecord { time_limit_s: None, ..j.clone() }).collect();
+    assert_eq!(text_jobs, without_limits, "sacct -P and slurmrestd disagree on the same jobs");
     let gpu4 = rest.iter().find(|j| j.job_id_raw == 4).unwrap();
     assert_eq!((gpu4.user.as_str(), gpu4.units), ("bob", Units { cpus: 2, gpus: 4, billing: 16, nodes: 1 }));
     // The REST filter by account returns a subset of the same records.

@@ -35,6 +35,9 @@ pub struct JobRecord {
     /// The job was still running when observed: its charge is provisional and will be
     /// replaced by a later record with the same identity.
     pub provisional: bool,
+    /// The job's time limit in seconds (Slurm's `TimelimitRaw`, SWF's requested time); `None`
+    /// when the source gives none or the job may run without limit.
+    pub time_limit_s: Option<i64>,
 }
 
 impl JobRecord {
@@ -63,6 +66,28 @@ impl JobRecord {
             elapsed_s: 0,
             units: Units::default(),
             provisional: false,
+            time_limit_s: None,
+        }
+    }
+
+    /// What a still-running job may charge beyond its provisional charge, if it runs to its
+    /// time limit: units × (`start_s + limit − end_s`) seconds, `end_s` being the observation
+    /// its charge goes up to (so charged + committed is units × limit). Zero for a finished
+    /// job, a job without limit, or a record that cannot describe a job running at `at`
+    /// (`at` before its start, or its limit reached by `at`: it has ended, and its final
+    /// record will replace this one).
+    pub fn committed_unit_seconds(&self, at: i64) -> UnitSeconds {
+        let Some(limit) = self.time_limit_s.filter(|_| self.provisional) else { return UnitSeconds::default() };
+        let limit_end = self.start_s.saturating_add(limit);
+        if at < self.start_s || at >= limit_end {
+            return UnitSeconds::default();
+        }
+        let s = (limit_end - self.end_s).max(0);
+        UnitSeconds {
+            cpu: (self.units.cpus as i64).saturating_mul(s),
+            gpu: (self.units.gpus as i64).saturating_mul(s),
+            billing: (self.units.billing as i64).saturating_mul(s),
+            node: (self.units.nodes as i64).saturating_mul(s),
         }
     }
 }
@@ -238,6 +263,7 @@ mod tests {
             elapsed_s: e.as_second() - s.as_second(),
             units: Units { cpus, gpus: 0, billing: cpus, nodes: 1 },
             provisional: false,
+            time_limit_s: None,
         }
     }
 
@@ -290,6 +316,48 @@ mod tests {
         assert_eq!(w.cpu, 2 * 6 * 3600);
         let hour = prorate_window(&j, d1.as_second() + 3600, d1.as_second() + 7200);
         assert_eq!(hour.cpu, 2 * 3600);
+    }
+
+    #[test]
+    fn committed_unit_seconds_is_the_limit_not_yet_charged() {
+        let base = JobRecord {
+            start_s: 1000,
+            end_s: 1600, // observed 600 s after its start
+            elapsed_s: 600,
+            units: Units { cpus: 4, gpus: 2, billing: 8, nodes: 1 },
+            provisional: true,
+            time_limit_s: Some(3600),
+            ..JobRecord::empty()
+        };
+        let us = |s: i64| UnitSeconds { cpu: 4 * s, gpu: 2 * s, billing: 8 * s, node: s };
+        // (what differs from `base`, at, committed seconds per unit)
+        type Case = (&'static str, fn(&mut JobRecord), i64, i64);
+        let cases: [Case; 11] = [
+            ("at the observation", |_| {}, 1600, 3000),
+            ("later: still relative to what was charged", |_| {}, 4000, 3000),
+            ("before the observation (a replay)", |_| {}, 1200, 3000),
+            ("at its start", |_| {}, 1000, 3000),
+            ("before its start: not running then", |_| {}, 999, 0),
+            ("limit reached by `at`: it has ended", |_| {}, 4600, 0),
+            ("observed past its limit (OverTimeLimit)", |j| j.end_s = 4700, 4650, 0),
+            ("suspended: elapsed below the window", |j| j.elapsed_s = 100, 1600, 3000),
+            ("finished", |j| j.provisional = false, 1600, 0),
+            ("no limit", |j| j.time_limit_s = None, 1600, 0),
+            ("zero units", |j| j.units = Units::default(), 1600, 0),
+        ];
+        for (what, change, at, secs) in cases {
+            let mut j = base.clone();
+            change(&mut j);
+            let want = if j.units == Units::default() { UnitSeconds::default() } else { us(secs) };
+            assert_eq!(j.committed_unit_seconds(at), want, "{what}");
+        }
+        // Charged plus committed is the whole limit's worth.
+        let mut total = base.unit_seconds();
+        total.add(&base.committed_unit_seconds(1600));
+        assert_eq!(total, us(3600));
+        // No overflow on absurd limits.
+        let huge = JobRecord { time_limit_s: Some(i64::MAX), ..base };
+        assert_eq!(huge.committed_unit_seconds(1600).cpu, i64::MAX);
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct Columns {
     alloc_nodes: Option<usize>,
     alloc_tres: Option<usize>,
     state: Option<usize>,
+    time_limit_raw: Option<usize>,
+    time_limit: Option<usize>,
     /// Index of a trailing free-text column (JobName, Comment…) that may itself contain `|`.
     free_text_last: bool,
 }
@@ -39,7 +41,7 @@ timelimit,nodelist,jobname";
 
 /// The columns allocwatch itself asks sacct for (see the sacct source of the pull issue).
 pub(crate) const DEFAULT_FIELDS: &str =
-    "JobIDRaw,JobID,Cluster,Partition,Account,User,Start,End,ElapsedRaw,AllocCPUS,AllocNodes,AllocTRES,State";
+    "JobIDRaw,JobID,Cluster,Partition,Account,User,Start,End,ElapsedRaw,AllocCPUS,AllocNodes,AllocTRES,State,TimelimitRaw";
 
 impl Columns {
     /// Map a list of sacct field names (header line or `--format` list, `|` or `,` separated).
@@ -66,6 +68,8 @@ impl Columns {
                 "allocnodes" | "nnodes" => &mut c.alloc_nodes,
                 "alloctres" => &mut c.alloc_tres,
                 "state" => &mut c.state,
+                "timelimitraw" => &mut c.time_limit_raw,
+                "timelimit" => &mut c.time_limit,
                 _ => continue,
             };
             if slot.is_none() {
@@ -234,6 +238,12 @@ impl SacctParser {
             Some(v) => v,
             None => num(c.alloc_nodes, "AllocNodes")?.unwrap_or(0),
         };
+        // TimelimitRaw (minutes) when both are given: no format to guess.
+        let time_limit_s = if c.time_limit_raw.is_some() {
+            parse_time_limit_raw(get(c.time_limit_raw)).map_err(|r| err(Some("TimelimitRaw"), r))?
+        } else {
+            parse_time_limit(get(c.time_limit)).map_err(|r| err(Some("Timelimit"), r))?
+        };
         let cluster = get(c.cluster);
         set(&mut rec.cluster, if cluster.is_empty() { &self.default_cluster } else { cluster });
         rec.job_id_raw = job_id_raw;
@@ -252,6 +262,7 @@ impl SacctParser {
         rec.elapsed_s = elapsed_s;
         rec.units = Units { cpus, gpus: t.gpus(), billing: t.billing.unwrap_or(cpus), nodes };
         rec.provisional = provisional;
+        rec.time_limit_s = time_limit_s;
         Ok(LineKind::Job)
     }
 }
@@ -381,7 +392,7 @@ pub(crate) fn parse_elapsed(s: &str) -> Result<i64, String> {
         [m, sec] => num(m)? * 60 + num(sec)?,
         _ => return Err(bad()),
     };
-    Ok(days * 86400 + secs)
+    days.checked_mul(86400).and_then(|d| d.checked_add(secs)).ok_or_else(bad)
 }
 
 /// `s.split_once(sep)` for an ASCII separator, by a plain byte scan (short fields: cheaper
@@ -419,6 +430,35 @@ impl<'a> Iterator for ByteSplit<'a> {
             }
         }
     }
+}
+
+/// Whether sacct wrote a time limit that is not a duration: `UNLIMITED` (INFINITE),
+/// `Partition_Limit` (none set on the job: the partition's applies), or nothing (a zero limit,
+/// which Slurm reads as none: `--time=0`). A zero duration is read as none too.
+fn no_time_limit(s: &str) -> bool {
+    s.is_empty() || s.eq_ignore_ascii_case("unlimited") || s.eq_ignore_ascii_case("partition_limit")
+}
+
+/// sacct's `TimelimitRaw`: whole minutes, in seconds; `None` for no limit (see [`no_time_limit`]).
+pub(crate) fn parse_time_limit_raw(s: &str) -> Result<Option<i64>, String> {
+    if no_time_limit(s) {
+        return Ok(None);
+    }
+    match s.parse::<i64>() {
+        Ok(m) if (0..=i64::MAX / 60).contains(&m) => Ok(Some(m * 60).filter(|&s| s > 0)),
+        _ => Err(format!("`{}` is not a number of minutes (or UNLIMITED, Partition_Limit)", truncate(s))),
+    }
+}
+
+/// sacct's `Timelimit`: `[D-]HH:MM:SS` or `MM:SS`, in seconds; `None` for no limit (see
+/// [`no_time_limit`]).
+pub(crate) fn parse_time_limit(s: &str) -> Result<Option<i64>, String> {
+    if no_time_limit(s) {
+        return Ok(None);
+    }
+    parse_elapsed(s)
+        .map(|t| Some(t).filter(|&t| t > 0))
+        .map_err(|_| format!("`{}` is not a time limit ([D-]HH:MM:SS, UNLIMITED or Partition_Limit)", truncate(s)))
 }
 
 /// The TRES counts allocwatch charges by.
@@ -517,6 +557,56 @@ mod tests {
         assert_eq!(j.end_s - j.start_s, j.elapsed_s);
         assert_eq!(j.units, Units { cpus: 12, gpus: 2, billing: 12, nodes: 1 });
         assert!(!j.provisional);
+        assert_eq!(j.time_limit_s, Some((37 * 24 + 14) * 3600));
+    }
+
+    #[test]
+    fn time_limits_raw_and_formatted() {
+        // (sacct's text, seconds) for TimelimitRaw (minutes) and Timelimit.
+        for (raw, want) in [("60", Some(3600)), ("2880", Some(172_800)), ("0", None), ("UNLIMITED", None), ("Partition_Limit", None), ("", None)] {
+            assert_eq!(parse_time_limit_raw(raw), Ok(want), "{raw:?}");
+        }
+        for bad in ["1:00:00", "-5", "1.5", "unlimitedd", "153722867280912931"] {
+            assert!(parse_time_limit_raw(bad).is_err(), "{bad:?}");
+        }
+        let cases = [
+            ("01:00:00", Some(3600)),
+            ("3-00:00:00", Some(259_200)),
+            ("365-00:00:00", Some(365 * 86400)),
+            ("30:00", Some(1800)),
+            ("00:00:00", None),
+            ("UNLIMITED", None),
+            ("Partition_Limit", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_time_limit(text), Ok(want), "{text:?}");
+        }
+        for bad in ["60", "1-", "x-01:00:00", "106751991167301-00:00:00", "1:2:3:4"] {
+            assert!(parse_time_limit(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_default_fields_carry_the_time_limit_of_a_running_job() {
+        // What `sacct -a -D -X -P --noconvert --format=DEFAULT_FIELDS` prints (epoch times).
+        let p = parser(&DEFAULT_FIELDS.replace(',', "|"));
+        let r = job(&p, "4242|4242|jz|cpu_p1|abc|alice|1795253728|Unknown|600|8|1|billing=8,cpu=8,mem=2G,node=1|RUNNING|120");
+        assert_eq!((r.provisional, r.elapsed_s, r.time_limit_s), (true, 600, Some(7200)));
+        assert_eq!(r.committed_unit_seconds(r.end_s).cpu, 8 * (7200 - 600));
+        let r = job(&p, "4243|4243|jz|cpu_p1|abc|alice|1795253728|1795253788|60|8|1|cpu=8|COMPLETED|UNLIMITED");
+        assert_eq!(r.time_limit_s, None);
+        let r = job(&p, "4244|4244|jz|cpu_p1|abc|alice|1795253728|Unknown|60|8|1|cpu=8|RUNNING|Partition_Limit");
+        assert_eq!((r.provisional, r.time_limit_s), (true, None));
+        let e = p.parse_line("dump.txt", 3, "4245|4245|jz|cpu_p1|abc|alice|1795253728|Unknown|60|8|1|cpu=8|RUNNING|2:00:00").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (3, Some("TimelimitRaw")));
+        assert!(e.reason.contains("`2:00:00` is not a number of minutes"), "{}", e.reason);
+        // Both columns: TimelimitRaw wins; a step's empty limit is never read.
+        let both = parser("JobID|Account|Start|End|ElapsedRaw|AllocCPUS|State|Timelimit|TimelimitRaw");
+        assert_eq!(job(&both, "9|a|100|200|100|1|COMPLETED|01:00:00|90").time_limit_s, Some(5400));
+        assert!(matches!(both.parse_line("f", 1, "9.batch|a|100|200|100|1|COMPLETED||").unwrap(), Parsed::Step));
+        let e = parser("JobID|Account|Start|End|AllocCPUS|State|Timelimit").parse_line("f", 1, "9|a|100|200|1|COMPLETED|soon").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("Timelimit"));
     }
 
     #[test]

@@ -429,10 +429,10 @@ mod tests {
     #[test]
     fn parsable_output_epoch_and_civil_with_bad_lines_counted() {
         let out = format!(
-            "{}\n1|1|jz|cpu_p1|ABC|alice|1795253728|1795253731|3|2|1|billing=2,cpu=2,mem=512M,node=1|COMPLETED\n\
-             2|2|jz|cpu_p1|abc|alice|2026-11-21T10:35:28|2026-11-21T10:35:31|3|2|1|cpu=2|COMPLETED\n\
+            "{}\n1|1|jz|cpu_p1|ABC|alice|1795253728|1795253731|3|2|1|billing=2,cpu=2,mem=512M,node=1|COMPLETED|60\n\
+             2|2|jz|cpu_p1|abc|alice|2026-11-21T10:35:28|2026-11-21T10:35:31|3|2|1|cpu=2|COMPLETED|UNLIMITED\n\
              oops|x\n\
-             9|9|jz|lab_hold|abc|alice|None|1795253735|0|1|0||CANCELLED by 0\n",
+             9|9|jz|lab_hold|abc|alice|None|1795253735|0|1|0||CANCELLED by 0|60\n",
             DEFAULT_FIELDS.replace(',', "|")
         );
         let items = parse_parsable(out.as_bytes(), "out", &ctx()).unwrap();
@@ -441,6 +441,7 @@ mod tests {
         let Ok(Parsed::Job(b)) = &items[1] else { panic!("{:?}", items[1]) };
         // Civil times are read in the centre's zone (Paris is UTC+1 in November).
         assert_eq!((a.start_s, b.start_s, a.account.as_str()), (1795253728, 1795253728, "abc"));
+        assert_eq!((a.time_limit_s, b.time_limit_s), (Some(3600), None));
         let e = items[2].as_ref().unwrap_err();
         assert_eq!(e.line, 4);
         assert_eq!(items[3], Ok(Parsed::NotStarted));

@@ -243,6 +243,7 @@ fn decode_job(j: &Value, default_cluster: &str, observed_at: i64) -> Result<Pars
         (_, Some(o)) if het_job > 0 => format!("{het_job}+{o}"),
         _ => job_id_raw.to_string(),
     };
+    let time_limit_s = time_limit(time.and_then(|t| t.get("limit")))?;
     let cluster = text(j, "cluster");
     Ok(Parsed::Job(JobRecord {
         cluster: if cluster.is_empty() { default_cluster.to_string() } else { cluster.to_string() },
@@ -256,7 +257,22 @@ fn decode_job(j: &Value, default_cluster: &str, observed_at: i64) -> Result<Pars
         elapsed_s,
         units,
         provisional,
+        time_limit_s,
     }))
+}
+
+/// Slurm's `INFINITE` and `NO_VAL` as 32-bit minutes, should a version write them raw.
+const UNLIMITED_MINUTES: i64 = 0xffff_fffe;
+
+/// `time.limit` in seconds: minutes as a number (v0.0.38, `null` when infinite) or wrapped
+/// (v0.0.40+: infinite or unset → `None`). Zero is no limit (`--time=0`), as sacct reads it.
+fn time_limit(v: Option<&Value>) -> Result<Option<i64>, FieldError> {
+    match int(v, "time.limit")? {
+        None => Ok(None),
+        Some(m) if m < 0 => Err(("time.limit".into(), format!("negative time limit {m}"))),
+        Some(m) if m == 0 || m >= UNLIMITED_MINUTES => Ok(None),
+        Some(m) => Ok(Some(m * 60)),
+    }
 }
 
 enum Slot {
@@ -367,6 +383,39 @@ mod tests {
         assert_eq!(p.unwrap(), Parsed::NotStarted);
         let c = one(json!({"job_id": 9, "account": "a", "state": {"current": "CANCELLED"}, "time": {"start": null, "end": 1795253735, "elapsed": 0}}));
         assert_eq!(c.unwrap(), Parsed::NotStarted);
+    }
+
+    #[test]
+    fn time_limit_plain_minutes_and_wrapped() {
+        let running = |limit: Value| {
+            job(json!({"job_id": 649722, "account": "a", "state": {"current": ["RUNNING"]},
+                       "time": {"elapsed": 88, "start": 1747754478, "end": 0, "limit": limit},
+                       "tres": {"allocated": tres(&[("cpu", json!(""), 4)])}}))
+        };
+        // (time.limit as a version writes it, seconds)
+        let cases = [
+            (json!(5), Some(300)),                                                   // v0.0.38
+            (Value::Null, None),                                                     // v0.0.38, infinite
+            (json!({"set": true, "infinite": false, "number": 2}), Some(120)),       // v0.0.41+
+            (json!({"set": true, "infinite": true, "number": 0}), None),
+            (json!({"set": false, "infinite": false, "number": 0}), None),
+            (json!({"set": true, "infinite": false, "number": 0}), None),            // --time=0
+            (json!(4294967294u32), None),                                            // INFINITE, raw
+            (json!(4294967295u32), None),                                            // NO_VAL, raw
+        ];
+        for (limit, want) in cases {
+            let j = running(limit.clone());
+            assert_eq!((j.time_limit_s, j.provisional), (want, true), "{limit}");
+        }
+        let j = running(json!(5));
+        assert_eq!(j.committed_unit_seconds(j.end_s).cpu, 4 * (300 - 88));
+        // No `limit` at all: none.
+        assert_eq!(job(json!({"job_id": 1, "account": "a", "state": {"current": "COMPLETED"}, "time": {"start": 1, "end": 2}})).time_limit_s, None);
+        for (bad, reason) in [(json!(-1), "negative"), (json!("1:00:00"), "expected an integer"), (json!({"set": true, "number": "x"}), "expected an integer")] {
+            let e = one(json!({"job_id": 2, "account": "a", "state": {"current": "RUNNING"}, "time": {"start": 1, "end": 0, "limit": bad}})).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("jobs[0].time.limit"), "{bad}");
+            assert!(e.reason.contains(reason), "{bad}: {}", e.reason);
+        }
     }
 
     #[test]

@@ -133,6 +133,8 @@ pub(crate) fn parse_line_into(
     rec.elapsed_s = run;
     rec.units = Units { cpus: procs, gpus: 0, billing: procs, nodes: 0 };
     rec.provisional = false;
+    // Field 9, the requested time (the job's limit), in seconds; -1 when unknown.
+    rec.time_limit_s = Some(v[8]).filter(|&t| t > 0);
     Ok(LineKind::Job)
 }
 
@@ -155,7 +157,14 @@ mod tests {
         assert_eq!(j.account, "95");
         assert_eq!(j.partition, "large");
         assert_eq!(j.units.cpus, 256);
+        assert_eq!(j.time_limit_s, Some(86400));
         assert_eq!(h.time_zone.as_deref(), Some("Europe/Paris"));
+        // Requested time unknown (-1): no limit.
+        let j = match parse_line(&h, "curie", "t.swf", 31, "272394 31656837  33492  60  16  -1  -1  16  -1  -1  1  87  95  -1 -1  4 -1 -1").unwrap() {
+            Parsed::Job(j) => j,
+            o => panic!("{o:?}"),
+        };
+        assert_eq!((j.time_limit_s, j.elapsed_s), (None, 60));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The ledger: charged usage, exactly.
 //!
 //! - `jobs` holds one row per job run, keyed by (centre, cluster, JobIDRaw, start): seeing a
-//!   record again replaces it, so nothing is ever counted twice.
+//!   record again replaces it, so nothing is ever counted twice. Each run keeps its time
+//!   limit, so that what running jobs have committed beyond their charge can be read
+//!   ([`Store::committed_usage`], from an index of the running jobs alone).
 //! - `usage_daily` holds unit-seconds per centre-local day × cluster × account × partition.
 //!   It is maintained incrementally in the same transaction as `jobs`: replacing a job
 //!   subtracts its old daily shares and adds the new ones (exact integer arithmetic).
@@ -69,6 +71,13 @@ pub(super) const SCHEMA: &str = r#"
     ) WITHOUT ROWID;
     "#;
 
+/// Each job's time limit (`NULL`: none known), and an index of the running (provisional) jobs,
+/// a small part of the ledger, for what they have committed (migration 9).
+pub(super) const TIME_LIMITS: &str = r#"
+    ALTER TABLE jobs ADD COLUMN time_limit_s INTEGER;
+    CREATE INDEX jobs_running ON jobs (centre) WHERE provisional = 1;
+    "#;
+
 /// Rejected lines kept per pull (all are counted; the first ones are kept for inspection).
 pub(crate) const KEPT_REJECTIONS: usize = 100;
 
@@ -132,18 +141,18 @@ impl Store {
             Ok::<_, rusqlite::Error>(IngestStatements {
                 insert_new: conn.prepare(
                     "INSERT INTO jobs (centre, cluster, job_id_raw, start, account, partition, user, end, elapsed,
-                                       cpus, gpus, billing, nodes, provisional)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                                       cpus, gpus, billing, nodes, provisional, time_limit_s)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                      ON CONFLICT DO NOTHING",
                 )?,
                 select_old: conn.prepare(
-                    "SELECT account, partition, user, end, elapsed, cpus, gpus, billing, nodes, provisional FROM jobs
+                    "SELECT account, partition, user, end, elapsed, cpus, gpus, billing, nodes, provisional, time_limit_s FROM jobs
                      WHERE centre = ?1 AND cluster = ?2 AND job_id_raw = ?3 AND start = ?4",
                 )?,
                 replace: conn.prepare(
                     "INSERT OR REPLACE INTO jobs (centre, cluster, job_id_raw, start, account, partition, user, end, elapsed,
-                                                  cpus, gpus, billing, nodes, provisional)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                                  cpus, gpus, billing, nodes, provisional, time_limit_s)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )?,
                 add_daily: conn.prepare(
                     "INSERT INTO usage_daily (centre, day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s)
@@ -282,6 +291,47 @@ impl Store {
         overlapping(&self.conn, &self.path, cid, from, to)
     }
 
+    /// What a centre's running jobs have committed beyond their charge at `at`, per (cluster,
+    /// account, partition): the sum of [`JobRecord::committed_unit_seconds`] over its current
+    /// provisional records with a time limit. A provisional run followed by a later run of the
+    /// same job (a requeue: a new start, so a new row) is over and does not count. Reads the
+    /// `jobs_running` index of provisional rows only.
+    pub(crate) fn committed_usage(&mut self, centre: &str, at: i64) -> Result<HashMap<(String, String, String), UnitSeconds>, StoreError> {
+        let Some(cid) = self.name_id(centre)? else { return Ok(HashMap::new()) };
+        let names = self.names_by_id()?;
+        let path = self.path.clone();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT j.cluster, j.account, j.partition, j.start, j.end, j.elapsed, j.cpus, j.gpus, j.billing, j.nodes, j.time_limit_s
+                 FROM jobs j INDEXED BY jobs_running
+                 WHERE j.centre = ?1 AND j.provisional = 1 AND j.time_limit_s IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.centre = j.centre AND k.cluster = j.cluster
+                                   AND k.job_id_raw = j.job_id_raw AND k.start > j.start)",
+            )
+            .map_err(sq(&path))?;
+        let mut sums: FastMap<(i64, i64, i64), UnitSeconds> = FastMap::default();
+        let mut rows = stmt.query(params![cid]).map_err(sq(&path))?;
+        while let Some(r) = rows.next().map_err(sq(&path))? {
+            let get = |i| r.get::<_, i64>(i).map_err(sq(&path));
+            let job = JobRecord {
+                start_s: get(3)?,
+                end_s: get(4)?,
+                elapsed_s: get(5)?,
+                units: Units { cpus: get(6)? as u64, gpus: get(7)? as u64, billing: get(8)? as u64, nodes: get(9)? as u64 },
+                provisional: true,
+                time_limit_s: Some(get(10)?),
+                ..JobRecord::empty()
+            };
+            let committed = job.committed_unit_seconds(at);
+            if !committed.is_zero() {
+                sums.entry((get(0)?, get(1)?, get(2)?)).or_default().add(&committed);
+            }
+        }
+        let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
+        Ok(sums.into_iter().map(|((c, a, p), us)| ((name(c), name(a), name(p)), us)).collect())
+    }
+
     /// Jobs per (cluster, account, partition) of a centre whose window overlaps `[from, to)`.
     pub(crate) fn job_counts(&mut self, centre: &str, from: i64, to: i64) -> Result<HashMap<(String, String, String), i64>, StoreError> {
         let Some(cid) = self.name_id(centre)? else { return Ok(HashMap::new()) };
@@ -396,7 +446,8 @@ fn overlapping(conn: &Connection, path: &std::path::Path, cid: i64, from: i64, t
     let max_wall = max_wall(conn, cid).map_err(sq(path))?;
     let mut stmt = conn
         .prepare_cached(
-            "SELECT cluster, job_id_raw, start, account, partition, user, end, elapsed, cpus, gpus, billing, nodes, provisional
+            "SELECT cluster, job_id_raw, start, account, partition, user, end, elapsed, cpus, gpus, billing, nodes, provisional,
+                    time_limit_s
              FROM jobs WHERE centre = ?1 AND start >= ?2 - ?4 AND start < ?3 AND end >= ?2",
         )
         .map_err(sq(path))?;
@@ -420,6 +471,7 @@ fn overlapping(conn: &Connection, path: &std::path::Path, cid: i64, from: i64, t
                     nodes: r.get::<_, i64>(11)? as u64,
                 },
                 provisional: r.get::<_, i64>(12)? != 0,
+                time_limit_s: r.get(13)?,
             })
         })
         .map_err(sq(path))?;
@@ -628,7 +680,7 @@ impl<'s> Ingest<'s> {
         let centre = self.centre_id;
         let row = params![
             centre, cluster, raw, job.start_s, account, partition, user, job.end_s, job.elapsed_s,
-            units[0], units[1], units[2], units[3], job.provisional as i64
+            units[0], units[1], units[2], units[3], job.provisional as i64, job.time_limit_s
         ];
         // Most records are new: one insert that stops at the key if the run is already there
         // (then, and only then, the stored record is read and compared).
@@ -650,11 +702,15 @@ impl<'s> Ingest<'s> {
                     r.get::<_, i64>(4)?,
                     [r.get::<_, i64>(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
                     r.get::<_, i64>(9)?,
+                    r.get::<_, Option<i64>>(10)?,
                 ))
             })
             .map_err(sq(&self.path))?;
-        let (oacc, opart, ouser, oend, oelapsed, ounits, oprov) = old;
-        if (oacc, opart, ouser, oend, oelapsed, ounits, oprov) == (account, partition, user, job.end_s, job.elapsed_s, units, job.provisional as i64) {
+        let (oacc, opart, ouser, oend, oelapsed, ounits, oprov, olimit) = old;
+        // Every stored field counts, the time limit too (`scontrol update TimeLimit` on a
+        // running job): a record seen again unchanged is "unchanged", anything else replaces.
+        let now = (account, partition, user, job.end_s, job.elapsed_s, units, job.provisional as i64, job.time_limit_s);
+        if (oacc, opart, ouser, oend, oelapsed, ounits, oprov, olimit) == now {
             self.stats.unchanged += 1;
             return Ok(());
         }
@@ -668,6 +724,7 @@ impl<'s> Ingest<'s> {
             end_s: oend,
             elapsed_s: oelapsed,
             units: Units { cpus: ounits[0] as u64, gpus: ounits[1] as u64, billing: ounits[2] as u64, nodes: ounits[3] as u64 },
+            time_limit_s: olimit,
             ..job.clone()
         };
         self.book(&previous, cluster, oacc, opart, -1)?;
@@ -739,6 +796,7 @@ mod tests {
             elapsed_s: end - start,
             units: Units { cpus: 1, gpus: 0, billing: 1, nodes: 1 },
             provisional: false,
+            time_limit_s: None,
         }
     }
 
@@ -808,5 +866,73 @@ mod tests {
             assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "window [{from}, {to})");
         }
         assert_eq!(store.account_users("unknown", 0, 1).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn committed_usage_sums_the_current_running_jobs_with_a_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let running = |cluster: &str, id: u64, account: &str, start: i64, seen: i64, limit: Option<i64>| JobRecord {
+            provisional: true,
+            time_limit_s: limit,
+            ..job(cluster, id, account, start, seen)
+        };
+        let a = running("a", 1, "x", 1000, 10_000, Some(36_000));
+        let no_limit = running("a", 3, "x", 5000, 10_000, None);
+        let finished = JobRecord { time_limit_s: Some(36_000), ..job("a", 5, "x", 1000, 9000) };
+        let mut d = running("b", 2, "y", 9000, 10_000, Some(7200));
+        d.units = Units { cpus: 4, gpus: 1, billing: 6, nodes: 1 };
+        // Job 7 ran, was requeued and runs again: its first run's provisional record stays in
+        // the ledger (its charge is real), but only the second run is still running.
+        let requeued = running("a", 7, "x", 2000, 3000, Some(36_000));
+        let again = running("a", 7, "x", 4000, 10_000, Some(36_000));
+        let pull = |at| PullRecord { centre: "c".into(), source: "t".into(), started_at: at, window: None, watermark: None, file: None };
+        let first = [a.clone(), no_limit, finished, d.clone(), requeued, again];
+        let mut ingest = store.begin_ingest("c", &TimeZone::UTC).unwrap();
+        for j in &first {
+            ingest.upsert(j).unwrap();
+        }
+        ingest.commit(&pull(10_000), 10_000).unwrap();
+        let mut other = store.begin_ingest("other", &TimeZone::UTC).unwrap();
+        other.upsert(&running("a", 1, "x", 1000, 10_000, Some(36_000))).unwrap();
+        other.commit(&PullRecord { centre: "other".into(), ..pull(10_000) }, 10_000).unwrap();
+
+        let key = |c: &str, a: &str, p: &str| (c.to_string(), a.to_string(), p.to_string());
+        let us = |units: Units, s: i64| UnitSeconds { cpu: units.cpus as i64 * s, gpu: units.gpus as i64 * s, billing: units.billing as i64 * s, node: units.nodes as i64 * s };
+        let one = Units { cpus: 1, gpus: 0, billing: 1, nodes: 1 };
+        let got = store.committed_usage("c", 10_000).unwrap();
+        let want = HashMap::from([
+            // Job 1: (1000 + 36000) − 10000; job 7's second run: (4000 + 36000) − 10000.
+            (key("a", "x", "p2"), us(one, 27_000 + 30_000)),
+            // Job 2: (9000 + 7200) − 10000, 4 CPUs, 1 GPU, 6 billing.
+            (key("b", "y", "p1"), us(d.units, 6200)),
+        ]);
+        assert_eq!(got, want);
+
+        // The same records again (a re-imported file): unchanged. Then job 1 ends and job 2's
+        // limit is raised while it runs (`scontrol update TimeLimit`): both replace.
+        let mut ingest = store.begin_ingest("c", &TimeZone::UTC).unwrap();
+        for j in &first {
+            ingest.upsert(j).unwrap();
+        }
+        assert_eq!((ingest.stats().unchanged, ingest.stats().replaced), (first.len() as u64, 0));
+        ingest.upsert(&JobRecord { time_limit_s: Some(36_000), ..job("a", 1, "x", 1000, 11_000) }).unwrap();
+        ingest.upsert(&JobRecord { time_limit_s: Some(14_400), ..d.clone() }).unwrap();
+        assert_eq!(ingest.stats().replaced, 2);
+        ingest.commit(&pull(12_000), 12_000).unwrap();
+        let got = store.committed_usage("c", 12_000).unwrap();
+        assert_eq!(got, HashMap::from([(key("a", "x", "p2"), us(one, 30_000)), (key("b", "y", "p1"), us(d.units, 13_400))]));
+        // Once job 2's limit is reached it has ended, whatever the ledger last saw of it.
+        let got = store.committed_usage("c", 9000 + 14_400).unwrap();
+        assert_eq!(got, HashMap::from([(key("a", "x", "p2"), us(one, 30_000))]));
+        assert!(store.committed_usage("c", 4000 + 36_000).unwrap().is_empty());
+        assert!(store.committed_usage("unknown", 10_000).unwrap().is_empty());
+
+        // Records read back carry their limit.
+        let back = store.jobs_overlapping("c", 0, 20_000).unwrap();
+        let limit_of = |id: u64, start: i64| back.iter().find(|j| j.job_id_raw == id && j.start_s == start).unwrap().time_limit_s;
+        assert_eq!((limit_of(1, 1000), limit_of(2, 9000), limit_of(3, 5000)), (Some(36_000), Some(14_400), None));
+        let in_tx = store.transaction(|tx| tx.jobs_overlapping("c", 0, 20_000)).unwrap();
+        assert_eq!(in_tx, back);
     }
 }

@@ -28,6 +28,8 @@ const MIGRATIONS: &[&[&str]] = &[
     // 8: researchers' digests: the parts an e-mail shows inline (its burn-down pictures), and
     // which (project, period) digests were queued.
     &[alerts::INLINE_PARTS, digests::SCHEMA],
+    // 9: each job's time limit, so that running jobs' committed unit-seconds can be read.
+    &[ledger::TIME_LIMITS],
 ];
 
 /// The schema version this allocwatch brings a store to.
@@ -69,4 +71,36 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
         tx.commit().map_err(sq(path))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_8_store_gains_time_limits_and_keeps_its_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        for parts in &MIGRATIONS[..8] {
+            for sql in *parts {
+                conn.execute_batch(sql).unwrap();
+            }
+        }
+        conn.pragma_update(None, "user_version", 8).unwrap();
+        conn.execute_batch(
+            "INSERT INTO names (id, name) VALUES (1, 'c'), (2, 'x');
+             INSERT INTO jobs VALUES (1, 1, 42, 1000, 2, 2, 2, 2000, 1000, 4, 0, 4, 1, 1);",
+        )
+        .unwrap();
+        migrate(&mut conn, &path).unwrap();
+        assert_eq!(version(&conn, &path).unwrap(), CURRENT);
+        let row: (i64, Option<i64>) = conn.query_row("SELECT job_id_raw, time_limit_s FROM jobs", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!(row, (42, None));
+        // Opening it again migrates nothing.
+        migrate(&mut conn, &path).unwrap();
+        drop(conn);
+        let mut store = super::super::Store::open(&path).unwrap();
+        assert!(store.committed_usage("c", 1500).unwrap().is_empty());
+    }
 }
