@@ -204,7 +204,8 @@ fn thresholds_pace_exhaustion_and_reminders_reach_researchers_and_operations() {
             "[allocwatch] A0150612345 idris/cpu: consuming faster than planned",
             "[allocwatch] A0150612345 idris/cpu: 50 % of granted hours used; consuming faster than planned (reminder)",
             "[allocwatch] A0150612345 idris/cpu: 75 % of granted hours used; consuming faster than planned (reminder)",
-            "[allocwatch] A0150612345 idris/cpu: 90 % of granted hours used; consuming faster than planned (reminder)",
+            // By day 46 nearly every simulated future runs out more than 30 days before the end.
+            "[allocwatch] A0150612345 idris/cpu: 90 % of granted hours used; consuming faster than planned (reminder); forecast to run out 30 days or more before the period end",
             "[allocwatch] A0150612345 idris/cpu: granted hours exhausted",
         ]
     );
@@ -630,4 +631,104 @@ fn acknowledged_alerts_are_not_reminded() {
     assert_eq!(mails(Path::new(&env["AW_SMTP_MAILDIR"]), tag).len(), 2);
     let out = s.cli(&["alerts", "ack", "999999"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn forecast_rules_warn_researchers_and_the_allocator_with_the_band_in_english_and_french() {
+    let Some(env) = server_env("forecast_rules", SMTP_VARS) else { return };
+    let tag = &unique_tag("t9");
+    // FAST burns 40 h/day of 1000 h over 100 days: at day 20, 800 h; 200 h more in the 50 days
+    // that end 30 days before the period end take 4 h/day, which nearly every simulated future
+    // (history at 40 h/day, or the plan at 10 h/day, each at an uncertain level) exceeds.
+    // SLOW burns 1 h/day: the plan alone would leave hours unused.
+    let s = Scenario::new(
+        tag,
+        &format!(
+            "A0190000001,idris,cpu,2026-01-01,2026-04-11,1000,fast,pi-fast@{tag}.example,,CT1,\n\
+             A0190000002,idris,cpu,2026-01-01,2026-04-11,1000,slow,pi-slow@{tag}.example,,CT1,\n"
+        ),
+        "",
+        &format!("{}{}", jobs("fast", 0, 20, 40, 20_000), jobs("slow", 0, 100, 1, 30_000)),
+        &format!(
+            "[alerts.rules.threshold]\nenabled = false\n[alerts.rules.over_pace]\nenabled = false\n[alerts.rules.under_pace]\nenabled = false\n{}",
+            smtp_section(&env["AW_SMTP_PORT"], tag)
+        ),
+    );
+    let maildir = PathBuf::from(&env["AW_SMTP_MAILDIR"]);
+    let err = s.check_ok("2026-01-21");
+    assert!(err.contains("alerts: 1 fired"), "{err}");
+    let m = wait_for(10, "forecast_exhaustion mails", || Some(mails(&maildir, tag)).filter(|m| m.len() == 2));
+    let pi = m.iter().find(|x| x.to == format!("pi-fast@{tag}.example")).expect("the PI is told");
+    assert_eq!(pi.subject, "[allocwatch] A0190000001 idris/cpu: forecast to run out 30 days or more before the period end");
+    for figure in ["Forecast (80 %)  hours run out between 2026-01-", "consumed by the period end (median", "of the futures simulated from the last 20 days' usage (and the plan) run out at least", "(80 % is the alert's threshold)", "Top users (14 days)"] {
+        assert!(pi.text.contains(figure), "missing {figure:?} in:\n{}", pi.text);
+    }
+    assert!(pi.html.contains("<td>Forecast (80 %)</td>") && pi.html.contains("<td>Why</td>"), "{}", pi.html);
+    assert!(!m.iter().any(|x| x.to == format!("pi-slow@{tag}.example")), "SLOW's PI hears nothing: forecast_unused is the allocator's");
+    // The rule's figures, as the audit trail keeps them.
+    let out = s.cli(&["alerts", "list", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let fe = rows.iter().find(|r| r["rule"] == "forecast_exhaustion").expect("forecast_exhaustion firing");
+    assert!(fe["title"].as_str().unwrap().contains("likely to run out 30 days or more before the period end"), "{fe}");
+
+    // SLOW, at day 50 and in French for the operations team (the allocator): at 1 h/day, or
+    // even on the plan at 10 h/day, 10 % of the grant or more stays unused at the end.
+    let fr = std::fs::read_to_string(&s.config).unwrap().replace("[alerts]\n", "[alerts]\nlanguage = \"fr\"\n");
+    std::fs::write(&s.config, fr).unwrap();
+    let err = s.check_ok("2026-02-20");
+    assert!(err.contains("1 fired"), "{err}");
+    let m = wait_for(10, "forecast_unused mail", || Some(mails(&maildir, tag)).filter(|m| m.iter().any(|x| x.text.contains("[forecast_unused"))));
+    let ops = m.iter().find(|x| x.to == format!("ops@{tag}.example") && x.text.contains("[forecast_unused")).unwrap();
+    assert!(ops.subject.contains("changements d'alerte"), "{}", ops.subject);
+    assert!(ops.text.contains("A0190000002 idris/cpu: ") && ops.text.contains("likely to leave 10 % or more of its grant unused at the period end"), "{}", ops.text);
+    // FAST idled since day 20: its forecast no longer runs out early, and that is told too.
+    assert!(ops.text.contains("la prévision n'annonce plus d'épuisement précoce [forecast_exhaustion"), "{}", ops.text);
+    for figure in ["heures non consommées prévues en fin de période", "Prévision (80 %)", "des évolutions simulées consomment", "laissant 10 % ou plus de l'attribution", "h en jeu (seuil de l'alerte : 80 %)"] {
+        assert!(ops.text.contains(figure), "missing {figure:?} in:\n{}", ops.text);
+    }
+    assert!(!m.iter().any(|x| x.to == format!("pi-slow@{tag}.example")), "researchers are not routed forecast_unused by default");
+}
+
+#[test]
+fn running_jobs_commit_their_time_limits_and_may_warn_of_exhaustion() {
+    let Some(env) = server_env("committed_hours", SMTP_VARS) else { return };
+    let tag = &unique_tag("t10");
+    // 40 h/day for 20 days: 800 h of 1000. Then a 100-CPU job with a 10-hour limit, running for
+    // an hour when observed: 100 h charged, 900 h committed, 1,800 h at risk.
+    let s = Scenario::new(
+        tag,
+        &format!("A0190000003,idris,cpu,2026-01-01,2026-04-11,1000,run,pi-run@{tag}.example,,CT1,\n"),
+        "",
+        "",
+        &format!(
+            "[alerts.rules.exhausted]\ncounts_committed = true\n[alerts.rules.threshold]\nenabled = false\n[alerts.rules.over_pace]\nenabled = false\n\
+             [alerts.rules.forecast_exhaustion]\nenabled = false\n{}",
+            smtp_section(&env["AW_SMTP_PORT"], tag)
+        ),
+    );
+    let start = "2026-01-21T00:00:00Z".parse::<jiff::Timestamp>().unwrap().as_second();
+    let mut acct = format!("{}|TimelimitRaw\n", HEADER.trim_end());
+    for line in jobs("run", 0, 20, 40, 40_000).lines() {
+        acct.push_str(&format!("{line}|60\n"));
+    }
+    acct.push_str(&format!("41000|41000|jeanzay|cpu_p1|run|user0|{start}|Unknown|3600|100|cpu=100|RUNNING|600\n"));
+    std::fs::write(s.dir.path().join("acct.txt"), acct).unwrap();
+    let out = s.check("2026-01-21T01:00:00Z");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let a = &rows[0];
+    assert_eq!((a["consumed_hours"].as_f64(), a["committed_hours"].as_f64(), a["at_risk_hours"].as_f64()), (Some(900.0), Some(900.0), Some(1800.0)), "{a}");
+    assert_eq!(a["status"], "over_pace", "ahead, but the hours have not run out yet: {a}");
+    let maildir = PathBuf::from(&env["AW_SMTP_MAILDIR"]);
+    let m = wait_for(10, "committed warning", || Some(mails(&maildir, tag)).filter(|m| m.iter().any(|x| x.to == format!("pi-run@{tag}.example"))));
+    let pi = m.iter().find(|x| x.to == format!("pi-run@{tag}.example")).unwrap();
+    assert_eq!(pi.subject, "[allocwatch] A0190000003 idris/cpu: running jobs may exhaust the granted hours");
+    assert!(pi.text.contains("Running jobs     may still use 900 h to their time limits (1,800 h at risk in all)"), "{}", pi.text);
+    // The job ended after 2 hours: nothing committed any more, 1,000 h consumed: exhausted.
+    let mut acct = std::fs::read_to_string(s.dir.path().join("acct.txt")).unwrap();
+    acct = acct.replace(&format!("{start}|Unknown|3600|100|cpu=100|RUNNING|600"), &format!("{start}|{}|7200|100|cpu=100|COMPLETED|600", start + 7200));
+    std::fs::write(s.dir.path().join("acct.txt"), acct).unwrap();
+    let out = s.check("2026-01-21T03:00:00Z");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((rows[0]["committed_hours"].as_f64(), rows[0]["status"].as_str()), (Some(0.0), Some("exhausted")), "{}", rows[0]);
 }

@@ -161,7 +161,7 @@ fn tidy(text: &str) -> String {
 
 /// A context exercising every branch, used to validate templates at load.
 fn sample() -> serde_json::Value {
-    let facts = serde_json::json!({
+    let mut facts = serde_json::json!({
         "centre": "idris", "project": "A0", "resource": "cpu", "committee": "CT1", "period_start": "2026-01-01",
         "period_end": "2027-01-01", "granted_hours": 1000.0, "consumed_hours": 500.0, "expected_hours": 400.0,
         "remaining_hours": 500.0, "consumed_pct": 50.0, "drift_pp": 10.0, "elapsed_pct": 40.0,
@@ -171,6 +171,19 @@ fn sample() -> serde_json::Value {
         "checkpoint_days_left": 3.0, "account": "x", "partition": "p", "cluster": "c", "jobs": 1, "hours": 2.0,
         "window_days": 30, "last_success_age_hours": 7.0, "consecutive_failures": 3, "last_error": "e",
     });
+    let forecast = serde_json::json!({
+        "committed_hours": 20.0, "at_risk_hours": 520.0,
+        "forecast": { "history_days": 28, "exhaustion_p10": "2026-10-01T00:00:00+02:00", "exhaustion_p50": "2026-11-01T00:00:00+01:00",
+            "exhaustion_p90": null, "end_consumed_hours_p10": 900.0, "end_consumed_hours_p50": 1100.0, "end_consumed_hours_p90": 1500.0 },
+        "forecast_history_days": 28, "forecast_probability_pct": 85.0, "forecast_days_before_end": 30.0,
+        "forecast_required_probability_pct": 80.0, "forecast_horizon": "end", "forecast_horizon_at": "2027-01-01T00:00:00Z",
+        "forecast_unused_pct": 10.0, "forecast_unused_hours": 300.0, "forecast_lost_below_hours": 900.0,
+        "forecast_takeback_pct": 100.0, "forecast_hours_at_stake": 300.0, "forecast_consumed_hours_p10": 600.0,
+        "forecast_consumed_hours_p50": 650.0, "forecast_consumed_hours_p90": 700.0,
+    });
+    if let (Some(f), Some(more)) = (facts.as_object_mut(), forecast.as_object()) {
+        f.extend(more.clone());
+    }
     let items: Vec<serde_json::Value> = crate::domain::rules::Rule::ALL
         .iter()
         .flat_map(|r| {
@@ -235,6 +248,26 @@ mod tests {
         let fr = t.render(Lang::Fr, &ctx).unwrap();
         assert!(fr.text.contains("Bonjour"));
         assert!(!r.subject.contains('\n'));
+    }
+
+    #[test]
+    fn forecast_alerts_explain_the_band_in_both_languages() {
+        let t = Templates::load(None).unwrap();
+        let mut ctx = sample();
+        let items = ctx["items"].as_array().unwrap().iter().filter(|i| i["rule"] == "forecast_exhaustion" && i["kind"] == "firing").cloned().collect();
+        ctx["items"] = serde_json::Value::Array(items);
+        ctx["audience"] = "researchers".into();
+        let en = t.render(Lang::En, &ctx).unwrap();
+        assert!(en.subject.contains("forecast to run out 30 days or more before the period end"), "{}", en.subject);
+        assert!(en.text.contains("hours run out between 2026-10-01 and after the period end"), "{}", en.text);
+        assert!(en.text.contains("85.0 % of the futures simulated from the last 28 days"), "{}", en.text);
+        assert!(en.text.contains("may still use 20.0 h to their time limits"), "{}", en.text);
+        assert!(en.html.contains("Forecast (80 %)"), "{}", en.html);
+        let fr = t.render(Lang::Fr, &ctx).unwrap();
+        assert!(fr.subject.contains("épuisement prévu 30 jours ou plus avant la fin de période"), "{}", fr.subject);
+        assert!(fr.text.contains("heures épuisées entre le 2026-10-01 et après la fin de période"), "{}", fr.text);
+        assert!(fr.text.contains("85,0 % des évolutions simulées"), "{}", fr.text);
+        assert!(fr.html.contains("Prévision (80 %)"), "{}", fr.html);
     }
 
     #[test]

@@ -273,9 +273,11 @@ impl RawPaceRule {
     }
 }
 rule_struct!(RawCheckpointRule, 7.0, false; {});
-rule_struct!(RawExhausted, 7.0, true; {});
+rule_struct!(RawExhausted, 7.0, true; { counts_committed: bool = false });
 rule_struct!(RawOrphan, 7.0, true; { min_hours: f64 = 1.0 });
 rule_struct!(RawStale, 1.0, true; { max_age_hours: f64 = 6.0, max_consecutive_failures: u32 = 3 });
+rule_struct!(RawForecastExhaustion, 7.0, true; { days_before_end: f64 = 30.0, probability: f64 = 0.8 });
+rule_struct!(RawForecastUnused, 7.0, false; { unused_pct: f64 = 10.0, probability: f64 = 0.8 });
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -294,6 +296,10 @@ pub(crate) struct RawRules {
     orphan_usage: RawOrphan,
     #[serde(default)]
     stale_feed: RawStale,
+    #[serde(default)]
+    forecast_exhaustion: RawForecastExhaustion,
+    #[serde(default)]
+    forecast_unused: RawForecastUnused,
 }
 
 #[derive(Deserialize)]
@@ -464,12 +470,30 @@ impl RawAlerts {
             under_pace: r.under_pace.common(),
             checkpoint: r.checkpoint.common(),
             exhausted: r.exhausted.common(),
+            exhausted_counts_committed: r.exhausted.counts_committed(),
             orphan_usage: r.orphan_usage.common(),
             orphan_min_hours: r.orphan_usage.min_hours(),
             stale_feed: r.stale_feed.common(),
             stale_max_age_hours: r.stale_feed.max_age_hours(),
             stale_max_failures: r.stale_feed.max_consecutive_failures(),
+            forecast_exhaustion: r.forecast_exhaustion.common(),
+            forecast_exhaustion_days: r.forecast_exhaustion.days_before_end(),
+            forecast_exhaustion_probability: r.forecast_exhaustion.probability(),
+            forecast_unused: r.forecast_unused.common(),
+            forecast_unused_pct: r.forecast_unused.unused_pct(),
+            forecast_unused_probability: r.forecast_unused.probability(),
         };
+        if !(rules.forecast_exhaustion_days.is_finite() && rules.forecast_exhaustion_days >= 0.0) {
+            return Err("alerts.rules.forecast_exhaustion.days_before_end: must be ≥ 0".into());
+        }
+        if !(0.0..=100.0).contains(&rules.forecast_unused_pct) || rules.forecast_unused_pct == 0.0 {
+            return Err("alerts.rules.forecast_unused.unused_pct: must be a percentage above 0 and at most 100".into());
+        }
+        for (name, p) in [("forecast_exhaustion", rules.forecast_exhaustion_probability), ("forecast_unused", rules.forecast_unused_probability)] {
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(format!("alerts.rules.{name}.probability: must be above 0 and at most 1 (e.g. 0.8)"));
+            }
+        }
         for t in &rules.thresholds_pct {
             if !(t.is_finite() && *t > 0.0) {
                 return Err(format!("alerts.rules.threshold.thresholds_pct: {t} is not a positive percentage"));
@@ -483,6 +507,8 @@ impl RawAlerts {
             ("exhausted", &rules.exhausted),
             ("orphan_usage", &rules.orphan_usage),
             ("stale_feed", &rules.stale_feed),
+            ("forecast_exhaustion", &rules.forecast_exhaustion),
+            ("forecast_unused", &rules.forecast_unused),
         ] {
             if !(c.renotify_days.is_finite() && c.renotify_days >= 0.0) {
                 return Err(format!("alerts.rules.{name}.renotify_days: must be ≥ 0 (0 = never)"));
@@ -574,7 +600,7 @@ impl RawAlerts {
                             rules_v.extend(Rule::ALL);
                             continue;
                         } else {
-                            Rule::parse(name).ok_or_else(|| format!("{at}.rules: unknown rule {name:?} (threshold, over_pace, under_pace, checkpoint, exhausted, orphan_usage, stale_feed, or *)"))?
+                            Rule::parse(name).ok_or_else(|| format!("{at}.rules: unknown rule {name:?} (threshold, over_pace, under_pace, checkpoint, exhausted, orphan_usage, stale_feed, forecast_exhaustion, forecast_unused, or *)"))?
                         };
                         rules_v.push(rule);
                     }
@@ -651,7 +677,7 @@ fn default_routes(email: bool, webhook: bool, am: bool, ops_emails: bool) -> Vec
     let mut routes = Vec::new();
     if email {
         routes.push(Route {
-            rules: Rule::ALL.iter().copied().filter(|r| r.concerns_allocation()).collect(),
+            rules: Rule::ALL.iter().copied().filter(|r| r.for_researchers_by_default()).collect(),
             audience: Audience::Researchers,
             channels: vec![Channel::Email],
         });

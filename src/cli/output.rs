@@ -2,10 +2,11 @@
 //! JSON or CSV. Figures are printed as the domain formats them ([`format_hours`], [`rfc3339`]).
 
 use crate::cycle::replay::{LeadTime, ReplayEvent};
+use crate::domain::calibration::{CalibrationTable, Leads};
 use crate::domain::hours::{format_hours as hours, ResourceHours};
 use crate::domain::quality::percentile;
-use crate::domain::reconciliation::{OrphanUsage, Reconciliation};
-use crate::domain::time::{rfc3339, utc_date};
+use crate::domain::reconciliation::{AllocationReport, OrphanUsage, Reconciliation};
+use crate::domain::time::{rfc3339, utc_date, LocalInstant};
 use crate::domain::usage::UsageRow;
 use crate::store::alerts::AlertRow;
 use std::fmt::Write as _;
@@ -61,6 +62,32 @@ pub fn table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
     out
 }
 
+/// The forecast's CSV cells (empty without a forecast).
+fn forecast_cells(a: &AllocationReport) -> Vec<String> {
+    let Some(f) = &a.forecast_band else { return vec![String::new(); 7] };
+    let t = |v: &Option<LocalInstant>| v.as_ref().map(|t| t.to_string()).unwrap_or_default();
+    vec![
+        f.history_days.to_string(),
+        t(&f.exhaustion_p10),
+        t(&f.exhaustion_p50),
+        t(&f.exhaustion_p90),
+        f.end_consumed_hours_p10.value().to_string(),
+        f.end_consumed_hours_p50.value().to_string(),
+        f.end_consumed_hours_p90.value().to_string(),
+    ]
+}
+
+/// The forecast's exhaustion band for a table: `P10..P90` dates, `end` for "not within the
+/// period", `-` without a forecast.
+fn exhaustion_band(a: &AllocationReport) -> String {
+    let Some(f) = &a.forecast_band else { return "-".into() };
+    let d = |v: &Option<LocalInstant>| v.as_ref().map(|t| t.date().to_string()).unwrap_or_else(|| "end".into());
+    match (&f.exhaustion_p10, &f.exhaustion_p90) {
+        (None, None) => "not by end".into(),
+        (p10, p90) => format!("{}..{}", d(p10), d(p90)),
+    }
+}
+
 /// `check` output.
 pub fn check(r: &Reconciliation, format: Format) -> String {
     match format {
@@ -71,6 +98,9 @@ pub fn check(r: &Reconciliation, format: Format) -> String {
                 "centre", "project", "resource", "committee", "period_start", "period_end", "granted_hours",
                 "consumed_hours", "expected_hours", "remaining_hours", "consumed_pct", "drift_pp", "elapsed_pct",
                 "burn_rate_hours_per_day", "projected_exhaustion", "projected_unused_hours", "status",
+                "committed_hours", "at_risk_hours", "forecast_history_days", "forecast_exhaustion_p10",
+                "forecast_exhaustion_p50", "forecast_exhaustion_p90", "forecast_end_consumed_hours_p10",
+                "forecast_end_consumed_hours_p50", "forecast_end_consumed_hours_p90",
             ])
             .expect("in-memory csv");
             let o = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
@@ -82,8 +112,11 @@ pub fn check(r: &Reconciliation, format: Format) -> String {
                     h(a.expected_hours), h(a.remaining_hours), o(a.consumed_pct), o(a.drift_pp),
                     a.elapsed_pct.to_string(), a.burn_rate_hours_per_day.to_string(),
                     a.projected_exhaustion.as_ref().map(|t| t.to_string()).unwrap_or_default(), h(a.projected_unused_hours),
-                    a.status.as_str().to_string(),
-                ])
+                    a.status.as_str().to_string(), h(a.committed_hours), h(a.at_risk_hours),
+                ]
+                .into_iter()
+                .chain(forecast_cells(a))
+                .collect::<Vec<_>>())
                 .expect("in-memory csv");
             }
             String::from_utf8(w.into_inner().expect("in-memory csv")).expect("utf-8")
@@ -91,9 +124,9 @@ pub fn check(r: &Reconciliation, format: Format) -> String {
         Format::Table => {
             let headers = [
                 "CENTRE", "PROJECT", "RESOURCE", "COMMITTEE", "PERIOD", "GRANTED h", "CONSUMED h", "EXPECTED h", "USED",
-                "DRIFT", "BURN h/d", "EXHAUSTION", "UNUSED h", "STATUS",
+                "DRIFT", "BURN h/d", "EXHAUSTION", "FORECAST P10..P90", "UNUSED h", "STATUS",
             ];
-            let right = [false, false, false, false, false, true, true, true, true, true, true, false, true, false];
+            let right = [false, false, false, false, false, true, true, true, true, true, true, false, false, true, false];
             let rows: Vec<Vec<String>> = r
                 .allocations
                 .iter()
@@ -111,6 +144,7 @@ pub fn check(r: &Reconciliation, format: Format) -> String {
                         opt(a.drift_pp, |v| format!("{v:+.1}pp")),
                         hours(a.burn_rate_hours_per_day),
                         a.projected_exhaustion.as_ref().map(|t| t.date().to_string()).unwrap_or_else(|| "-".into()),
+                        exhaustion_band(a),
                         hours(a.projected_unused_hours.value()),
                         a.status.as_str().to_string(),
                     ]
@@ -259,6 +293,40 @@ pub fn alerts(rows: &[AlertRow], format: Format) -> String {
 }
 
 /// `replay` output: the events, then how early exhausted allocations were warned.
+/// The forecasts' calibration table (`replay --forecast-calibration`).
+pub fn calibration(t: &CalibrationTable, from: i64, to: i64, step: &str, format: Format) -> String {
+    let pct = |v: Option<f64>| v.map(|v| format!("{v:.1} %")).unwrap_or_else(|| "-".into());
+    let days = |v: Option<f64>| v.map(|v| format!("{v:.1} days")).unwrap_or_else(|| "-".into());
+    let lead = |l: &Leads| format!("median {}, 10th percentile {} ({} of {} warned)", days(l.median_days), days(l.p10_days), l.warned, t.exhausted);
+    let rows = [
+        ("end-of-period hours inside P10-P90", pct(t.end_coverage_pct), "80 % ± 5".to_string(), format!("{} forecasts", t.end_forecasts)),
+        ("exhaustion instant inside P10-P90", pct(t.exhaustion_coverage_pct), "80 % ± 5".to_string(), format!("{} forecasts", t.exhaustion_forecasts)),
+        ("P50 exhaustion, mean absolute error", days(t.p50_exhaustion_mae_days), format!("point projection {}", days(t.point_exhaustion_mae_days)), "allocations that ran out".to_string()),
+        ("lead time, forecast_exhaustion", lead(&t.forecast_exhaustion_lead), String::new(), String::new()),
+        ("lead time, the other warnings", lead(&t.other_rules_lead), String::new(), String::new()),
+    ];
+    match format {
+        Format::Json => serde_json::to_string_pretty(&serde_json::json!({ "from": rfc3339(from), "to": rfc3339(to), "step": step, "calibration": t })).expect("serialise") + "\n",
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record(["measure", "value", "against", "over"]).expect("in-memory csv");
+            for (m, v, a, o) in &rows {
+                w.write_record([*m, v, a, o]).expect("in-memory csv");
+            }
+            String::from_utf8(w.into_inner().expect("in-memory csv")).expect("utf-8")
+        }
+        Format::Table => {
+            let mut out = format!(
+                "Forecast calibration, {} to {} (step {step}, forecasts scored weekly): {} allocations, {} ran out, {} ended, {} forecasts\n\n",
+                rfc3339(from), rfc3339(to), t.allocations, t.exhausted, t.ended, t.forecasts
+            );
+            let body: Vec<Vec<String>> = rows.iter().map(|(m, v, a, o)| vec![m.to_string(), v.clone(), a.clone(), o.clone()]).collect();
+            out.push_str(&table(&["MEASURE", "VALUE", "AGAINST", "OVER"], &body, &[false; 4]));
+            out
+        }
+    }
+}
+
 pub fn replay(events: &[ReplayEvent], leads: &[LeadTime], format: Format) -> String {
     match format {
         Format::Json => {

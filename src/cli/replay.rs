@@ -19,6 +19,11 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Instead of the events, measure the forecasts: each forecast made at every 7th step
+    /// (weekly with the default step) against what then happened, and the lead time of
+    /// `forecast_exhaustion` against the other warnings.
+    #[arg(long)]
+    forecast_calibration: bool,
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<(), Failure> {
@@ -34,6 +39,11 @@ pub fn run(g: &Globals, a: Args) -> Result<(), Failure> {
         return Err(Failure::usage("--to must be after --from"));
     }
     let mut store = open_store(&config)?;
+    if a.forecast_calibration {
+        let table = crate::cycle::replay::calibrate(&alerting, &config, &grants, &mut store, (from, to, step), 7)?;
+        print!("{}", output::calibration(&table, from, to, &a.step, a.format));
+        return Ok(());
+    }
     let (events, leads) = crate::cycle::replay::replay(&alerting, &config, &grants, &mut store, from, to, step)?;
     print!("{}", output::replay(&events, &leads, a.format));
     Ok(())

@@ -13,6 +13,7 @@ pub mod allocations;
 pub mod daemon;
 
 use crate::domain::centre::{BillingRule, Centre, ChargeUnit};
+use crate::domain::forecast::ForecastSettings;
 use crate::domain::reconcile::{Profile, Thresholds};
 use crate::domain::reconciliation::Terms;
 use crate::domain::grants::Grants;
@@ -49,6 +50,8 @@ pub struct Config {
     pub profiles: BTreeMap<String, Profile>,
     /// Status thresholds and windows.
     pub thresholds: Thresholds,
+    /// How forecasts are made (`[forecast]`; defaults when absent).
+    pub forecast: ForecastSettings,
     /// Pinned reconciliation instant (demo data); `None` means "now".
     pub at: Option<jiff::Timestamp>,
     /// Alert rules, routing and channels; `None` when the section is absent (no alerts).
@@ -142,6 +145,8 @@ struct RawConfig {
     #[serde(default)]
     reconcile: RawReconcile,
     #[serde(default)]
+    forecast: RawForecast,
+    #[serde(default)]
     profiles: BTreeMap<String, RawProfile>,
     #[serde(default, rename = "centre")]
     centres: Vec<RawCentre>,
@@ -183,6 +188,62 @@ struct RawReconcile {
     exhaustion_warning_days: u32,
     orphan_window_days: u32,
     at: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawForecast {
+    enabled: bool,
+    paths: u32,
+    history_days: u32,
+    min_history_days: u32,
+    block_days: u32,
+    regime_blocks: u32,
+    plan_days: u32,
+    level_sigma: f64,
+    seed: u64,
+}
+
+impl Default for RawForecast {
+    fn default() -> Self {
+        let f = ForecastSettings::default();
+        RawForecast {
+            enabled: f.enabled,
+            paths: f.paths,
+            history_days: f.history_days,
+            min_history_days: f.min_history_days,
+            block_days: f.block_days,
+            regime_blocks: f.regime_blocks,
+            plan_days: f.plan_days,
+            level_sigma: f.level_sigma,
+            seed: f.seed,
+        }
+    }
+}
+
+impl RawForecast {
+    fn validate(self) -> Result<ForecastSettings, String> {
+        let RawForecast { enabled, paths, history_days, min_history_days, block_days, regime_blocks, plan_days, level_sigma, seed } = self;
+        if !(20..=100_000).contains(&paths) {
+            return Err("forecast.paths: must be between 20 and 100000 (quantiles every 5 % need 20 paths at least)".into());
+        }
+        if history_days == 0 {
+            return Err("forecast.history_days: must be at least 1".into());
+        }
+        if min_history_days == 0 || min_history_days > history_days {
+            return Err(format!("forecast.min_history_days: must be between 1 and history_days ({history_days})"));
+        }
+        if block_days == 0 || block_days > min_history_days {
+            return Err(format!("forecast.block_days: must be between 1 and min_history_days ({min_history_days})"));
+        }
+        if !(level_sigma.is_finite() && (0.0..=5.0).contains(&level_sigma)) {
+            return Err("forecast.level_sigma: must be between 0 and 5".into());
+        }
+        if regime_blocks == 0 {
+            return Err("forecast.regime_blocks: must be at least 1".into());
+        }
+        Ok(ForecastSettings { enabled, paths, history_days, min_history_days, block_days, regime_blocks, plan_days, level_sigma, seed })
+    }
 }
 
 impl Default for RawReconcile {
@@ -318,6 +379,7 @@ impl Config {
         if !(0.0..=100.0).contains(&thresholds.under_pace_min_elapsed_pct) {
             return Err(fail("reconcile.under_pace_min_elapsed_pct: must be between 0 and 100".into()));
         }
+        let forecast = raw.forecast.validate().map_err(&fail)?;
         let at = match r.at {
             None => None,
             Some(s) => Some(crate::domain::time::parse_instant(&s, &TimeZone::UTC).map_err(|e| fail(format!("reconcile.at: {e}")))?),
@@ -455,6 +517,7 @@ impl Config {
             adjustment_files: raw.allocations.adjustments.iter().map(|p| resolve(p)).collect(),
             profiles,
             thresholds,
+            forecast,
             at,
             influxdb,
             daemon,
@@ -466,7 +529,7 @@ impl Config {
 
     /// What reconciliations are made from under this configuration and these grants.
     pub(crate) fn terms<'a>(&'a self, grants: &'a Grants) -> Terms<'a> {
-        Terms { grants, thresholds: &self.thresholds, profiles: &self.profiles }
+        Terms { grants, thresholds: &self.thresholds, profiles: &self.profiles, forecast: &self.forecast }
     }
 
     /// The centre with this id, or a usage error listing the known ones.

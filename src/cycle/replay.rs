@@ -4,9 +4,10 @@
 use crate::alerts::settings::Audience;
 use crate::alerts::{AlertBook, Alerting};
 use crate::config::Config;
+use crate::domain::calibration::{Calibration, CalibrationTable};
 use crate::domain::grants::Grants;
+use crate::domain::reconciliation::Reconciliation;
 use crate::domain::lifecycle::Transition;
-use crate::domain::rules::Rule;
 use crate::domain::time::{serialize_rfc3339, serialize_rfc3339_opt};
 use crate::reconcile::view::{reconcile_view, LedgerView};
 use crate::reconcile::{at_midnight_everywhere, partial_day, PartialDay};
@@ -48,6 +49,31 @@ pub(crate) struct LeadTime {
     pub lead_days: Option<f64>,
 }
 
+/// Drive the rules over every step of `[from, to)` of the ledger, sending and storing nothing:
+/// `each` gets each step's reconciliation and the transitions it caused (with their titles).
+fn each_step(
+    alerting: &Alerting,
+    config: &Config,
+    grants: &Grants,
+    store: &mut Store,
+    (from, to, step_s): (i64, i64, i64),
+    mut each: impl FnMut(&Reconciliation, &[(Transition, String)]),
+) -> Result<(), StoreError> {
+    let view = LedgerView::load(config, grants, store, from, to)?;
+    let mut book = AlertBook::default();
+    let no_partial = PartialDay::new();
+    let mut at = from;
+    while at < to {
+        // Steps that are not local midnights need the partial day from the jobs.
+        let partial = if at_midnight_everywhere(config, at) { None } else { Some(partial_day(config, store, at)?) };
+        let rec = reconcile_view(config, grants, &view, partial.as_ref().unwrap_or(&no_partial), at);
+        let transitions = book.observe(alerting, grants, &rec);
+        each(&rec, &transitions);
+        at += step_s;
+    }
+    Ok(())
+}
+
 /// Replay: evaluate the rules at every step of `[from, to)` over the ledger, without sending or
 /// storing anything. Feed health is not replayed (`stale_feed` is skipped).
 pub fn replay(
@@ -59,25 +85,18 @@ pub fn replay(
     to: i64,
     step_s: i64,
 ) -> Result<(Vec<ReplayEvent>, Vec<LeadTime>), StoreError> {
-    let view = LedgerView::load(config, grants, store, from, to)?;
-    let mut book = AlertBook::default();
     let mut events = Vec::new();
     let mut first_warning: HashMap<String, i64> = HashMap::new();
     let mut exhausted: BTreeMap<String, i64> = BTreeMap::new();
-    let mut at = from;
-    let no_partial = PartialDay::new();
-    while at < to {
-        // Steps that are not local midnights need the partial day from the jobs.
-        let partial = if at_midnight_everywhere(config, at) { None } else { Some(partial_day(config, store, at)?) };
-        let rec = reconcile_view(config, grants, &view, partial.as_ref().unwrap_or(&no_partial), at);
-        let transitions = book.observe(alerting, grants, &rec);
+    each_step(alerting, config, grants, store, (from, to, step_s), |rec, transitions| {
+        let at = rec.at;
         let by_subject: HashMap<String, usize> = rec.allocations.iter().map(|a| (a.subject(), a.index)).collect();
-        for (t, title) in &transitions {
+        for (t, title) in transitions {
             let key = t.key().clone();
             if matches!(t, Transition::Hold(..)) {
                 continue;
             }
-            if key.rule == Rule::Exhausted && matches!(t, Transition::Fire(_)) {
+            if key.rule.marks_exhaustion(&key.discriminator) && matches!(t, Transition::Fire(_)) {
                 exhausted.entry(key.subject.clone()).or_insert(at);
             }
             if matches!(t, Transition::Fire(_)) && key.rule.warns_of_exhaustion(&key.discriminator) {
@@ -119,8 +138,7 @@ pub fn replay(
                 title: title.clone(),
             });
         }
-        at += step_s;
-    }
+    })?;
     let leads = exhausted
         .into_iter()
         .map(|(subject, ex)| {
@@ -134,4 +152,23 @@ pub fn replay(
         })
         .collect();
     Ok((events, leads))
+}
+
+/// The forecasts' calibration over `[from, to)`: the rules and forecasts at every step (the
+/// lead times), forecasts scored at every `snapshot_every`-th step (weekly with daily steps).
+pub fn calibrate(
+    alerting: &Alerting,
+    config: &Config,
+    grants: &Grants,
+    store: &mut Store,
+    (from, to, step_s): (i64, i64, i64),
+    snapshot_every: u32,
+) -> Result<CalibrationTable, StoreError> {
+    let mut cal = Calibration::default();
+    let mut n = 0u32;
+    each_step(alerting, config, grants, store, (from, to, step_s), |rec, transitions| {
+        cal.observe(rec, transitions.iter().map(|(t, _)| t), n % snapshot_every.max(1) == 0);
+        n += 1;
+    })?;
+    Ok(cal.finish())
 }

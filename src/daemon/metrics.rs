@@ -66,6 +66,14 @@ const ALLOCATION_FIELDS: &[(&str, &str)] = &[
     ("projected_exhaustion_days", "Days until the grant runs out at the burn rate, when before the period ends"),
     ("projected_unused_hours", "Hours projected unused at the period end"),
     ("status_code", "Status: 0 on_track, 1 over_pace, 2 under_pace, 3 exhausted, 4 not_started, 5 ended"),
+    ("committed_hours", "Hours the running jobs may still charge, to their time limits"),
+    ("at_risk_hours", "Consumed plus committed hours"),
+    ("forecast_exhaustion_p10_days", "Forecast: days until the grant runs out, 10th percentile (absent: not within the period)"),
+    ("forecast_exhaustion_p50_days", "Forecast: days until the grant runs out, median"),
+    ("forecast_exhaustion_p90_days", "Forecast: days until the grant runs out, 90th percentile"),
+    ("forecast_end_consumed_hours_p10", "Forecast: hours consumed by the period end, 10th percentile"),
+    ("forecast_end_consumed_hours_p50", "Forecast: hours consumed by the period end, median"),
+    ("forecast_end_consumed_hours_p90", "Forecast: hours consumed by the period end, 90th percentile"),
 ];
 
 impl Inner {
@@ -180,6 +188,7 @@ impl Metrics {
                     ("committee", a.committee.clone()),
                     ("period_start", a.period_start.to_string()),
                 ];
+                let forecast = a.forecast_figures();
                 let values = [
                     Some(a.granted_hours.value()),
                     Some(a.consumed_hours.value()),
@@ -191,7 +200,9 @@ impl Metrics {
                     a.projected_exhaustion_days,
                     Some(a.projected_unused_hours.value()),
                     Some(a.status.code() as f64),
-                ];
+                ]
+                .into_iter()
+                .chain(forecast.iter().map(|(_, v)| *v));
                 for ((_, g), v) in m.allocation.iter().zip(values) {
                     if let Some(v) = v.filter(|v| v.is_finite()) {
                         g.get_or_create(&labels).set(v);

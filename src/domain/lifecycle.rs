@@ -86,6 +86,7 @@ pub(crate) fn plan(
             continue; // the same identity twice: keep the first
         }
         match by_key.get(&c.key) {
+            None if c.sustains_only => {}
             None => out.push(Transition::Fire(c)),
             Some(f) => {
                 let every = rules.common(c.key.rule).renotify_days;
@@ -119,11 +120,18 @@ mod tests {
             under_pace: c(7.0, true),
             checkpoint: c(7.0, false),
             exhausted: c(7.0, true),
+            exhausted_counts_committed: false,
             orphan_usage: c(7.0, true),
             orphan_min_hours: 1.0,
             stale_feed: c(1.0, true),
             stale_max_age_hours: 6.0,
             stale_max_failures: 3,
+            forecast_exhaustion: c(7.0, true),
+            forecast_exhaustion_days: 30.0,
+            forecast_exhaustion_probability: 0.8,
+            forecast_unused: c(7.0, true),
+            forecast_unused_pct: 10.0,
+            forecast_unused_probability: 0.8,
         }
     }
 
@@ -137,6 +145,7 @@ mod tests {
             resource: Some("r".into()),
             title: String::new(),
             facts: serde_json::Value::Null,
+            sustains_only: false,
         }
     }
 

@@ -8,6 +8,8 @@
 //! - [`charge`]: which allocation a day of usage charges — the charging rule;
 //! - [`reconcile`]: indicators, pace and status of an allocation; [`reconciliation`]: the
 //!   typed result of a reconciliation and its assembly from charged buckets;
+//! - [`forecast`]: the band of an allocation's exhaustion and end-of-period consumption;
+//!   [`calibration`]: how well the bands held, measured on a replay;
 //! - [`usage`], [`burndown`]: the other views of charged usage; [`balance`]: what a project
 //!   has left of one kind of hours, per user, for Open OnDemand;
 //! - [`rules`] and [`lifecycle`]: which alerts hold, fire, remind and resolve;
@@ -16,10 +18,12 @@
 
 pub mod balance;
 pub mod burndown;
+pub mod calibration;
 pub mod centre;
 pub mod charge;
 pub mod civil;
 pub mod errors;
+pub mod forecast;
 pub mod fxhash;
 pub mod grants;
 pub mod hours;

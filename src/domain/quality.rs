@@ -118,7 +118,15 @@ pub(crate) const OVERALL_ID: &str = "all";
 /// The four standings an allocation can have while (or once) it runs.
 pub(crate) const STANDINGS: [Status; 4] = [Status::OnTrack, Status::OverPace, Status::UnderPace, Status::Exhausted];
 /// Rules, in the order reported (alerts by rule).
-pub(crate) const RULES: [&str; 7] = ["threshold", "over_pace", "under_pace", "checkpoint", "exhausted", "orphan_usage", "stale_feed"];
+pub(crate) const RULES: [&str; Rule::ALL.len()] = {
+    let mut names = [""; Rule::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Rule::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 /// What a figure is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -625,7 +633,7 @@ fn warns(a: &AlertFacts) -> bool {
 
 fn exhaustions_in(inp: &Inputs, scope: &Scope) -> Vec<Exhaustion> {
     let mut first: BTreeMap<&str, &AlertFacts> = BTreeMap::new();
-    for a in inp.alerts.iter().filter(|a| a.rule == "exhausted") {
+    for a in inp.alerts.iter().filter(|a| Rule::parse(&a.rule).is_some_and(|r| r.marks_exhaustion(&a.discriminator))) {
         let e = first.entry(a.subject.as_str()).or_insert(a);
         if (a.fired_at, a.id) < (e.fired_at, e.id) {
             *e = a;

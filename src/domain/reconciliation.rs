@@ -7,6 +7,7 @@ use super::centre::{unmapped_core_hours, Centre};
 use super::charge::{Charge, Charging};
 use super::grants::Grants;
 use super::hours::{HoursKind, ResourceHours};
+use super::forecast::{forecast, seed_of, Forecast, ForecastSettings};
 use super::job::UnitSeconds;
 use super::reconcile::{reconcile, AllocationWindow, Bucket, Pace, Profile, Status, Thresholds};
 use super::time::{date_start, day_start, local_date, local_day, serialize_rfc3339, DayNumber, LocalInstant, DAY_S};
@@ -55,6 +56,16 @@ pub struct AllocationReport {
     pub projected_exhaustion_days: Option<f64>,
     /// Hours projected unused at period end.
     pub projected_unused_hours: ResourceHours,
+    /// Hours the jobs running now may still charge: each one's units × the part of its time
+    /// limit not yet charged (zero in replays of past instants).
+    pub committed_hours: ResourceHours,
+    /// Consumed + committed: what the allocation stands to have used once the running jobs
+    /// reach their limits.
+    pub at_risk_hours: ResourceHours,
+    /// The forecast's band (P10, P50, P90), or null with too little history or outside the
+    /// period.
+    #[serde(rename = "forecast")]
+    pub forecast_band: Option<ForecastBand>,
     /// Status.
     pub status: Status,
     /// Reconciliation instant (RFC 3339 UTC).
@@ -78,12 +89,72 @@ pub struct AllocationReport {
     /// Period end (exclusive), epoch seconds.
     #[serde(skip)]
     pub end_s: i64,
+    /// The whole forecast (quantiles and band), for the rules and the burn-down.
+    #[serde(skip)]
+    pub forecast: Option<Forecast>,
+}
+
+/// A forecast as printed by `check` and served by the API: P10, P50 and P90 of the exhaustion
+/// instant and of the hours consumed by the period end.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForecastBand {
+    /// Days of history the forecast was made from.
+    pub history_days: u32,
+    /// Exhaustion by the 10 % quantile (early), in the centre's zone; null: not within the period.
+    pub exhaustion_p10: Option<LocalInstant>,
+    /// Exhaustion, median.
+    pub exhaustion_p50: Option<LocalInstant>,
+    /// Exhaustion by the 90 % quantile (late).
+    pub exhaustion_p90: Option<LocalInstant>,
+    /// Hours consumed by the period end, 10 % quantile.
+    pub end_consumed_hours_p10: ResourceHours,
+    /// …median.
+    pub end_consumed_hours_p50: ResourceHours,
+    /// …90 % quantile.
+    pub end_consumed_hours_p90: ResourceHours,
+}
+
+impl ForecastBand {
+    /// The printed band of forecast `f` of an allocation of `kind` in zone `tz`.
+    pub(crate) fn of(f: &Forecast, kind: HoursKind, tz: &jiff::tz::TimeZone) -> ForecastBand {
+        let when = |p: f64| f.exhaustion_at(p).map(|s| LocalInstant { s, tz: tz.clone() });
+        let h = |p: f64| ResourceHours::new(kind, f.end_consumed.at(p));
+        ForecastBand {
+            history_days: f.history_days,
+            exhaustion_p10: when(0.1),
+            exhaustion_p50: when(0.5),
+            exhaustion_p90: when(0.9),
+            end_consumed_hours_p10: h(0.1),
+            end_consumed_hours_p50: h(0.5),
+            end_consumed_hours_p90: h(0.9),
+        }
+    }
 }
 
 impl AllocationReport {
     /// The allocation's alert subject (see [`crate::domain::grants::Allocation::subject`]).
     pub fn subject(&self) -> String {
         format!("{}/{}/{}/{}", self.centre, self.project, self.resource, self.period_start)
+    }
+
+    /// The committed hours and the forecast as numbers, for the indicator sinks (InfluxDB
+    /// fields and `/metrics` gauges, same names): exhaustion quantiles in days from the instant
+    /// (none when not within the period), end-of-period quantiles in hours; none without a
+    /// forecast.
+    pub(crate) fn forecast_figures(&self) -> [(&'static str, Option<f64>); 8] {
+        let f = self.forecast.as_ref();
+        let days = |p: f64| f.and_then(|f| f.exhaustion_at(p)).map(|s| (s - self.at) as f64 / 86400.0);
+        let end = |p: f64| f.map(|f| f.end_consumed.at(p));
+        [
+            ("committed_hours", Some(self.committed_hours.value())),
+            ("at_risk_hours", Some(self.at_risk_hours.value())),
+            ("forecast_exhaustion_p10_days", days(0.1)),
+            ("forecast_exhaustion_p50_days", days(0.5)),
+            ("forecast_exhaustion_p90_days", days(0.9)),
+            ("forecast_end_consumed_hours_p10", end(0.1)),
+            ("forecast_end_consumed_hours_p50", end(0.5)),
+            ("forecast_end_consumed_hours_p90", end(0.9)),
+        ]
     }
 
     /// Whether the instant lies in the allocation's period (it neither starts later nor ended).
@@ -118,6 +189,9 @@ impl AllocationReport {
             projected_exhaustion: None,
             projected_exhaustion_days: None,
             projected_unused_hours: h(0.0),
+            committed_hours: h(0.0),
+            at_risk_hours: h(consumed),
+            forecast_band: None,
             status,
             at: 0,
             origin: String::new(),
@@ -126,6 +200,7 @@ impl AllocationReport {
             kind: HoursKind::CoreHours,
             start_s: 0,
             end_s: 0,
+            forecast: None,
         }
     }
 }
@@ -175,6 +250,8 @@ pub(crate) struct Terms<'a> {
     pub thresholds: &'a Thresholds,
     /// Named expected-consumption profiles (linear when an allocation names none).
     pub profiles: &'a BTreeMap<String, Profile>,
+    /// How forecasts are made.
+    pub forecast: &'a ForecastSettings,
 }
 
 impl<'a> Terms<'a> {
@@ -223,13 +300,14 @@ pub(crate) struct CentreBooks<'a> {
     at: i64,
     days: Days,
     buckets: HashMap<usize, Vec<Bucket>>,
+    committed: HashMap<usize, f64>,
     strays: Strays,
 }
 
 impl<'a> CentreBooks<'a> {
     /// Empty books of a centre at `at`.
     pub fn new(charging: &'a Charging<'a>, at: i64, days: Days) -> CentreBooks<'a> {
-        CentreBooks { charging, at, days, buckets: HashMap::new(), strays: Strays::new() }
+        CentreBooks { charging, at, days, buckets: HashMap::new(), committed: HashMap::new(), strays: Strays::new() }
     }
 
     /// Book hours charged to allocation `i` over `[start_s, end_s)`.
@@ -273,6 +351,17 @@ impl<'a> CentreBooks<'a> {
         }
     }
 
+    /// Book the unit-seconds the running jobs may still charge (`committed`, by key), each key
+    /// charged by the one charging rule as the current day is: to the allocation its account
+    /// charges today (usage no allocation covers commits nothing).
+    pub fn committed(&mut self, committed: &PartialUsage) {
+        for ((cl, acc, part), us) in committed {
+            if let Charge::Allocation { allocation, rule } = self.charging.charge(cl, acc, part, self.days.today) {
+                *self.committed.entry(allocation).or_default() += self.charging.rule(rule).hours(us);
+            }
+        }
+    }
+
     /// Close the books: a report per allocation of the centre (into `reports`, by grant
     /// index) and the orphan and unmapped rows, with their job counts (`counts`).
     pub fn finish(
@@ -304,13 +393,14 @@ impl<'a> CentreBooks<'a> {
         }
         for (i, a) in terms.grants.allocations.iter().enumerate().filter(|(_, a)| a.centre == centre.id) {
             let buckets = self.buckets.get(&i).map(Vec::as_slice).unwrap_or(&[]);
-            reports[i] = Some(allocation_report(centre, terms, i, buckets, self.at, terms.profile(a)));
+            let committed = self.committed.get(&i).copied().unwrap_or(0.0);
+            reports[i] = Some(allocation_report(centre, terms, i, buckets, committed, self.at, terms.profile(a)));
         }
     }
 }
 
 /// Reconcile allocation `i` of `centre` from its buckets and describe it for output.
-fn allocation_report(centre: &Centre, terms: &Terms<'_>, i: usize, buckets: &[Bucket], at: i64, profile: &Profile) -> AllocationReport {
+fn allocation_report(centre: &Centre, terms: &Terms<'_>, i: usize, buckets: &[Bucket], committed: f64, at: i64, profile: &Profile) -> AllocationReport {
     let a = &terms.grants.allocations[i];
     let tz = &centre.tz;
     let w = AllocationWindow {
@@ -321,6 +411,7 @@ fn allocation_report(centre: &Centre, terms: &Terms<'_>, i: usize, buckets: &[Bu
     };
     let ind = reconcile(&w, buckets, at, terms.thresholds);
     let kind = centre.kind_of(&a.resource).unwrap_or(HoursKind::CoreHours);
+    let fc = forecast(&w, buckets, ind.consumed_hours, at, terms.forecast, seed_of(&a.subject(), at, terms.forecast.seed));
     let h = |v: f64| ResourceHours::new(kind, v);
     AllocationReport {
         centre: a.centre.clone(),
@@ -342,6 +433,9 @@ fn allocation_report(centre: &Centre, terms: &Terms<'_>, i: usize, buckets: &[Bu
         projected_exhaustion: ind.projected_exhaustion_s.map(|s| LocalInstant { s, tz: tz.clone() }),
         projected_exhaustion_days: ind.projected_exhaustion_s.map(|s| (s - at) as f64 / 86400.0),
         projected_unused_hours: h(ind.projected_unused_hours),
+        committed_hours: h(committed),
+        at_risk_hours: h(ind.consumed_hours + committed),
+        forecast_band: fc.as_ref().map(|f| ForecastBand::of(f, kind, tz)),
         status: ind.status,
         at,
         origin: a.origin.clone(),
@@ -350,6 +444,7 @@ fn allocation_report(centre: &Centre, terms: &Terms<'_>, i: usize, buckets: &[Bu
         kind,
         start_s: w.start_s,
         end_s: w.end_s,
+        forecast: fc,
     }
 }
 

@@ -7,7 +7,7 @@
 //! announce, checkpoints, reminders, resolution notices).
 
 use super::grants::Grants;
-use super::reconcile::{Pace, Status};
+use super::reconcile::{is_exhausted, Pace, Status};
 use super::reconciliation::{AllocationReport, Reconciliation};
 use super::time::{date_start, DAY_S};
 use serde::Serialize;
@@ -31,15 +31,30 @@ pub enum Rule {
     OrphanUsage,
     /// A centre's accounting stopped arriving (operations only).
     StaleFeed,
+    /// The forecast gives the allocation a high chance of running out well before its period
+    /// ends.
+    ForecastExhaustion,
+    /// The forecast gives the allocation a high chance of leaving a share of its grant unused at
+    /// the period end or at the next take-back checkpoint (for the allocator).
+    ForecastUnused,
 }
 
 impl Rule {
     /// Every rule.
-    pub(crate) const ALL: [Rule; 7] =
-        [Rule::Threshold, Rule::OverPace, Rule::UnderPace, Rule::Checkpoint, Rule::Exhausted, Rule::OrphanUsage, Rule::StaleFeed];
+    pub(crate) const ALL: [Rule; 9] = [
+        Rule::Threshold,
+        Rule::OverPace,
+        Rule::UnderPace,
+        Rule::Checkpoint,
+        Rule::Exhausted,
+        Rule::OrphanUsage,
+        Rule::StaleFeed,
+        Rule::ForecastExhaustion,
+        Rule::ForecastUnused,
+    ];
 
     /// Stable name (configuration, storage, Alertmanager `alertname`).
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Rule::Threshold => "threshold",
             Rule::OverPace => "over_pace",
@@ -48,6 +63,8 @@ impl Rule {
             Rule::Exhausted => "exhausted",
             Rule::OrphanUsage => "orphan_usage",
             Rule::StaleFeed => "stale_feed",
+            Rule::ForecastExhaustion => "forecast_exhaustion",
+            Rule::ForecastUnused => "forecast_unused",
         }
     }
 
@@ -61,11 +78,25 @@ impl Rule {
         !matches!(self, Rule::OrphanUsage | Rule::StaleFeed)
     }
 
+    /// Whether researchers hear of the rule when the configuration routes nothing itself: every
+    /// rule about their allocation but `forecast_unused`, which is the allocator's.
+    pub(crate) fn for_researchers_by_default(self) -> bool {
+        self.concerns_allocation() && self != Rule::ForecastUnused
+    }
+
+    /// Whether an alert of this rule (with this discriminator) says the hours ran out (the
+    /// `exhausted` alert, not its warning that running jobs may exhaust them).
+    pub(crate) fn marks_exhaustion(self, discriminator: &str) -> bool {
+        self == Rule::Exhausted && discriminator != EXHAUSTED_COMMITTED
+    }
+
     /// Whether an alert of this rule (with this discriminator) warns of a coming exhaustion:
-    /// over pace, a checkpoint, or a consumption threshold of 75 % or more. The replay's lead
-    /// times and the quality report's `warned_ahead_pct` both count these.
+    /// over pace, a checkpoint, a consumption threshold of 75 % or more, or the forecast's
+    /// exhaustion. The replay's lead times and the quality report's `warned_ahead_pct` both count
+    /// these.
     pub(crate) fn warns_of_exhaustion(self, discriminator: &str) -> bool {
-        matches!(self, Rule::OverPace | Rule::Checkpoint)
+        matches!(self, Rule::OverPace | Rule::Checkpoint | Rule::ForecastExhaustion)
+            || (self == Rule::Exhausted && discriminator == EXHAUSTED_COMMITTED)
             || (self == Rule::Threshold && discriminator.parse::<f64>().is_ok_and(|p| p >= 75.0))
     }
 }
@@ -97,6 +128,9 @@ pub struct RuleSettings {
     pub checkpoint: RuleCommon,
     /// `exhausted`.
     pub exhausted: RuleCommon,
+    /// `exhausted` also fires, before the hours run out, when consumed + committed (the jobs
+    /// running now, to their time limits) reach the grant (discriminator `committed`).
+    pub exhausted_counts_committed: bool,
     /// `orphan_usage`.
     pub orphan_usage: RuleCommon,
     /// Hours of orphan usage in the window before it alerts.
@@ -107,7 +141,26 @@ pub struct RuleSettings {
     pub stale_max_age_hours: f64,
     /// …or this many consecutive failed pulls.
     pub stale_max_failures: u32,
+    /// `forecast_exhaustion`.
+    pub forecast_exhaustion: RuleCommon,
+    /// It fires when the forecast runs out at least this many days before the period end…
+    pub forecast_exhaustion_days: f64,
+    /// …with at least this probability (0–1).
+    pub forecast_exhaustion_probability: f64,
+    /// `forecast_unused`.
+    pub forecast_unused: RuleCommon,
+    /// It fires when at least this share of the grant is left unused, % …
+    pub forecast_unused_pct: f64,
+    /// …with at least this probability (0–1).
+    pub forecast_unused_probability: f64,
 }
+
+/// The discriminator of the `exhausted` alert that warns the running jobs may exhaust the grant.
+pub(crate) const EXHAUSTED_COMMITTED: &str = "committed";
+
+/// How far below its probability a forecast rule's alert, once firing, keeps firing: a forecast
+/// that hovers around the probability would otherwise fire and resolve cycle after cycle.
+pub(crate) const FORECAST_HYSTERESIS: f64 = 0.1;
 
 impl RuleSettings {
     /// Common settings of a rule.
@@ -120,6 +173,8 @@ impl RuleSettings {
             Rule::Exhausted => &self.exhausted,
             Rule::OrphanUsage => &self.orphan_usage,
             Rule::StaleFeed => &self.stale_feed,
+            Rule::ForecastExhaustion => &self.forecast_exhaustion,
+            Rule::ForecastUnused => &self.forecast_unused,
         }
     }
 }
@@ -195,6 +250,10 @@ pub struct Condition {
     pub title: String,
     /// The figures that explain it (rendered by templates).
     pub facts: serde_json::Value,
+    /// Holds only as far as keeping an alert that fires already firing (hysteresis); it does
+    /// not fire a new one.
+    #[serde(skip)]
+    pub sustains_only: bool,
 }
 
 /// Health of one centre's accounting feed at the instant.
@@ -218,7 +277,7 @@ fn figures(a: &AllocationReport) -> serde_json::Value {
         "remaining_hours": a.remaining_hours, "consumed_pct": a.consumed_pct, "drift_pp": a.drift_pp,
         "elapsed_pct": a.elapsed_pct, "burn_rate_hours_per_day": a.burn_rate_hours_per_day,
         "projected_exhaustion": a.projected_exhaustion, "projected_unused_hours": a.projected_unused_hours,
-        "status": a.status.as_str(),
+        "committed_hours": a.committed_hours, "at_risk_hours": a.at_risk_hours, "forecast": a.forecast_band, "status": a.status.as_str(),
     })
 }
 
@@ -251,6 +310,7 @@ pub(crate) fn evaluate(r: &RuleSettings, checkpoints: &[Checkpoint], grants: &Gr
             resource: Some(a.resource.clone()),
             title,
             facts,
+            sustains_only: false,
         };
         let name = format!("{} {}/{}", a.project, a.centre, a.resource);
         if r.threshold.enabled {
@@ -275,6 +335,25 @@ pub(crate) fn evaluate(r: &RuleSettings, checkpoints: &[Checkpoint], grants: &Gr
                 String::new(),
                 Severity::Critical,
                 format!("{name}: granted hours exhausted ({:.0} of {:.0} h)", a.consumed_hours.value(), a.granted_hours.value()),
+                base.clone(),
+            ));
+        }
+        if r.exhausted.enabled
+            && r.exhausted_counts_committed
+            && a.status != Status::Exhausted
+            && a.committed_hours.value() > 0.0
+            && is_exhausted(a.granted_hours.value(), a.at_risk_hours.value())
+        {
+            out.push(cond(
+                Rule::Exhausted,
+                EXHAUSTED_COMMITTED.into(),
+                Severity::Warning,
+                format!(
+                    "{name}: the jobs running now may exhaust the granted hours ({:.0} consumed + {:.0} committed of {:.0} h)",
+                    a.consumed_hours.value(),
+                    a.committed_hours.value(),
+                    a.granted_hours.value()
+                ),
                 base.clone(),
             ));
         }
@@ -320,6 +399,10 @@ pub(crate) fn evaluate(r: &RuleSettings, checkpoints: &[Checkpoint], grants: &Gr
                 }
             }
         }
+        for f in forecast_conditions(r, checkpoints, grants, a, at) {
+            let sev = Severity::Warning;
+            out.push(Condition { sustains_only: f.sustains_only, ..cond(f.rule, f.discriminator, sev, format!("{name}: {}", f.title), with(base.clone(), f.facts)) });
+        }
     }
     if r.orphan_usage.enabled {
         for o in rec.orphans.iter().chain(rec.unmapped.iter()) {
@@ -341,6 +424,7 @@ pub(crate) fn evaluate(r: &RuleSettings, checkpoints: &[Checkpoint], grants: &Gr
                 centre: o.centre.clone(),
                 project: None,
                 resource: o.resource.clone(),
+                sustains_only: false,
                 title: format!("{}: {:.1} h in the last {} days with {what}", o.centre, o.hours.value(), rec.orphan_window_days),
                 facts: json!({
                     "centre": o.centre, "cluster": o.cluster, "account": o.account, "partition": o.partition,
@@ -362,6 +446,7 @@ pub(crate) fn evaluate(r: &RuleSettings, checkpoints: &[Checkpoint], grants: &Gr
                     centre: f.centre.clone(),
                     project: None,
                     resource: None,
+                    sustains_only: false,
                     title: format!(
                         "{}: accounting feed stale ({}; {} failed pulls in a row)",
                         f.centre,
@@ -377,6 +462,112 @@ pub(crate) fn evaluate(r: &RuleSettings, checkpoints: &[Checkpoint], grants: &Gr
         }
     }
     out
+}
+
+/// A forecast rule that holds for an allocation.
+struct ForecastHolds {
+    rule: Rule,
+    discriminator: String,
+    title: String,
+    facts: serde_json::Value,
+    sustains_only: bool,
+}
+
+/// The forecast rules of allocation `a` at `at`: `forecast_exhaustion` when P(exhaustion at
+/// least `forecast_exhaustion_days` before the period end) reaches its probability;
+/// `forecast_unused` when P(at least `forecast_unused_pct` % of the grant unused) does, at the
+/// period end (discriminator `end`) or at the next take-back checkpoint that applies to it (its
+/// date). Within [`FORECAST_HYSTERESIS`] below the probability they hold only to keep firing.
+fn forecast_conditions(r: &RuleSettings, checkpoints: &[Checkpoint], grants: &Grants, a: &AllocationReport, at: i64) -> Vec<ForecastHolds> {
+    let mut out = Vec::new();
+    let Some(f) = &a.forecast else { return out };
+    let band = json!({ "forecast_history_days": f.history_days });
+    let (granted, consumed) = (a.granted_hours.value(), a.consumed_hours.value());
+    let level = |p: f64, prob: f64| (p >= prob).then_some(false).or((p >= prob - FORECAST_HYSTERESIS).then_some(true));
+    if r.forecast_exhaustion.enabled {
+        let by = a.end_s - (r.forecast_exhaustion_days * DAY_S as f64) as i64;
+        let p = f.prob_exhausted_by(by);
+        // Once the hours ran out, a firing alert keeps firing (as over pace does): "no longer
+        // forecast to run out" would be the wrong news; it resolves with a top-up.
+        let held = if a.status == Status::Exhausted { Some(p < r.forecast_exhaustion_probability) } else { None };
+        if let Some(sustains_only) = level(p, r.forecast_exhaustion_probability).or(held) {
+            let printed = a.forecast_band.as_ref();
+            let d = |e: Option<&Option<super::time::LocalInstant>>| e.and_then(Option::as_ref).map(|t| t.date().to_string()).unwrap_or_else(|| "after the period end".into());
+            out.push(ForecastHolds {
+                rule: Rule::ForecastExhaustion,
+                discriminator: String::new(),
+                title: format!(
+                    "{:.0} % likely to run out {} days or more before the period end (80 % band {} to {})",
+                    100.0 * p,
+                    r.forecast_exhaustion_days,
+                    d(printed.map(|b| &b.exhaustion_p10)),
+                    d(printed.map(|b| &b.exhaustion_p90))
+                ),
+                facts: with(band.clone(), json!({
+                    "forecast_probability_pct": 100.0 * p, "forecast_days_before_end": r.forecast_exhaustion_days,
+                    "forecast_required_probability_pct": 100.0 * r.forecast_exhaustion_probability,
+                })),
+                sustains_only,
+            });
+        }
+    }
+    if r.forecast_unused.enabled && granted > 0.0 {
+        let prob = r.forecast_unused_probability;
+        // (discriminator, instant, quantiles of consumption then, the consumption at or under
+        // which hours are lost there, share of the unused hours lost, %, what is at risk)
+        let mut horizons = vec![(
+            "end".to_string(),
+            a.end_s,
+            f.end_consumed,
+            granted * (1.0 - r.forecast_unused_pct / 100.0),
+            100.0,
+            format!("to leave {} % or more of its grant unused at the period end", r.forecast_unused_pct),
+        )];
+        let alloc = &grants.allocations[a.index];
+        if let Some(c) = checkpoints
+            .iter()
+            .filter(|c| applies(c, a) && alloc.period_start <= c.date && c.date < alloc.period_end && checkpoint_instant(c) > at)
+            .min_by_key(|c| c.date)
+        {
+            let t = checkpoint_instant(c);
+            let what = format!("to have consumed less than the {} % the {} checkpoint requires", c.min_consumed_pct, c.date);
+            horizons.push((c.date.to_string(), t, f.consumed_at(t, consumed), granted * c.min_consumed_pct / 100.0, c.takeback_pct, what));
+        }
+        for (disc, t, q, most, takeback_pct, what) in horizons {
+            let p = q.cdf(most);
+            let Some(sustains_only) = level(p, prob) else { continue };
+            // Unused hours exceeded with the rule's probability.
+            let unused = (granted - q.at(prob)).max(0.0);
+            let at_stake = takeback_pct / 100.0 * unused;
+            out.push(ForecastHolds {
+                rule: Rule::ForecastUnused,
+                title: format!("{:.0} % likely {what}: {:.0} h at stake", 100.0 * p, at_stake),
+                facts: with(band.clone(), json!({
+                    "forecast_probability_pct": 100.0 * p, "forecast_unused_pct": r.forecast_unused_pct,
+                    "forecast_required_probability_pct": 100.0 * prob, "forecast_horizon": disc,
+                    "forecast_horizon_at": super::time::rfc3339(t), "forecast_unused_hours": unused,
+                    "forecast_lost_below_hours": most, "forecast_takeback_pct": takeback_pct,
+                    "forecast_hours_at_stake": at_stake,
+                    "forecast_consumed_hours_p10": q.at(0.1), "forecast_consumed_hours_p50": q.at(0.5),
+                    "forecast_consumed_hours_p90": q.at(0.9),
+                })),
+                discriminator: disc,
+                sustains_only,
+            });
+        }
+    }
+    out
+}
+
+/// Whether checkpoint `c` applies to allocation `a` (its centres and committees; empty: all).
+fn applies(c: &Checkpoint, a: &AllocationReport) -> bool {
+    (c.centres.is_empty() || c.centres.contains(&a.centre)) && (c.committees.is_empty() || c.committees.contains(&a.committee))
+}
+
+/// The instant a checkpoint applies at. The checkpoint applies at the centre's local midnight;
+/// days are close enough in UTC for warning windows counted in days.
+fn checkpoint_instant(c: &Checkpoint) -> i64 {
+    date_start(c.date, &jiff::tz::TimeZone::UTC)
 }
 
 /// Projection at a checkpoint.
@@ -395,10 +586,7 @@ pub(crate) struct CheckpointMiss {
 /// Whether allocation `a` is on course to miss checkpoint `c`, warned `c.warn_days` before it:
 /// projected consumption at the date (consumed + burn rate × days left) under the required share.
 pub(crate) fn checkpoint_miss(c: &Checkpoint, a: &AllocationReport, grants: &Grants, at: i64) -> Option<CheckpointMiss> {
-    if !c.centres.is_empty() && !c.centres.contains(&a.centre) {
-        return None;
-    }
-    if !c.committees.is_empty() && !c.committees.contains(&a.committee) {
+    if !applies(c, a) {
         return None;
     }
     let alloc = &grants.allocations[a.index];
@@ -406,9 +594,7 @@ pub(crate) fn checkpoint_miss(c: &Checkpoint, a: &AllocationReport, grants: &Gra
     if !(alloc.period_start <= c.date && c.date < alloc.period_end) || granted <= 0.0 {
         return None;
     }
-    // The checkpoint applies at the centre's local midnight; days are close enough in UTC
-    // for a warning window counted in days.
-    let cp = date_start(c.date, &jiff::tz::TimeZone::UTC);
+    let cp = checkpoint_instant(c);
     let days_left = (cp - at) as f64 / DAY_S as f64;
     if days_left <= 0.0 || days_left > c.warn_days {
         return None;

@@ -2,8 +2,8 @@
 //! charged usage to [`crate::domain::reconciliation::CentreBooks`], which decides everything.
 //!
 //! - [`reconcile_all`] streams each centre's daily rows once per instant (cycles): days before
-//!   the burn window are summed into one bucket per allocation and rule, so memory stays bounded
-//!   whatever the ledger's history;
+//!   the burn window and the forecast's history (whichever starts first) are summed into one
+//!   bucket per allocation and rule, so memory stays bounded whatever the ledger's history;
 //! - [`view`] loads a range of rows once and reconciles at many instants (replays, quality);
 //! - [`usage`] and [`burndown`] are the other reads of charged usage.
 
@@ -17,7 +17,7 @@ use crate::domain::fxhash::FastMap;
 use crate::domain::grants::Grants;
 use crate::domain::job::{prorate_window, UnitSeconds};
 use crate::domain::reconciliation::{assemble, CentreBooks, Days, PartialUsage, Reconciliation};
-use crate::domain::time::{day_number, day_start, local_day, DayNumber};
+use crate::domain::time::{day_number, day_start, local_day, DayNumber, DAY_S};
 use crate::domain::centre::unmapped_core_hours;
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
@@ -64,6 +64,8 @@ pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i6
         let tz = &centre.tz;
         let charging = Charging::new(centre, grants);
         let days = Days::of(centre, at, th);
+        // Days of the burn window and of the forecast's history stay daily; older ones are summed.
+        let daily_from = days.burn_from.min(local_day(at - (terms.forecast.history_days as i64 + 1) * DAY_S, tz));
         let names = store.names()?;
         let name = |id: i64| names.get(&id).map(String::as_str).unwrap_or("");
         let mut placements: FastMap<(i64, i64, i64), Placement> = FastMap::default();
@@ -73,7 +75,7 @@ pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i6
             let key = (row.cluster, row.account, row.partition);
             let placement = placements.entry(key).or_insert_with(|| charging.place(name(row.cluster), name(row.account), name(row.partition)));
             match placement.charge(row.day) {
-                Charge::Allocation { allocation, rule } => charged.entry(allocation).or_default().add(row.day, rule, &row.usage, days.burn_from),
+                Charge::Allocation { allocation, rule } => charged.entry(allocation).or_default().add(row.day, rule, &row.usage, daily_from),
                 _ if row.day < days.orphan_from => {}
                 Charge::Orphan { rule } => stray_ids.entry(key).or_insert((Some(rule), 0.0)).1 += charging.rule(rule).hours(&row.usage),
                 Charge::Unmapped => stray_ids.entry(key).or_insert((None, 0.0)).1 += unmapped_core_hours(&row.usage),
@@ -95,6 +97,7 @@ pub fn reconcile_all(config: &Config, grants: &Grants, store: &mut Store, at: i6
             books.stray((name(cl).to_string(), name(acc).to_string(), name(part).to_string()), resource, hours);
         }
         books.partial_day(&partial_of_centre(centre, store, at)?);
+        books.committed(&store.committed_usage(&centre.id, at)?);
         let counts = if books.has_strays() { store.job_counts(&centre.id, day_start(days.orphan_from, tz), at)? } else { HashMap::new() };
         books.finish(&terms, &counts, &mut reports, &mut orphans, &mut unmapped);
     }

@@ -202,8 +202,7 @@ pub trait IndicatorSink: Send + Sync {
 pub(crate) fn cycle_points(rec: &Reconciliation, feeds: &[FeedActivity]) -> Vec<Point> {
     let mut out = Vec::with_capacity(rec.allocations.len() + rec.orphans.len() + rec.unmapped.len() + feeds.len());
     for a in &rec.allocations {
-        out.push(
-            Point::at_second("allocation", rec.at)
+        let point = Point::at_second("allocation", rec.at)
                 .tag("centre", &a.centre)
                 .tag("project", &a.project)
                 .tag("resource", &a.resource)
@@ -218,8 +217,8 @@ pub(crate) fn cycle_points(rec: &Reconciliation, feeds: &[FeedActivity]) -> Vec<
                 .float("burn_rate_hours_per_day", a.burn_rate_hours_per_day)
                 .float_opt("projected_exhaustion_days", a.projected_exhaustion_days)
                 .float("projected_unused_hours", a.projected_unused_hours.value())
-                .integer("status_code", a.status.code()),
-        );
+                .integer("status_code", a.status.code());
+        out.push(a.forecast_figures().into_iter().fold(point, |p, (field, v)| p.float_opt(field, v)));
     }
     // Cluster is not a tag: the same account and partition on two clusters of a centre (same
     // resource, since the rule decides it, so the same kind of hours) add up into one series
