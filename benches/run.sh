@@ -29,3 +29,6 @@ cargo build --release --locked --workspace --bins
 tmp=$(mktemp -d "${BENCH_TMP:-/tmp}/allocwatch-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 "$venv/bin/python" benches/run.py --tmp "$tmp" "$@"
+# The forecasts' calibration on the real traces (README, Forecasts).
+mkdir -p "$tmp/calibration"
+python3 benches/calibrate.py --tmp "$tmp/calibration" --shared "${ALLOCWATCH_SHARED:-../shared}"

@@ -273,6 +273,8 @@ const ALLOCATION_FIELDS: &[&str] = &[
     "burn_rate_hours_per_day",
     "projected_exhaustion_days",
     "projected_unused_hours",
+    "committed_hours",
+    "at_risk_hours",
 ];
 
 /// The documented status codes.
@@ -292,6 +294,18 @@ fn expected_allocation_points(rows: &[Value]) -> BTreeMap<(BTreeMap<String, Stri
             let v = r[k].as_str().unwrap();
             if !v.is_empty() {
                 tags.insert(k.to_string(), v.to_string());
+            }
+        }
+        // The forecast's band: exhaustion quantiles in days from the instant (absent when not
+        // within the period), end-of-period hours.
+        let instant = |v: &Value| v.as_str().map(|s| s.parse::<jiff::Timestamp>().unwrap().as_second());
+        let at = instant(&r["at"]).unwrap();
+        for p in ["p10", "p50", "p90"] {
+            if let Some(t) = instant(&r["forecast"][format!("exhaustion_{p}")]) {
+                out.insert((tags.clone(), format!("forecast_exhaustion_{p}_days")), (t - at) as f64 / 86400.0);
+            }
+            if let Some(h) = r["forecast"][format!("end_consumed_hours_{p}")].as_f64() {
+                out.insert((tags.clone(), format!("forecast_end_consumed_hours_{p}")), h);
             }
         }
         for f in ALLOCATION_FIELDS {
