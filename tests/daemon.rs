@@ -315,6 +315,18 @@ command_prefix = ["sh", "-c", "sleep 3; echo 'ssh: connect to host login.slowc.e
     assert_eq!(proj.len(), 2);
     assert_eq!(f(&proj[0], "hours"), consumed);
     assert_eq!(proj[1]["at"], "2027-04-30T22:00:00Z");
+    // The forecast's band: from the consumed hours at the instant to the forecast's end
+    // quantiles at the period end, P10 ≤ P50 ≤ P90 all along.
+    let band = one["band"].as_array().unwrap();
+    assert!(band.len() >= 2 && band.len() <= 14, "{band:?}");
+    assert_eq!(band[0]["at"], proj[0]["at"]);
+    assert_eq!((f(&band[0], "p10_hours"), f(&band[0], "p50_hours"), f(&band[0], "p90_hours")), (consumed, consumed, consumed));
+    let last = band.last().unwrap();
+    assert_eq!(last["at"], "2027-04-30T22:00:00Z");
+    for p in ["p10", "p50", "p90"] {
+        assert_eq!(f(last, &format!("{p}_hours")), f(&want["forecast"], &format!("end_consumed_hours_{p}")), "{p}");
+    }
+    assert!(band.iter().all(|p| f(p, "p10_hours") <= f(p, "p50_hours") && f(p, "p50_hours") <= f(p, "p90_hours")), "{band:?}");
     assert_eq!(d.get("/api/v1/allocations/idris/NOPE/gpu-v100", token).status, 404);
     assert_eq!(d.get("/api/v1/allocations/idris/A0170978492/gpu-v100", None).status, 401);
 
@@ -454,6 +466,14 @@ fn chromium_run(bin: &Path, profile: &Path, args: &[&str], url: &str) -> String 
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Where the Chromium tests save their screenshots: `ALLOCWATCH_SCREENSHOT_DIR` when set, else
+/// `target/test-artifacts` (created).
+fn screenshot_dir() -> PathBuf {
+    let out = std::env::var_os("ALLOCWATCH_SCREENSHOT_DIR").filter(|d| !d.is_empty()).map(PathBuf::from).unwrap_or_else(|| root().join("target/test-artifacts"));
+    std::fs::create_dir_all(&out).unwrap();
+    out
+}
+
 fn png_size(path: &Path) -> (u32, u32) {
     let b = std::fs::read(path).unwrap();
     assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
@@ -521,7 +541,7 @@ fn status_page_renders_in_headless_chromium() {
     // One allocation's chart: every series drawn.
     let detail = format!("{base}/allocations/cines/A0190632744/gpu-mi250");
     let dom_a = chromium_run(&bin, profile.path(), &["--dump-dom"], &detail);
-    for class in ["granted", "expected", "consumed", "consumed-area", "projection"] {
+    for class in ["granted", "expected", "consumed", "consumed-area", "projection", "band", "band-median"] {
         let marker = format!("<path class=\"{class}\" d=\"M");
         let at = dom_a.find(&marker).unwrap_or_else(|| panic!("no {class} path in\n{dom_a}"));
         let d_attr = &dom_a[at + marker.len() - 1..];
@@ -529,16 +549,23 @@ fn status_page_renders_in_headless_chromium() {
         assert!(d_attr.matches(['L', 'H', 'V']).count() >= 1, "{class} path is empty: {d_attr}");
     }
     assert!(dom_a.matches("<path class=\"consumed\"").count() == 1 && dom_a.contains("now · 2026-11-15"));
+    // The forecast's band, under the lines, in the legend and in the figures.
+    assert!(dom_a.find("<path class=\"band\"").unwrap() < dom_a.find("<path class=\"granted\"").unwrap(), "the band is drawn over the lines");
+    assert!(dom_a.contains("80 % band (P10–P90)</span>"), "{dom_a}");
+    let band = rows.iter().find(|r| r["project"] == "A0190632744").unwrap()["forecast"].clone();
+    let date = |k: &str| band[k].as_str().map(|s| s[..10].to_string()).unwrap_or_else(|| "not within the period".into());
+    let want = format!("Forecast exhaustion (P10–P50–P90)</div><div class=\"v\">{} – {} – {}</div>", date("exhaustion_p10"), date("exhaustion_p50"), date("exhaustion_p90"));
+    assert!(dom_a.contains(&want), "no {want} in\n{dom_a}");
+    assert!(dom_a.contains("Forecast at period end (P10–P50–P90)</div><div class=\"v\">"), "{dom_a}");
 
     // Screenshots for people to look at.
-    let out = root().join("target/test-artifacts");
-    std::fs::create_dir_all(&out).unwrap();
+    let out = screenshot_dir();
     let page_png = out.join("status-page.png");
     let alloc_png = out.join("allocation-page.png");
     chromium_run(&bin, profile.path(), &["--window-size=1440,1500", &format!("--screenshot={}", page_png.display())], &format!("{base}/"));
-    chromium_run(&bin, profile.path(), &["--window-size=1440,1100", &format!("--screenshot={}", alloc_png.display())], &detail);
+    chromium_run(&bin, profile.path(), &["--window-size=1440,1250", &format!("--screenshot={}", alloc_png.display())], &detail);
     assert_eq!(png_size(&page_png), (1440, 1500));
-    assert_eq!(png_size(&alloc_png), (1440, 1100));
+    assert_eq!(png_size(&alloc_png), (1440, 1250));
     assert!(std::fs::metadata(&page_png).unwrap().len() > 50_000, "the screenshot looks blank");
     eprintln!("screenshots: {} {}", page_png.display(), alloc_png.display());
 }
@@ -899,8 +926,7 @@ fn the_link_in_a_researcher_mail_opens_the_project_page_in_chromium_and_no_other
     assert!(refused.contains("Access refused") && refused.contains(&format!("opens project {MULTI} only")), "{refused}");
     assert!(!refused.contains("<svg") && !refused.contains("<table"), "no data on the refusal page:\n{refused}");
 
-    let out = root().join("target/test-artifacts");
-    std::fs::create_dir_all(&out).unwrap();
+    let out = screenshot_dir();
     let (page_png, refused_png) = (out.join("project-page.png"), out.join("project-link-refused.png"));
     chromium_run(&bin, profile.path(), &["--window-size=1440,2400", &format!("--screenshot={}", page_png.display())], &url);
     chromium_run(&bin, profile.path(), &["--window-size=1000,500", &format!("--screenshot={}", refused_png.display())], &elsewhere);

@@ -1,13 +1,15 @@
 //! The small burn-down picture of a digest, as PNG: mail clients show inline PNG, not SVG. The
 //! same series as the status page's SVG ([`crate::domain::burndown`]): consumed (line and
-//! area) to the instant, the projection (dotted) to the period end, expected (dashed), granted
-//! (steps at each adjustment), a line at the instant. No text: the mail says the figures.
+//! area) to the instant, the projection (dotted) to the period end, the forecast's 80 % band
+//! (P10–P90, a light tint clipped at the top) and its median (dashed) from the instant to the
+//! period end, expected (dashed), granted (steps at each adjustment), a line at the instant.
+//! No text: the mail says the figures.
 //!
 //! A few shapes rasterised into an RGBA buffer (segments stamped as squares along their
 //! length, areas filled column by column), encoded by the `png` crate with fixed settings: the
 //! same burn-down gives the same bytes.
 
-use crate::domain::burndown::BurnDown;
+use crate::domain::burndown::{BandPoint, BurnDown};
 use crate::domain::time::{day_number, day_start, utc_date};
 use jiff::tz::TimeZone;
 
@@ -27,6 +29,10 @@ pub(crate) const CONSUMED: Rgb = [0x1f, 0x6f, 0xeb];
 pub(crate) const EXPECTED: Rgb = [0x59, 0x63, 0x6e];
 pub(crate) const GRANTED: Rgb = [0xbc, 0x4c, 0x00];
 const EXHAUSTION: Rgb = [0xcf, 0x22, 0x2e];
+/// The forecast's median (the status page's `band-median`).
+pub(crate) const BAND_MEDIAN: Rgb = [0x82, 0x50, 0xdf];
+/// The forecast's band (P10–P90): the median's colour at 18 % over the background.
+pub(crate) const BAND: Rgb = mix(BAND_MEDIAN, BACKGROUND, 0.18);
 
 /// The area under consumed: its colour at 18 % over the background.
 pub(crate) const CONSUMED_AREA: Rgb = mix(CONSUMED, BACKGROUND, 0.18);
@@ -136,6 +142,25 @@ impl Canvas {
         }
     }
 
+    /// The area between the polylines `upper` and `lower` (the same x, increasing; y down, so
+    /// `upper` has the smaller y), cut to the rows `[top, bottom]`: every pixel column whose
+    /// centre lies within their span, from one line to the other.
+    fn area_between(&mut self, upper: &[(f64, f64)], lower: &[(f64, f64)], (top, bottom): (f64, f64), c: Rgb) {
+        for (u, l) in upper.windows(2).zip(lower.windows(2)) {
+            let ((x0, u0), (x1, u1), (l0, l1)) = (u[0], u[1], (l[0].1, l[1].1));
+            if x1 <= x0 {
+                continue;
+            }
+            for x in px(x0)..px(x1) {
+                let f = (x as f64 + 0.5 - x0) / (x1 - x0);
+                let (a, b) = ((u0 + (u1 - u0) * f).clamp(top, bottom), (l0 + (l1 - l0) * f).clamp(top, bottom));
+                for yy in px(a)..px(b) {
+                    self.set(x, yy, c);
+                }
+            }
+        }
+    }
+
     /// A filled disc.
     fn disc(&mut self, centre: (f64, f64), r: f64, c: Rgb) {
         for y in px(centre.1 - r)..px(centre.1 + r) {
@@ -193,6 +218,10 @@ pub(crate) fn draw(b: &BurnDown, width: u32, height: u32) -> Canvas {
     for p in &b.projection {
         ymax = ymax.max(p.hours);
     }
+    // The forecast's median is in range, its band clipped at the top (as the status page).
+    for p in &b.band {
+        ymax = ymax.max(p.p50_hours);
+    }
     let top = ymax * 1.08;
     let x = |t: f64| f.x0 + (t.clamp(t0, t1) - t0) / (t1 - t0) * (f.x1 - f.x0);
     let y = |v: f64| f.y1 - v.clamp(0.0, top) / top * (f.y1 - f.y0);
@@ -200,6 +229,12 @@ pub(crate) fn draw(b: &BurnDown, width: u32, height: u32) -> Canvas {
     for q in 1..=4 {
         let yy = y(top * q as f64 / 4.0 / 1.08);
         c.segment((f.x0, yy), (f.x1, yy), 1.0, GRID, SOLID, 0.0);
+    }
+    // The forecast's band, under every line; its hours unclamped, the area cut to the frame.
+    if b.band.len() >= 2 {
+        let y_free = |v: f64| f.y1 - v.max(0.0) / top * (f.y1 - f.y0);
+        let edge = |v: fn(&BandPoint) -> f64| b.band.iter().map(|p| (x(p.t as f64), y_free(v(p)))).collect::<Vec<_>>();
+        c.area_between(&edge(|p| p.p90_hours), &edge(|p| p.p10_hours), (f.y0, f.y1), BAND);
     }
     // Consumed: area, then the line over it.
     if !b.daily.is_empty() {
@@ -224,6 +259,10 @@ pub(crate) fn draw(b: &BurnDown, width: u32, height: u32) -> Canvas {
         granted.push((x(p.t as f64), y(p.granted_hours)));
     }
     c.polyline(&granted, 2.0, GRANTED, SOLID);
+    if b.band.len() >= 2 {
+        let median: Vec<(f64, f64)> = b.band.iter().map(|p| (x(p.t as f64), y(p.p50_hours))).collect();
+        c.polyline(&median, 2.0, BAND_MEDIAN, Some(Dash { on: 6.0, off: 3.0 }));
+    }
     if let [p0, p1] = b.projection.as_slice() {
         c.polyline(&[(x(p0.t as f64), y(p0.hours)), (x(p1.t as f64), y(p1.hours))], 2.0, CONSUMED, Some(Dash { on: 2.0, off: 3.0 }));
     }
@@ -262,6 +301,7 @@ pub(crate) fn burndown_png(b: &BurnDown) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::domain::burndown::build;
+    use crate::domain::forecast::{FanPoint, Forecast, Quantiles, LEVELS};
     use crate::domain::reconcile::{Profile, Status};
     use crate::domain::reconciliation::AllocationReport;
     use crate::domain::time::DayNumber;
@@ -270,8 +310,22 @@ mod tests {
     /// 2026-01-01..2026-01-11 (10 days), 100 h granted, 15 h a day for 4 days: at the instant
     /// (the 5th, 00:00) 60 h consumed, 40 h expected; projected to 150 h at the end.
     fn burndown() -> BurnDown {
+        burndown_with(None)
+    }
+
+    /// The same with a forecast whose fan has one point, the period end: P0 60 h and 7.5 h more
+    /// a level, so P10 75 h, P50 135 h, P90 195 h.
+    fn with_band() -> BurnDown {
+        let end = Quantiles(std::array::from_fn(|l| 60.0 + 7.5 * l as f64));
+        let at = crate::domain::time::day_start(day_number("2026-01-05".parse().unwrap()), &TimeZone::UTC);
+        let t_end = crate::domain::time::day_start(day_number("2026-01-11".parse().unwrap()), &TimeZone::UTC);
+        let fan = vec![FanPoint { t: t_end, consumed: end }];
+        burndown_with(Some(Forecast { at, history_days: 4, history_weight: 1.0, exhaustion: Quantiles([f64::INFINITY; LEVELS]), end_consumed: end, fan }))
+    }
+
+    fn burndown_with(forecast: Option<Forecast>) -> BurnDown {
         let d = |s: &str| s.parse::<jiff::civil::Date>().unwrap();
-        let report = AllocationReport { burn_rate_hours_per_day: 15.0, ..AllocationReport::example(100.0, 60.0, Status::OverPace) };
+        let report = AllocationReport { burn_rate_hours_per_day: 15.0, forecast, ..AllocationReport::example(100.0, 60.0, Status::OverPace) };
         let daily: BTreeMap<DayNumber, f64> = (0..4).map(|i| (day_number(d("2026-01-01")) + i, 15.0)).collect();
         let at = crate::domain::time::day_start(day_number(d("2026-01-05")), &TimeZone::UTC);
         build(&report, |_| 100.0, &Profile::linear(), &TimeZone::UTC, &daily, 0.0, at, (d("2026-01-01"), d("2026-01-11")))
@@ -317,6 +371,27 @@ mod tests {
         // first of the month below it (none mid-period: this one has no other).
         assert_eq!(at(x(5.5), 153.0), AXIS);
         assert_eq!((c.at(5, 156), at(x(5.5), 156.0)), (AXIS, BACKGROUND));
+
+        // With a forecast to the period end of P10 75 h, P50 135 h, P90 195 h (over the top):
+        // the band from the instant (60 h) widens linearly, under the lines, cut at the frame.
+        let c = draw(&with_band(), WIDTH, HEIGHT);
+        let at = |xf: f64, yf: f64| c.at(xf.floor() as u32, yf.floor() as u32);
+        let near = |day: f64, h: f64| -> Vec<Rgb> { (-2..=2).flat_map(|dx| (-2..=2).map(move |dy| (dx, dy))).map(|(dx, dy)| at(x(day) + dx as f64, y(h) + dy as f64)).collect() };
+        // Day 7.5: P10 68.75 h, P90 138.75 h; 88 h is inside, clear of expected and granted.
+        assert_eq!(at(x(7.5), y(88.0)), BAND);
+        assert_ne!(BAND, CONSUMED_AREA);
+        // Below P10 after the instant: background, still.
+        assert_eq!(at(x(8.0), y(50.0)), BACKGROUND);
+        // Granted and expected drawn over the band.
+        assert_eq!(at(x(8.0), y(100.0)), GRANTED);
+        assert!(near(8.0, 80.0).contains(&EXPECTED));
+        // Day 9.5: P90 183.75 h is over the top: the band fills up to the frame's first row, not
+        // above it.
+        assert_eq!((c.at(x(9.5) as u32, 8), c.at(x(9.5) as u32, 7)), (BAND, BACKGROUND));
+        // The median (dashed) through 85 h on day 6.
+        assert!(near(6.0, 85.0).contains(&BAND_MEDIAN));
+        // Before the instant, nothing of it.
+        assert!(!(0..HEIGHT).any(|yy| c.at(x(3.0) as u32, yy) == BAND || c.at(x(3.0) as u32, yy) == BAND_MEDIAN));
     }
 
     #[test]

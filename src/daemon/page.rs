@@ -6,10 +6,10 @@
 //! Every name that comes from data (projects, accounts, committees, centres, error messages) is
 //! escaped with [`esc`] before it reaches HTML, and with [`path_segment`] before it reaches a URL.
 
-use crate::domain::burndown::BurnDown;
+use crate::domain::burndown::{BandPoint, BurnDown};
 use crate::domain::hours::{format_hours, HoursKind, ResourceHours};
 use crate::domain::reconciliation::{AllocationReport, Reconciliation};
-use crate::domain::time::{timestamp, utc_date};
+use crate::domain::time::{timestamp, utc_date, LocalInstant};
 use crate::store::alerts::AlertRow;
 use std::fmt::Write as _;
 
@@ -97,6 +97,7 @@ tbody tr:hover{background:#f6f8fa}
 .figs div{background:#fff;padding:10px 16px}
 .figs .l{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.3px}
 .figs .v{font-size:18px;font-weight:600;font-variant-numeric:tabular-nums}
+.figs .span3{grid-column:span 3}.figs .span2{grid-column:span 2}
 .chart{padding:10px 16px 4px}
 .chart svg{width:100%;height:auto;display:block}
 .legend{display:flex;gap:18px;flex-wrap:wrap;padding:4px 16px 14px;color:var(--muted);font-size:12.5px}
@@ -109,11 +110,13 @@ svg .expected{fill:none;stroke:#59636e;stroke-width:2;stroke-dasharray:6 4}
 svg .consumed{fill:none;stroke:#1f6feb;stroke-width:2.5}
 svg .consumed-area{fill:#1f6feb;fill-opacity:.12;stroke:none}
 svg .projection{fill:none;stroke:#1f6feb;stroke-width:2;stroke-dasharray:2 4}
+svg .band{fill:#8250df;fill-opacity:.16;stroke:none}
+svg .band-median{fill:none;stroke:#8250df;stroke-width:2;stroke-dasharray:8 4}
 svg .now{stroke:#24292f;stroke-width:1;stroke-dasharray:3 3}
 svg .exhaustion{fill:#cf222e}
 .empty{padding:40px;text-align:center;color:var(--muted)}
 footer{color:var(--muted);font-size:12px;padding:0 28px 24px;max-width:1500px;margin:0 auto}
-@media (max-width:900px){main{padding:12px}th,td{padding:6px}.figs{grid-template-columns:repeat(2,1fr)}}
+@media (max-width:900px){main{padding:12px}th,td{padding:6px}.figs{grid-template-columns:repeat(2,1fr)}.figs .span3{grid-column:span 2}}
 "#;
 
 fn head(title: &str, meta: &str) -> String {
@@ -472,7 +475,8 @@ fn terms_and_badge(a: &AllocationReport) -> String {
 }
 
 /// An allocation's figures as a grid, each in its resource's own unit (core-hours, GPU-hours,
-/// billing-hours): the allocation page and the project page show the same.
+/// billing-hours), then the forecast's band on a row of its own: the allocation page and the
+/// project page show the same.
 fn figures(a: &AllocationReport) -> String {
     let unit = a.granted_hours.kind().as_str();
     let pct = |v: Option<f64>, u: &str| v.map(|x| format!("{x:.1} {u}")).unwrap_or_else(|| "-".into());
@@ -491,6 +495,17 @@ fn figures(a: &AllocationReport) -> String {
     let mut h = String::from("<div class=\"figs\">");
     for (l, v) in figs {
         let _ = write!(h, "<div><div class=\"l\">{l}</div><div class=\"v\">{}</div></div>", esc(&v));
+    }
+    // The forecast's band: a row of its own (P10 – P50 – P90 each).
+    let band = a.forecast_band.as_ref();
+    let when = |t: &Option<LocalInstant>| t.as_ref().map(|t| t.date().to_string()).unwrap_or_else(|| "not within the period".into());
+    let exhaustion = band.map(|f| match (&f.exhaustion_p10, &f.exhaustion_p50, &f.exhaustion_p90) {
+        (None, None, None) => "not within the period".to_string(),
+        (p10, p50, p90) => format!("{} – {} – {}", when(p10), when(p50), when(p90)),
+    });
+    let end = band.map(|f| format!("{} – {} – {} {unit}", hours(f.end_consumed_hours_p10), hours(f.end_consumed_hours_p50), hours(f.end_consumed_hours_p90)));
+    for (span, l, v) in [("span3", "Forecast exhaustion (P10–P50–P90)", exhaustion), ("span2", "Forecast at period end (P10–P50–P90)", end)] {
+        let _ = write!(h, "<div class=\"{span}\"><div class=\"l\">{l}</div><div class=\"v\">{}</div></div>", esc(&v.unwrap_or_else(|| "-".into())));
     }
     h.push_str("</div>");
     h
@@ -514,9 +529,14 @@ pub fn allocation(b: &BurnDown, adjustments: &[(String, f64, String, String)], a
     h.push_str("</section><section class=\"panel\"><h2>Burn-down over the period</h2><div class=\"chart\">");
     h.push_str(&burndown_svg(b));
     h.push_str(
-        "</div><div class=\"legend\"><span><i style=\"border-color:#1f6feb\"></i>Consumed</span><span><i style=\"border-color:#1f6feb;border-top-style:dotted\"></i>Projection at the current burn rate</span>\
-<span><i style=\"border-color:#59636e;border-top-style:dashed\"></i>Expected</span><span><i style=\"border-color:#bc4c00\"></i>Granted</span></div></section>",
+        "</div><div class=\"legend\"><span><i style=\"border-color:#1f6feb\"></i>Consumed</span><span><i style=\"border-color:#1f6feb;border-top-style:dotted\"></i>Projection at the current burn rate</span>",
     );
+    if !b.band.is_empty() {
+        h.push_str(
+            "<span><i style=\"border-top:0;height:10px;background:#8250df29\"></i>80 % band (P10–P90)</span><span><i style=\"border-color:#8250df;border-top-style:dashed\"></i>Forecast median (P50)</span>",
+        );
+    }
+    h.push_str("<span><i style=\"border-color:#59636e;border-top-style:dashed\"></i>Expected</span><span><i style=\"border-color:#bc4c00\"></i>Granted</span></div></section>");
     if !adjustments.is_empty() {
         h.push_str("<section class=\"panel\"><h2>Adjustments</h2><table><thead><tr><th>Date</th><th class=\"num\">Hours</th><th>Kind</th><th>Reason</th></tr></thead><tbody>");
         for (date, hrs, kind, reason) in adjustments {
@@ -680,10 +700,27 @@ fn trim(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// A polyline of (instant, hours) clipped at `top` hours: a point above is lowered to `top`,
+/// and a segment that crosses it gets the crossing as a point of its own, so the clipped shape
+/// follows the line exactly up to `top` and runs along it above.
+fn clip_at(points: &[(f64, f64)], top: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(points.len() + 2);
+    for (i, &(t, v)) in points.iter().enumerate() {
+        if let Some(&(pt, pv)) = i.checked_sub(1).map(|j| &points[j]) {
+            if (pv > top) != (v > top) {
+                out.push((pt + (t - pt) * (top - pv) / (v - pv), top));
+            }
+        }
+        out.push((t, v.min(top)));
+    }
+    out
+}
+
 /// The burn-down chart as inline SVG: granted (step), expected (dashed), consumed (line and
-/// area) up to the instant, projection (dotted) to the period end, a marker at the instant and
-/// at the projected exhaustion. Paths carry the classes `granted`, `expected`, `consumed`,
-/// `projection`.
+/// area) up to the instant, projection (dotted) to the period end, the forecast's 80 % band
+/// (P10–P90, shaded, clipped at the top) and its median (dashed) from the instant to the period
+/// end, a marker at the instant and at the projected exhaustion. Paths carry the classes
+/// `granted`, `expected`, `consumed`, `projection`, `band`, `band-median`.
 pub(crate) fn burndown_svg(b: &BurnDown) -> String {
     let (w, hgt) = (960.0, 380.0);
     let (x0, x1, y0, y1) = (72.0, 940.0, 16.0, 340.0);
@@ -697,6 +734,11 @@ pub(crate) fn burndown_svg(b: &BurnDown) -> String {
     }
     for p in &b.projection {
         ymax = ymax.max(p.hours);
+    }
+    // The forecast's median is in range; its band is clipped at the top (a P90 of several
+    // times the grant would flatten every other line).
+    for p in &b.band {
+        ymax = ymax.max(p.p50_hours);
     }
     let step = nice_step(ymax.max(1.0) * 1.05, 5.0);
     let top = (ymax.max(1.0) * 1.05 / step).ceil() * step;
@@ -745,6 +787,15 @@ pub(crate) fn burndown_svg(b: &BurnDown) -> String {
     }
     let _ = write!(s, "<line class=\"axis\" x1=\"{x0}\" x2=\"{x1}\" y1=\"{y1}\" y2=\"{y1}\"/><line class=\"axis\" x1=\"{x0}\" x2=\"{x0}\" y1=\"{y0}\" y2=\"{y1}\"/>");
     let _ = write!(s, "<text x=\"14\" y=\"{:.1}\" transform=\"rotate(-90 14 {:.1})\" text-anchor=\"middle\">hours</text>", (y0 + y1) / 2.0, (y0 + y1) / 2.0);
+    // The forecast's band, under the lines: P90 forward, P10 back, clipped at the top.
+    if b.band.len() >= 2 {
+        let edge = |v: fn(&BandPoint) -> f64| clip_at(&b.band.iter().map(|p| (p.t as f64, v(p))).collect::<Vec<_>>(), top);
+        let mut d = String::new();
+        for (i, (t, v)) in edge(|p| p.p90_hours).into_iter().chain(edge(|p| p.p10_hours).into_iter().rev()).enumerate() {
+            let _ = write!(d, "{}{:.1},{:.1}", if i == 0 { "M" } else { "L" }, x(t), y(v));
+        }
+        let _ = write!(s, "<path class=\"band\" d=\"{d}Z\"/>");
+    }
     // Granted: a step at each adjustment.
     if let Some(first) = b.curve.first() {
         let mut d = format!("M{:.1},{:.1}", x(first.t as f64), y(first.granted_hours));
@@ -766,6 +817,13 @@ pub(crate) fn burndown_svg(b: &BurnDown) -> String {
         }
         let last_x = x(b.daily.last().map(|d| d.end_s as f64).unwrap_or(t0));
         let _ = write!(s, "<path class=\"consumed-area\" d=\"{line}L{last_x:.1},{y1:.1}Z\"/><path class=\"consumed\" d=\"{line}\"/>");
+    }
+    if b.band.len() >= 2 {
+        let mut d = String::new();
+        for (i, (t, v)) in clip_at(&b.band.iter().map(|p| (p.t as f64, p.p50_hours)).collect::<Vec<_>>(), top).into_iter().enumerate() {
+            let _ = write!(d, "{}{:.1},{:.1}", if i == 0 { "M" } else { "L" }, x(t), y(v));
+        }
+        let _ = write!(s, "<path class=\"band-median\" d=\"{d}\"/>");
     }
     if let [p0, p1] = b.projection.as_slice() {
         let _ = write!(s, "<path class=\"projection\" d=\"M{:.1},{:.1}L{:.1},{:.1}\"/>", x(p0.t as f64), y(p0.hours), x(p1.t as f64), y(p1.hours));
@@ -816,5 +874,116 @@ mod tests {
         let q = TableQuery { centre: Some("idris".into()), status: Some("over_pace".into()), ..Default::default() };
         assert_eq!(q.with("status", None), "/?centre=idris");
         assert_eq!(q.with("committee", Some("CT 5")), "/?centre=idris&committee=CT%205&status=over_pace");
+    }
+
+    use crate::domain::burndown::build;
+    use crate::domain::forecast::{FanPoint, Forecast, Quantiles, LEVELS};
+    use crate::domain::reconcile::{Profile, Status};
+    use crate::domain::reconciliation::ForecastBand;
+    use crate::domain::time::{day_number, day_start, DayNumber};
+    use jiff::tz::TimeZone;
+    use std::collections::BTreeMap;
+
+    /// Quantiles rising linearly from `p0` at level 0 %, `p10` at 10 %: P50 = p0 + 5 (p10 − p0).
+    fn quantiles(p0: f64, p10: f64) -> Quantiles {
+        Quantiles(std::array::from_fn(|l| p0 + (p10 - p0) * l as f64 / 2.0))
+    }
+
+    /// 2026-01-01..2026-01-11, 100 h granted, 15 h a day for 4 days (60 h at the 5th, 00:00);
+    /// with `fan` (instant offsets in days from the instant, P0, P10 of the consumed hours) a
+    /// forecast that runs out at days `exhaustion` (P10, P50, P90; none: not within the period).
+    fn burndown(fan: &[(i64, f64, f64)], exhaustion: [Option<f64>; 3]) -> BurnDown {
+        let tz = TimeZone::UTC;
+        let d = |s: &str| s.parse::<jiff::civil::Date>().unwrap();
+        let at = day_start(day_number(d("2026-01-05")), &tz);
+        let never = |e: Option<f64>| e.map(|days| (at as f64) + days * 86400.0).unwrap_or(f64::INFINITY);
+        let forecast = (!fan.is_empty()).then(|| {
+            let fan: Vec<FanPoint> = fan.iter().map(|&(days, p0, p10)| FanPoint { t: at + days * 86400, consumed: quantiles(p0, p10) }).collect();
+            let mut ex = [f64::INFINITY; LEVELS];
+            for (l, e) in [(2, exhaustion[0]), (10, exhaustion[1]), (18, exhaustion[2])] {
+                ex[l] = never(e);
+            }
+            Forecast { at, history_days: 4, history_weight: 1.0, exhaustion: Quantiles(ex), end_consumed: fan.last().unwrap().consumed, fan }
+        });
+        let mut report = AllocationReport { burn_rate_hours_per_day: 15.0, ..AllocationReport::example(100.0, 60.0, Status::OverPace) };
+        report.forecast_band = forecast.as_ref().map(|f| ForecastBand::of(f, HoursKind::CoreHours, &tz));
+        report.forecast = forecast;
+        let daily: BTreeMap<DayNumber, f64> = (0..4).map(|i| (day_number(d("2026-01-01")) + i, 15.0)).collect();
+        build(&report, |_| 100.0, &Profile::linear(), &tz, &daily, 0.0, at, (d("2026-01-01"), d("2026-01-11")))
+    }
+
+    /// The (x, y) points of the path of class `class` in `svg`.
+    fn path_points(svg: &str, class: &str) -> Vec<(f64, f64)> {
+        let marker = format!("<path class=\"{class}\" d=\"");
+        let at = svg.find(&marker).unwrap_or_else(|| panic!("no {class} path in {svg}")) + marker.len();
+        let d = &svg[at..at + svg[at..].find('"').unwrap()];
+        d.split(['M', 'L', 'Z'])
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (x, y) = p.split_once(',').unwrap();
+                (x.parse().unwrap(), y.parse().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn clipping_at_the_top_adds_the_crossings() {
+        // (polyline, clipped at 10)
+        let table: &[(&[(f64, f64)], &[(f64, f64)])] = &[
+            (&[(0.0, 0.0), (10.0, 5.0)], &[(0.0, 0.0), (10.0, 5.0)]),
+            (&[(0.0, 0.0), (10.0, 20.0)], &[(0.0, 0.0), (5.0, 10.0), (10.0, 10.0)]),
+            (&[(0.0, 20.0), (10.0, 0.0)], &[(0.0, 10.0), (5.0, 10.0), (10.0, 0.0)]),
+            (&[(0.0, 0.0), (4.0, 40.0), (8.0, 0.0)], &[(0.0, 0.0), (1.0, 10.0), (4.0, 10.0), (7.0, 10.0), (8.0, 0.0)]),
+            (&[(0.0, 12.0), (10.0, 30.0)], &[(0.0, 10.0), (10.0, 10.0)]),
+        ];
+        for (line, want) in table {
+            assert_eq!(clip_at(line, 10.0), want.to_vec(), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn the_band_is_shaded_under_the_lines_with_its_median_dashed_and_clipped_at_the_top() {
+        // Six days left: at the end P10 95 h, P50 155 h, P90 215 h (over the chart's top).
+        let b = burndown(&[(3, 70.0, 75.0), (6, 80.0, 95.0)], [Some(2.0), Some(4.0), None]);
+        let svg = burndown_svg(&b);
+        let (band, median) = (path_points(&svg, "band"), path_points(&svg, "band-median"));
+        // Under every line: drawn first.
+        let first_line = ["granted", "expected", "consumed", "projection", "band-median"].iter().map(|c| svg.find(&format!("class=\"{c}\"")).unwrap()).min().unwrap();
+        assert!(svg.find("class=\"band\"").unwrap() < first_line);
+        // The range holds the projection (150 h) and the median (155 h): × 1.05 in steps of
+        // 50, 200 h at y = 16.
+        let y = |h: f64| 340.0 - h / 200.0 * 324.0;
+        let r1 = |v: f64| (v * 10.0).round() / 10.0;
+        let x = |day: f64| 72.0 + day / 10.0 * 868.0;
+        assert_eq!(median.first(), Some(&(r1(x(4.0)), r1(y(60.0)))));
+        assert_eq!(median.last(), Some(&(r1(x(10.0)), r1(y(155.0)))));
+        // P90 forward then P10 back; the P90 rises over 200 h between day 7 and day 10: it runs
+        // along the top from the crossing (day 7 + 3 × 85/100) on.
+        assert_eq!(band.first(), Some(&(r1(x(4.0)), r1(y(60.0)))));
+        assert!(band.contains(&(r1(x(7.0 + 3.0 * 85.0 / 100.0)), 16.0)), "{band:?}");
+        assert!(band.contains(&(r1(x(10.0)), r1(y(95.0)))), "{band:?}");
+        assert!(band.iter().all(|&(_, yy)| yy >= 16.0), "{band:?}");
+        assert_eq!(band.iter().filter(|p| p.1 == 16.0).count(), 2, "the crossing and the end, at the top: {band:?}");
+        assert_eq!(band.last(), Some(&(r1(x(4.0)), r1(y(60.0)))));
+        assert!(svg.contains("<path class=\"band\" d=\"M") && svg.contains("Z\"/>"));
+        // No forecast: neither.
+        let svg = burndown_svg(&burndown(&[], [None; 3]));
+        assert!(!svg.contains("class=\"band") && svg.contains("class=\"projection\""));
+    }
+
+    #[test]
+    fn the_figures_and_the_legend_give_the_band() {
+        let b = burndown(&[(3, 70.0, 75.0), (6, 80.0, 90.0)], [Some(2.0), Some(4.5), None]);
+        let page = allocation(&b, &[], &[], 0, 0);
+        assert!(page.contains("<div class=\"l\">Forecast exhaustion (P10–P50–P90)</div><div class=\"v\">2026-01-07 – 2026-01-09 – not within the period</div>"), "{page}");
+        assert!(page.contains("<div class=\"l\">Forecast at period end (P10–P50–P90)</div><div class=\"v\">90.0 – 130 – 170 core-hours</div>"), "{page}");
+        assert!(page.contains("80 % band (P10–P90)</span>") && page.contains("Forecast median (P50)</span>"));
+        // Never within the period, the three at once.
+        let page = allocation(&burndown(&[(6, 70.0, 71.0)], [None; 3]), &[], &[], 0, 0);
+        assert!(page.contains("(P10–P50–P90)</div><div class=\"v\">not within the period</div>"), "{page}");
+        // No forecast: a dash each, no legend entry.
+        let page = allocation(&burndown(&[], [None; 3]), &[], &[], 0, 0);
+        assert_eq!(page.matches("(P10–P50–P90)</div><div class=\"v\">-</div>").count(), 2, "{page}");
+        assert!(!page.contains("80 % band"));
     }
 }

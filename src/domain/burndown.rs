@@ -1,7 +1,9 @@
 //! The burn-down of one allocation over its period: hours charged per local day and their
 //! running total up to the instant, the granted and expected hours at every local midnight of
-//! the period, and the projection at the current burn rate. Served by
-//! `/api/v1/allocations/{centre}/{project}/{resource}` and drawn by the status page.
+//! the period, the projection at the current burn rate, and the forecast's band (P10, P50, P90
+//! of the consumed hours, [`super::forecast`]) from the instant to the period end. Served by
+//! `/api/v1/allocations/{centre}/{project}/{resource}` and drawn by the status page and the
+//! digest's picture.
 //!
 //! [`build`] is pure; the shell that reads the ledger (`crate::reconcile::burndown`) charges the
 //! days the way reconciliation does (daily buckets before the instant's day, the exact partial
@@ -54,6 +56,20 @@ pub struct ProjectionPoint {
     pub hours: f64,
 }
 
+/// One point of the forecast's band: the consumed hours' quantiles at an instant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BandPoint {
+    /// The instant (epoch seconds; RFC 3339 in JSON, as `at`).
+    #[serde(rename = "at", serialize_with = "serialize_rfc3339")]
+    pub t: i64,
+    /// Hours consumed by then, 10 % quantile.
+    pub p10_hours: f64,
+    /// …median.
+    pub p50_hours: f64,
+    /// …90 % quantile.
+    pub p90_hours: f64,
+}
+
 /// An allocation's burn-down at an instant.
 #[derive(Debug, Clone, Serialize)]
 pub struct BurnDown {
@@ -74,6 +90,9 @@ pub struct BurnDown {
     pub curve: Vec<CurvePoint>,
     /// From the instant to the period end at the current burn rate (empty outside the period).
     pub projection: Vec<ProjectionPoint>,
+    /// The forecast's band from the instant (the consumed hours, all three equal) to the period
+    /// end, one point per instant of the forecast's fan (empty without a forecast).
+    pub band: Vec<BandPoint>,
 }
 
 /// Build the burn-down from an allocation's daily charged hours (`daily_hours`, days before the
@@ -123,12 +142,23 @@ pub fn build(
     } else {
         Vec::new()
     };
-    BurnDown { allocation: report.clone(), start_s, end_s, at_s: at, daily, curve, projection }
+    let band = match &report.forecast {
+        Some(f) => {
+            let now = report.consumed_hours.value();
+            let first = BandPoint { t: at, p10_hours: now, p50_hours: now, p90_hours: now };
+            std::iter::once(first)
+                .chain(f.fan.iter().map(|p| BandPoint { t: p.t, p10_hours: p.consumed.at(0.1), p50_hours: p.consumed.at(0.5), p90_hours: p.consumed.at(0.9) }))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    BurnDown { allocation: report.clone(), start_s, end_s, at_s: at, daily, curve, projection, band }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::forecast::{FanPoint, Forecast, Quantiles, LEVELS};
     use crate::domain::reconcile::Status;
     use crate::domain::time::rfc3339;
 
@@ -166,7 +196,75 @@ mod tests {
         let d = |s: &str| s.parse::<jiff::civil::Date>().unwrap();
         let at = day_start(day_number(d("2025-12-20")), &tz);
         let b = build(&report(0.0, 0.0), |_| 100.0, &Profile::linear(), &tz, &BTreeMap::new(), 0.0, at, (d("2026-01-01"), d("2026-01-11")));
-        assert!(b.daily.is_empty() && b.projection.is_empty());
+        assert!(b.daily.is_empty() && b.projection.is_empty() && b.band.is_empty());
         assert_eq!(b.curve.len(), 11);
+    }
+
+    /// Quantiles rising by `step` a level from `base`: P10 = base + 2 step, P50 = base + 10
+    /// step, P90 = base + 18 step.
+    fn quantiles(base: f64, step: f64) -> Quantiles {
+        Quantiles(std::array::from_fn(|l| base + l as f64 * step))
+    }
+
+    #[test]
+    fn the_band_runs_from_the_consumed_hours_at_the_instant_through_the_fan() {
+        let tz = TimeZone::UTC;
+        let d = |s: &str| s.parse::<jiff::civil::Date>().unwrap();
+        let start = day_start(day_number(d("2026-01-01")), &tz);
+        let (at, end) = (start + 4 * 86400, start + 10 * 86400);
+        let fan = |points: &[(i64, f64, f64)]| points.iter().map(|&(t, base, step)| FanPoint { t, consumed: quantiles(base, step) }).collect::<Vec<_>>();
+        let forecast = |points: &[(i64, f64, f64)]| Forecast {
+            at,
+            history_days: 4,
+            history_weight: 1.0,
+            exhaustion: Quantiles([f64::INFINITY; LEVELS]),
+            end_consumed: points.last().map(|p| quantiles(p.1, p.2)).unwrap_or(Quantiles([0.0; LEVELS])),
+            fan: fan(points),
+        };
+        // (forecast, band as (instant, P10, P50, P90))
+        let table: Vec<(Option<Forecast>, Vec<(i64, f64, f64, f64)>)> = vec![
+            (None, vec![]),
+            // One fan point, the period end: the instant, then the end.
+            (Some(forecast(&[(end, 60.0, 1.0)])), vec![(at, 60.0, 60.0, 60.0), (end, 62.0, 70.0, 78.0)]),
+            // Three: every one, in order, the last at the end.
+            (
+                Some(forecast(&[(at + 2 * 86400, 70.0, 0.5), (at + 4 * 86400, 80.0, 2.0), (end, 90.0, 5.0)])),
+                vec![(at, 60.0, 60.0, 60.0), (at + 2 * 86400, 71.0, 75.0, 79.0), (at + 4 * 86400, 84.0, 100.0, 116.0), (end, 100.0, 140.0, 180.0)],
+            ),
+            // Steady usage: a band of no width, still drawn.
+            (Some(forecast(&[(end, 120.0, 0.0)])), vec![(at, 60.0, 60.0, 60.0), (end, 120.0, 120.0, 120.0)]),
+        ];
+        for (f, want) in table {
+            let r = AllocationReport { forecast: f.clone(), ..report(60.0, 10.0) };
+            let b = build(&r, |_| 100.0, &Profile::linear(), &tz, &BTreeMap::new(), 0.0, at, (d("2026-01-01"), d("2026-01-11")));
+            let got: Vec<(i64, f64, f64, f64)> = b.band.iter().map(|p| (p.t, p.p10_hours, p.p50_hours, p.p90_hours)).collect();
+            assert_eq!(got, want, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn the_band_is_served_with_rfc3339_instants() {
+        let tz = TimeZone::UTC;
+        let d = |s: &str| s.parse::<jiff::civil::Date>().unwrap();
+        let at = day_start(day_number(d("2026-01-05")), &tz);
+        let end = day_start(day_number(d("2026-01-11")), &tz);
+        let f = Forecast {
+            at,
+            history_days: 4,
+            history_weight: 1.0,
+            exhaustion: Quantiles([f64::INFINITY; LEVELS]),
+            end_consumed: quantiles(60.0, 1.0),
+            fan: vec![FanPoint { t: end, consumed: quantiles(60.0, 1.0) }],
+        };
+        let r = AllocationReport { forecast: Some(f), ..report(60.0, 10.0) };
+        let b = build(&r, |_| 100.0, &Profile::linear(), &tz, &BTreeMap::new(), 0.0, at, (d("2026-01-01"), d("2026-01-11")));
+        let json = serde_json::to_value(&b).unwrap();
+        assert_eq!(
+            json["band"],
+            serde_json::json!([
+                { "at": "2026-01-05T00:00:00Z", "p10_hours": 60.0, "p50_hours": 60.0, "p90_hours": 60.0 },
+                { "at": "2026-01-11T00:00:00Z", "p10_hours": 62.0, "p50_hours": 70.0, "p90_hours": 78.0 },
+            ])
+        );
     }
 }
