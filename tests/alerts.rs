@@ -467,7 +467,8 @@ retry_max_seconds = 0
     let err = stderr(&out);
     let list = s.cli(&["alerts", "list", "--format", "json"]);
     let listed = String::from_utf8_lossy(&list.stdout);
-    assert!(listed.contains("535") || listed.to_lowercase().contains("auth"), "{listed}");
+    // The reason, as the server gave it: 535, authentication refused.
+    assert!(listed.contains("535") && listed.contains("Authentication credentials invalid"), "{listed}");
     for text in [&err, &listed.to_string(), &String::from_utf8_lossy(&s.cli(&["config", "check"]).stdout).to_string()] {
         assert!(!text.contains("not-the-password-xyz") && !text.contains(&env["AW_SMTP_AUTH_PASSWORD"]), "secret leaked: {text}");
     }

@@ -82,8 +82,8 @@ fn a_failing_sacct_fails_its_centre_cleanly_while_the_others_go_on() {
     // (mode, stand-in script, what the error must say)
     let cases = [
         ("exits non-zero", "echo 'sacct: error: Problem talking to the database: Connection refused' >&2; exit 1", "Connection refused"),
-        ("prints garbage", "echo 'this is not sacct output'; echo '<<<>>>'", "alpha"),
-        ("prints other columns", "echo 'JobID|State'; echo '1|COMPLETED'", "alpha"),
+        ("prints garbage", "echo 'this is not sacct output'; echo '<<<>>>'", "unexpected columns `this is not sacct output`"),
+        ("prints other columns", "echo 'JobID|State'; echo '1|COMPLETED'", "unexpected columns `JobID|State`"),
         ("hangs", "sleep 30", "timed out"),
         ("truncated output", "printf 'JobIDRaw|JobID|Cluster|Partition|Account|User|Start|End|ElapsedRaw|AllocCPUS|AllocNodes|AllocTRES|State|TimelimitRaw\\n17|17|alp'", "truncated"),
     ];

@@ -191,7 +191,7 @@ timeout_seconds = 3
     captured += &run(&["link", "--project", "P"]);
     // Errors happened (401 from slurmrestd, InfluxDB down, SMTP refused our password): they are
     // in the output, the secrets are not.
-    assert!(captured.contains("401"), "{captured}");
+    assert!(captured.contains("refused authentication (401 Unauthorized"), "{captured}");
     assert!(captured.contains("https://allocwatch.secret.example/projects/P?key=v1."), "the link was made: {captured}");
     for secret in [influx_token, smtp_password, jwt, "JWT-SECRET-sig", "WEBHOOK-SECRET-key", "LINK-SECRET-key"] {
         assert!(!captured.contains(secret), "secret {secret:?} leaked in:\n{captured}");
@@ -236,4 +236,31 @@ fn a_store_url_is_refused_naming_its_scheme_and_creates_nothing() {
     assert!(err.contains("store.path: `postgresql://…` is a PostgreSQL URL") && !err.contains("s3cret-pw"), "{err}");
     let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(left, vec!["allocwatch.toml".to_string()], "nothing created beside the configuration");
+}
+
+#[test]
+fn a_file_of_nothing_but_rejected_lines_is_a_failed_import_and_a_few_bad_lines_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[[centre]]\nid = \"c\"\ntimezone = \"UTC\"\nclusters = [\"c\"]\n[[centre.billing]]\nresource = \"cpu\"\npartitions = [\"cpu\"]\nunit = \"cpu\"\n",
+    );
+    let c = cfg.to_str().unwrap();
+    let header = "JobID|JobIDRaw|Cluster|Partition|Account|User|Start|End|ElapsedRaw|AllocCPUS|AllocTRES|State\n";
+    let good = "1|1|c|cpu|a|u|1767225600|1767229200|3600|2|cpu=2|COMPLETED\n";
+    // Bytes that are no text at all, then a header followed by lines that are all wrong.
+    let random: Vec<u8> = (0..600u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(dir.path().join("random.sacct"), &random).unwrap();
+    std::fs::write(dir.path().join("bad.sacct"), format!("{header}x|x|c|cpu|a|u|start|end|e|n|t|COMPLETED\n2|2|c|cpu|a|u|1|2|3\n")).unwrap();
+    std::fs::write(dir.path().join("mixed.sacct"), format!("{header}{good}2|2|c|cpu|a|u|nope|1767229200|3600|2|cpu=2|COMPLETED\n")).unwrap();
+    for f in ["random.sacct", "bad.sacct"] {
+        let out = aw(&["--config", c, "import", "--centre", "c", "--format", "sacct", dir.path().join(f).to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{f}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(&format!("{f}: no line could be read")) && err.contains("nothing imported"), "{f}: {err}");
+    }
+    let out = aw(&["--config", c, "import", "--centre", "c", "--format", "sacct", dir.path().join("mixed.sacct").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(text.contains("1 records (1 new") && text.contains("1 rejected lines") && text.contains("mixed.sacct:3"), "{text}");
 }

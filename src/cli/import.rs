@@ -28,6 +28,8 @@ pub fn run(g: &Globals, a: Args) -> Result<(), Failure> {
     let c = config.centre(&a.centre)?;
     let mut store = open_store(&config)?;
     let mut rejected_total = 0;
+    // Files in which no line was readable: nothing but rejections is not an import.
+    let mut unreadable = Vec::new();
     for f in &a.files {
         let started = std::time::Instant::now();
         let imp = import_file(&mut store, c, f, a.format, a.fields.as_deref(), now())?;
@@ -56,6 +58,17 @@ pub fn run(g: &Globals, a: Args) -> Result<(), Failure> {
             secs,
             s.records as f64 / secs.max(1e-9)
         );
+        if s.rejected > 0 && s.records == 0 && s.steps == 0 && s.not_started == 0 {
+            unreadable.push(f.display().to_string());
+        }
+    }
+    if !unreadable.is_empty() {
+        return Err(Failure::Runtime(format!(
+            "{}: no line could be read ({rejected_total} lines rejected in all, nothing imported from {}): is it an accounting file of centre {} in this format?",
+            unreadable.join(", "),
+            if unreadable.len() == 1 { "it" } else { "them" },
+            a.centre
+        )));
     }
     if rejected_total > 0 {
         eprintln!("{rejected_total} lines rejected in all; the rest was imported");
