@@ -445,7 +445,10 @@ fn chromium() -> Option<PathBuf> {
 
 /// Run headless Chromium on a URL with extra arguments; returns stdout.
 fn chromium_run(bin: &Path, profile: &Path, args: &[&str], url: &str) -> String {
-    let out = Command::new(bin)
+    // Under a timeout: a Chromium that hangs fails this test in two minutes.
+    let out = Command::new("timeout")
+        .args(["--kill-after=10", "120"])
+        .arg(bin)
         .args([
             "--headless",
             "--no-sandbox",
@@ -462,6 +465,7 @@ fn chromium_run(bin: &Path, profile: &Path, args: &[&str], url: &str) -> String 
         .arg(url)
         .output()
         .expect("run chromium");
+    assert_ne!(out.status.code(), Some(124), "chromium {args:?} {url}: timed out after 120 s");
     assert!(out.status.success(), "chromium {args:?} {url}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

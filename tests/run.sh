@@ -44,9 +44,9 @@ else
   echo "WARNING: the Slurm lab did not start; live Slurm tests will be skipped" >&2
 fi
 
-echo "== tools (faketime: tests on a simulated calendar; wrk: the HTTP load test)"
-if ! command -v faketime >/dev/null || ! command -v wrk >/dev/null; then
-  apt=(apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends faketime wrk)
+echo "== tools (faketime: tests on a simulated calendar; wrk: the HTTP load test; g++: the fuzzers)"
+if ! command -v faketime >/dev/null || ! command -v wrk >/dev/null || ! command -v g++ >/dev/null; then
+  apt=(apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends faketime wrk g++)
   DEBIAN_FRONTEND=noninteractive "${apt[@]}" >/dev/null 2>&1 || {
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update >/dev/null 2>&1 || true
     DEBIAN_FRONTEND=noninteractive "${apt[@]}"
@@ -83,8 +83,15 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 chromium --version 2>/dev/null
 
+echo "== the test servers' own self-test"
+/usr/bin/python3 tests/infra/servers/selftest.py "$state/servers-selftest" | tail -1
+
 echo "== tests"
-cargo test --locked --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
+# Every test binary runs under a timeout (cargo's runner): a hang fails its binary in 15
+# minutes, not the whole run at CI's limit.
+host=$(rustc -vV | sed -n 's/^host: //p' | tr 'a-z-' 'A-Z_')
+env "CARGO_TARGET_${host}_RUNNER=timeout --kill-after=30 900" \
+  cargo test --locked --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
 
 # Fuzz every parser of outside input for a bounded time (fuzz/README.md). A crash or a
 # failed assertion fails the run; new inputs go to a scratch copy of the corpus.
