@@ -143,6 +143,16 @@ fn mails(maildir: &Path, tag: &str) -> Vec<Mail> {
     out
 }
 
+/// Whether some process holds an established TCP connection to 127.0.0.1:`port` (from
+/// /proc/net/tcp: a client's remote address is the server's).
+fn connected_to(port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp").unwrap_or_default().lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 3 && f[2] == want && f[3] == "01"
+    })
+}
+
 fn to_count(ms: &[Mail], who: &str) -> usize {
     ms.iter().filter(|m| m.to == who).count()
 }
@@ -403,17 +413,20 @@ fn killed_with_sigkill_during_delivery_nothing_lost_nothing_doubled() {
         let n: i64 = c.query_row("SELECT COUNT(*) FROM notifications", [], |r| r.get(0)).ok()?;
         (n > 0).then_some(())
     });
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // A delivery is in flight: the daemon's connection to the (frozen) server is established
+    // (the kernel completes the handshake for a stopped listener), and nothing was sent yet.
+    wait_for(60, "the daemon connected to the SMTP server", || connected_to(port).then_some(()));
+    assert!(mails(maildir.path(), tag).is_empty());
     daemon.kill().unwrap(); // SIGKILL
     daemon.wait().unwrap();
     assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
     // Restart: deliver what is owed. The pinned config has no `at`, so use the same store.
     let out = s.cli(&["alerts", "deliver", "--force"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let m = wait_for(10, "mails after restart", || Some(mails(maildir.path(), tag)).filter(|m| m.len() >= 3));
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // `deliver` returns once the server accepted each message (aiosmtpd writes it before its
+    // 250), and nothing else is running: what is on disk now is everything.
     let m2 = mails(maildir.path(), tag);
-    assert_eq!(m2.len(), m.len());
+    assert_eq!(m2.len(), 3, "{m2:#?}");
     for who in ["pi", "m", "ops"] {
         assert_eq!(to_count(&m2, &format!("{who}@{tag}.example")), 1, "{who} must get exactly one: {m2:#?}");
     }
