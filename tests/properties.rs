@@ -4,6 +4,7 @@
 
 use allocwatch::store::{PullRecord, Store};
 use allocwatch::domain::job::{prorate_daily, prorate_window, JobRecord, UnitSeconds, Units};
+use allocwatch::domain::time::day_start;
 use allocwatch::sources::{read_stream, FileFormat, Parsed, SourceContext};
 use jiff::tz::TimeZone;
 use proptest::prelude::*;
@@ -124,9 +125,20 @@ proptest! {
     fn proration_is_exact(j in job_strategy(), cuts in prop::collection::vec(0i64..(40 * 86400), 0..6)) {
         let tz = TimeZone::get("Europe/Paris").unwrap();
         let mut total = UnitSeconds::default();
-        for (_, us) in prorate_daily(&j, &tz) {
+        let days = prorate_daily(&j, &tz);
+        for (k, (day, us)) in days.iter().enumerate() {
             prop_assert!(us.cpu >= 0 && us.gpu >= 0);
-            total.add(&us);
+            total.add(us);
+            // Each share is the job's part of that local day, whose bounds are Paris midnights
+            // (23, 24 or 25 hours apart): the same as the window of exactly that day.
+            let (from, to) = (day_start(*day, &tz), day_start(*day + 1, &tz));
+            prop_assert!([23, 24, 25].contains(&((to - from) / 3600)) && (to - from) % 3600 == 0, "day {day}: {from}..{to}");
+            prop_assert_eq!(*us, prorate_window(&j, from, to), "day {}", day);
+            prop_assert!(k == 0 || *day == days[k - 1].0 + 1, "days follow each other");
+        }
+        if let (Some(first), Some(last)) = (days.first(), days.last()) {
+            prop_assert!(day_start(first.0, &tz) <= j.start_s && j.start_s < day_start(first.0 + 1, &tz));
+            prop_assert!(day_start(last.0, &tz) <= j.end_s.max(j.start_s) && j.end_s.max(j.start_s) <= day_start(last.0 + 1, &tz));
         }
         let want = UnitSeconds {
             cpu: j.units.cpus as i64 * j.elapsed_s,
