@@ -193,16 +193,50 @@ timeout_seconds = 3
     // in the output, the secrets are not.
     assert!(captured.contains("refused authentication (401 Unauthorized"), "{captured}");
     assert!(captured.contains("https://allocwatch.secret.example/projects/P?key=v1."), "the link was made: {captured}");
+    let mut searched = 0;
     for secret in [influx_token, smtp_password, jwt, "JWT-SECRET-sig", "WEBHOOK-SECRET-key", "LINK-SECRET-key"] {
-        assert!(!captured.contains(secret), "secret {secret:?} leaked in:\n{captured}");
+        for form in encoded_forms(secret) {
+            assert!(!captured.contains(&form), "secret {secret:?} leaked (as {form:?}) in:\n{captured}");
+            searched += 1;
+        }
     }
+    assert!(searched >= 6 * 4, "{searched} forms searched"); // itself and three base64 alignments at least
     // The store holds no secret either (errors recorded there are shown by `alerts list`).
     let store = std::fs::read(dir.path().join("store.sqlite")).unwrap();
     let wal = std::fs::read(dir.path().join("store.sqlite-wal")).unwrap_or_default();
     for secret in [influx_token, smtp_password, "JWT-SECRET-sig", "WEBHOOK-SECRET-key", "LINK-SECRET-key"] {
-        let s = secret.as_bytes();
-        assert!(!store.windows(s.len()).any(|w| w == s) && !wal.windows(s.len()).any(|w| w == s), "secret {secret:?} stored");
+        for form in encoded_forms(secret) {
+            let s = form.as_bytes();
+            assert!(!store.windows(s.len()).any(|w| w == s) && !wal.windows(s.len()).any(|w| w == s), "secret {secret:?} stored (as {form:?})");
+        }
     }
+}
+
+/// A secret as it could leak: itself, percent-encoded (as in a URL), and in base64 (standard
+/// and URL-safe) at each of the three alignments it can have inside a longer encoded text (the
+/// part of the encoding that does not depend on its neighbours).
+fn encoded_forms(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    let mut out = vec![secret.to_string()];
+    let pct: String = secret
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    out.push(pct);
+    let bytes = secret.as_bytes();
+    for engine in [&base64::engine::general_purpose::STANDARD, &base64::engine::general_purpose::URL_SAFE] {
+        for k in 0..3usize {
+            let mut padded = vec![0u8; k];
+            padded.extend_from_slice(bytes);
+            let enc = engine.encode(&padded);
+            let (skip, first) = if k == 0 { (0, 0) } else { (4, 3 - k) };
+            let groups = (bytes.len() - first) / 3;
+            out.push(enc[skip..skip + groups * 4].to_string());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// A store given as a URL is refused by name (its scheme only: a URL may carry a password),

@@ -628,6 +628,38 @@ fn metrics_render_after_a_cycle() {
         assert!(text.contains(&format!("\n{family} ")), "no {family} in\n{text}");
     }
     assert!(text.ends_with("# EOF\n"));
+    // Prometheus's own linter reads it as Prometheus would (Debian's `prometheus` package;
+    // tests/run.sh installs it).
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    match promtool {
+        Ok(mut child) => {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            // It parses (a parse error is a line of its own), and lints only two things, both
+            // by design: hours and days of allocations are resource-hours, not durations (and
+            // the names are the InfluxDB fields'); a counter's HELP is on its family name, as
+            // OpenMetrics writes it (promtool reads the older text format).
+            let mut lints = 0;
+            for l in said.lines().filter(|l| !l.trim().is_empty()) {
+                let unit = l.ends_with("use base unit \"seconds\" instead of \"hours\"") || l.ends_with("use base unit \"seconds\" instead of \"days\"");
+                let counter_help = l.strip_suffix("_total no help text").is_some_and(|family| text.contains(&format!("# HELP {family} ")));
+                assert!(unit || counter_help, "promtool check metrics: {l}\nin:\n{said}\non:\n{text}");
+                lints += 1;
+            }
+            assert!(lints > 0 || out.status.success(), "{said}");
+        }
+        Err(e) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but promtool is not installed (tests/run.sh installs it): {e}");
+            eprintln!("SKIPPED promtool check: {e}");
+        }
+    }
 }
 
 /// Write throughput to the local servers, by hand (needs the servers' environment):

@@ -44,9 +44,9 @@ else
   echo "WARNING: the Slurm lab did not start; live Slurm tests will be skipped" >&2
 fi
 
-echo "== tools (faketime: tests on a simulated calendar; wrk: the HTTP load test; g++: the fuzzers)"
-if ! command -v faketime >/dev/null || ! command -v wrk >/dev/null || ! command -v g++ >/dev/null; then
-  apt=(apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends faketime wrk g++)
+echo "== tools (faketime: tests on a simulated calendar; wrk: the HTTP load test; g++: the fuzzers; promtool: /metrics)"
+if ! command -v faketime >/dev/null || ! command -v wrk >/dev/null || ! command -v g++ >/dev/null || ! command -v promtool >/dev/null; then
+  apt=(apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends faketime wrk g++ prometheus)
   DEBIAN_FRONTEND=noninteractive "${apt[@]}" >/dev/null 2>&1 || {
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update >/dev/null 2>&1 || true
     DEBIAN_FRONTEND=noninteractive "${apt[@]}"
