@@ -467,6 +467,36 @@ fn strict_influxdb_reads_back_exactly_what_check_printed() {
     assert_eq!(hours, BTreeMap::from([("acc1".into(), 4.0), ("zz".into(), 5.0)]));
 }
 
+#[test]
+fn a_point_the_strict_parser_refuses_is_isolated_and_kept_and_the_rest_lands() {
+    let Some(sv) = shared_servers("a_point_the_strict_parser_refuses_is_isolated_and_kept_and_the_rest_lands") else { return };
+    let (proxy, influx1) = (sv.var("AW_INFLUX_PROXY_URL"), sv.var("AW_INFLUX1_URL"));
+    let db = "aw_refused_e2e";
+    influx_create_db(influx1, db);
+    let centre = "e2erefused";
+    let at = "2026-01-21T00:00:00Z";
+    // Someone wrote `forecast_exhaustion_p90_days` as a string into this shard: influxd's own
+    // parser now refuses, with a field type conflict, the one line of ours that carries it (P2's:
+    // the only allocation whose P90 runs out within its period).
+    let seed = format!("allocation,centre=elsewhere forecast_exhaustion_p90_days=\"soon\" {}", t(at) * 1_000_000_000);
+    let out = curl(&["-XPOST", &format!("{influx1}/write?db={db}"), "--data-binary", &seed]);
+    assert!(out.trim().is_empty(), "{out}");
+    let fx = Fixture::new(centre, Some(&influx_section(proxy, db, "gzip = false\nbatch_size = 50")), "");
+    let (rows, _) = fx.check(at, sv.var("AW_INFLUX_TOKEN"));
+    let st = fx.outbox_status();
+    assert_eq!((st["depth"].as_u64(), st["rejected"].as_u64()), (Some(0), Some(1)), "one point refused, none left waiting: {st}");
+    // The refused line is kept with influxd's own words; every other point landed exactly.
+    let c = rusqlite::Connection::open(fx.path().join("store.sqlite")).unwrap();
+    let (line, error): (String, String) = c.query_row("SELECT line, error FROM outbox_rejected", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert!(line.starts_with("allocation,") && line.contains("project=P2") && line.contains("forecast_exhaustion_p90_days="), "{line}");
+    assert!(error.contains("field type conflict") && error.contains("400"), "influxd's status and message, passed through: {error}");
+    let mut want = expected_allocation_points(&rows);
+    want.retain(|(tags, _), _| tags.get("project").map(String::as_str) != Some("P2"));
+    assert_eq!(influx_allocation_at(influx1, db, centre, t(at)), want);
+    assert_eq!(influx_rows(influx1, db, "orphan_usage", centre).len(), 2);
+    assert!(!influx_rows(influx1, db, "centre_feed", centre).is_empty());
+}
+
 /// Allocation values of cycle `at` in influxd, as (tags, field) → value.
 fn influx_allocation_at(influx1: &str, db: &str, centre: &str, at_s: i64) -> BTreeMap<(BTreeMap<String, String>, String), f64> {
     let mut got = BTreeMap::new();
