@@ -454,3 +454,58 @@ fn a_pace_threshold_under_alert_rules_is_refused_by_name() {
         assert!(e.contains(&name) && e.contains(now), "{key}: {e}");
     }
 }
+
+#[test]
+fn the_same_job_id_and_start_on_two_clusters_of_a_centre_are_two_jobs_and_a_transfer_moves_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("alloc.csv"),
+        "project,centre,resource,period_start,period_end,granted_hours,accounts,pi,members,committee,profile\n\
+         A0190000010,idris,cpu,2026-01-01,2026-04-11,1000,abc,pi@lab.fr,,CT1,\n\
+         A0190000011,idris,cpu,2026-01-01,2026-04-11,1000,xyz,pi@lab.fr,,CT1,\n",
+    )
+    .unwrap();
+    // A transfer takes 300 h from one allocation and gives them to the other, on one date.
+    std::fs::write(
+        dir.path().join("adj.csv"),
+        "date,project,centre,resource,hours,kind,reason\n\
+         2026-01-15,A0190000010,idris,cpu,-300,transfer,to A0190000011\n\
+         2026-01-15,A0190000011,idris,cpu,300,transfer,from A0190000010\n",
+    )
+    .unwrap();
+    let d10 = t("2026-01-10T00:00:00Z");
+    // Job 77 started at the same second on both clusters: JobIDRaw is unique per cluster only.
+    std::fs::write(
+        dir.path().join("dump.txt"),
+        format!(
+            "JobID|JobIDRaw|Cluster|Partition|Account|User|Start|End|ElapsedRaw|AllocCPUS|AllocTRES|State\n\
+             77|77|jeanzay|cpu_p1|abc|alice|{d10}|{}|3600|4|cpu=4|COMPLETED\n\
+             77|77|jeanzay2|cpu_p1|abc|bob|{d10}|{}|3600|6|cpu=6|COMPLETED\n",
+            d10 + 3600,
+            d10 + 3600
+        ),
+    )
+    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[allocations]\nfiles = [\"alloc.csv\"]\nadjustments = [\"adj.csv\"]\n[[centre]]\nid = \"idris\"\ntimezone = \"UTC\"\nclusters = [\"jeanzay\", \"jeanzay2\"]\n\
+         [[centre.billing]]\nresource = \"cpu\"\npartitions = [\"cpu_p1\"]\nunit = \"cpu\"\n",
+    );
+    let out = import(&cfg, &dir.path().join("dump.txt"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 records (2 new, 0 replaced, 0 unchanged)"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = import(&cfg, &dir.path().join("dump.txt"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 records (0 new, 0 replaced, 2 unchanged)"));
+    let c = cfg.to_str().unwrap();
+    let usage: Vec<serde_json::Value> = serde_json::from_str(&ok(&["--config", c, "usage", "--format", "json"])).unwrap();
+    let by_cluster: std::collections::BTreeMap<String, i64> = usage.iter().map(|r| (r["cluster"].as_str().unwrap().to_string(), r["cpu_seconds"].as_i64().unwrap())).collect();
+    assert_eq!(by_cluster, [("jeanzay".to_string(), 4 * 3600), ("jeanzay2".to_string(), 6 * 3600)].into());
+    // Both runs charge A0190000010: 10 h. Before the transfer date, both grants are whole; after
+    // it, 700 h and 1,300 h, and the total granted is unchanged.
+    let granted = |at: &str| -> Vec<(f64, f64)> {
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&ok(&["--config", c, "check", "--no-pull", "--at", at, "--format", "json"])).unwrap();
+        rows.iter().map(|r| (r["granted_hours"].as_f64().unwrap(), r["consumed_hours"].as_f64().unwrap())).collect()
+    };
+    assert_eq!(granted("2026-01-14T00:00:00Z"), vec![(1000.0, 10.0), (1000.0, 0.0)]);
+    assert_eq!(granted("2026-01-16T00:00:00Z"), vec![(700.0, 10.0), (1300.0, 0.0)]);
+}
