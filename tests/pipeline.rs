@@ -509,3 +509,26 @@ fn the_same_job_id_and_start_on_two_clusters_of_a_centre_are_two_jobs_and_a_tran
     assert_eq!(granted("2026-01-14T00:00:00Z"), vec![(1000.0, 10.0), (1000.0, 0.0)]);
     assert_eq!(granted("2026-01-16T00:00:00Z"), vec![(700.0, 10.0), (1300.0, 0.0)]);
 }
+
+#[test]
+fn a_25_hour_autumn_day_and_civil_times_in_its_repeated_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    // sacct's default civil times, read in Paris: on 2026-10-25 the clock goes back at 03:00.
+    std::fs::write(
+        dir.path().join("dump.txt"),
+        "JobID|JobIDRaw|Cluster|Partition|Account|User|Start|End|Elapsed|AllocCPUS|AllocTRES|State\n\
+         1|1|jz|p|wholeday|u|2026-10-25T00:00:00|2026-10-26T00:00:00|1-01:00:00|1|cpu=1|COMPLETED\n\
+         2|2|jz|p|fold|u|2026-10-25T02:10:00|2026-10-25T02:05:00|00:55:00|1|cpu=1|COMPLETED\n",
+    )
+    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[[centre]]\nid = \"idris\"\ntimezone = \"Europe/Paris\"\nclusters = [\"jz\"]\n[[centre.billing]]\nresource = \"cpu\"\npartitions = [\"p\"]\nunit = \"cpu\"\n",
+    );
+    let out = import(&cfg, &dir.path().join("dump.txt"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 records (2 new, 0 replaced, 0 unchanged), 0 rejected lines"), "{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&ok(&["--config", cfg.to_str().unwrap(), "usage", "--group-by", "day", "--format", "json"])).unwrap();
+    let got: Vec<(String, String, i64)> =
+        rows.iter().map(|r| (r["account"].as_str().unwrap().to_string(), r["day"].as_str().unwrap().to_string(), r["cpu_seconds"].as_i64().unwrap())).collect();
+    assert_eq!(got, vec![("fold".into(), "2026-10-25".into(), 55 * 60), ("wholeday".into(), "2026-10-25".into(), 25 * 3600)]);
+}

@@ -183,7 +183,7 @@ impl SacctParser {
             err(Some(raw_field), format!("`{}` is not a Slurm job id", truncate(raw_text)))
         })?;
         let start = parse_time(get(c.start), &self.tz).map_err(|r| err(Some("Start"), r))?;
-        let Some(start_s) = start else {
+        let Some(mut start_s) = start else {
             // Never started (pending, cancelled before start): nothing was consumed.
             return Ok(LineKind::NotStarted);
         };
@@ -200,6 +200,17 @@ impl SacctParser {
         };
         if matches!(elapsed, Some(e) if e < 0) {
             return Err(err(Some("Elapsed"), "negative elapsed time".into()));
+        }
+        let mut end = end;
+        // Civil times in the hour a clock change repeats name two instants each: when the first
+        // reading cannot be the job (it ends before it starts, or lasts less than it ran), the
+        // pair of readings that fits the elapsed time is the job.
+        if let Some(e) = end {
+            if e < start_s || elapsed.is_some_and(|el| el > e - start_s) {
+                if let Some((s2, e2)) = fit_in_fold(get(c.start), get(c.end), elapsed, &self.tz) {
+                    (start_s, end) = (s2, Some(e2));
+                }
+            }
         }
         let running = ["RUNNING", "SUSPENDED", "COMPLETING"]
             .iter()
@@ -364,6 +375,26 @@ pub(crate) fn parse_time(s: &str, tz: &TimeZone) -> Result<Option<i64>, String> 
     Ok(Some(z.timestamp().as_second()))
 }
 
+/// Both instants a time names in `tz`, (earlier, later): the same unless it is a civil time in
+/// the hour a clock change repeats (epoch seconds name one).
+fn occurrences(s: &str, tz: &TimeZone) -> Option<(i64, i64)> {
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        let t = s.parse().ok()?;
+        return Some((t, t));
+    }
+    let dt: DateTime = s.parse().ok()?;
+    let amb = tz.to_ambiguous_timestamp(dt);
+    Some((amb.earlier().ok()?.as_second(), amb.later().ok()?.as_second()))
+}
+
+/// The (start, end) readings of civil `start` and `end` that make a job of `elapsed` seconds
+/// (at least that long, the closest): none when no reading does.
+fn fit_in_fold(start: &str, end: &str, elapsed: Option<i64>, tz: &TimeZone) -> Option<(i64, i64)> {
+    let ((s0, s1), (e0, e1)) = (occurrences(start, tz)?, occurrences(end, tz)?);
+    let need = elapsed.unwrap_or(0);
+    [(s0, e0), (s0, e1), (s1, e0), (s1, e1)].into_iter().filter(|(s, e)| e - s >= need).min_by_key(|(s, e)| (e - s - need, *s))
+}
+
 /// sacct's elapsed format: `[D-]HH:MM:SS`, `MM:SS`, or `MM:SS.mmm`.
 pub(crate) fn parse_elapsed(s: &str) -> Result<i64, String> {
     let bad = || format!("`{}` is not an elapsed time ([D-]HH:MM:SS)", truncate(s));
@@ -518,6 +549,28 @@ mod tests {
             default_cluster: "dflt".into(),
             observed_at: 1_000_000,
         }
+    }
+
+    #[test]
+    fn civil_times_in_the_repeated_autumn_hour_are_read_by_the_elapsed_time() {
+        // 2026-10-25 in Paris: 02:00–03:00 happens twice (CEST, then CET).
+        let p = SacctParser { tz: TimeZone::get("Europe/Paris").unwrap(), ..parser("JobIDRaw|Cluster|Partition|Account|Start|End|Elapsed|AllocCPUS|State") };
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_second();
+        // (line, start, end, elapsed): ends "before" it starts, civilly; starts before the fold
+        // and ends in its second pass; wholly in the first pass; a job with no fold at all.
+        let cases = [
+            ("1|jz|p|a|2026-10-25T02:10:00|2026-10-25T02:05:00|00:55:00|1|COMPLETED", "2026-10-25T00:10:00Z", "2026-10-25T01:05:00Z", 55 * 60),
+            ("2|jz|p|a|2026-10-25T01:50:00|2026-10-25T02:20:00|01:30:00|1|COMPLETED", "2026-10-24T23:50:00Z", "2026-10-25T01:20:00Z", 90 * 60),
+            ("3|jz|p|a|2026-10-25T02:10:00|2026-10-25T02:40:00|00:30:00|1|COMPLETED", "2026-10-25T00:10:00Z", "2026-10-25T00:40:00Z", 30 * 60),
+            ("4|jz|p|a|2026-10-24T10:00:00|2026-10-24T11:00:00|01:00:00|1|COMPLETED", "2026-10-24T08:00:00Z", "2026-10-24T09:00:00Z", 3600),
+        ];
+        for (line, start, end, elapsed) in cases {
+            let j = job(&p, line);
+            assert_eq!((j.start_s, j.end_s, j.elapsed_s), (at(start), at(end), elapsed), "{line}");
+        }
+        // No reading fits: still refused, naming the field.
+        let e = p.parse_line("f", 2, "5|jz|p|a|2026-10-25T04:10:00|2026-10-25T04:05:00|00:55:00|1|COMPLETED").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("End"));
     }
 
     fn job(p: &SacctParser, line: &str) -> JobRecord {
