@@ -956,3 +956,42 @@ fn the_sign_in_cookie_is_secure_when_people_reach_the_page_over_https() {
     let cookie = ok.header("set-cookie").unwrap();
     assert!(cookie.ends_with("; Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
 }
+
+#[test]
+fn closed_health_and_metrics_need_the_token_and_readiness_turns_503_when_cycles_are_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = demo_config(
+        dir.path(),
+        None,
+        &format!(
+            "[daemon]\nschedule = \"*/4 * * * * *\"\njitter_seconds = 0\nready_max_cycle_age_seconds = 1\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"AW_TEST_HTTP_TOKEN\"\nopen_health = false\nopen_metrics = false\n"
+        ),
+    );
+    let d = Daemon::start(&config, port, &[("AW_TEST_HTTP_TOKEN", "ops-token-0123456789")]);
+    let token = Some("ops-token-0123456789");
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        for presented in [None, Some("ops-token-0123456788")] {
+            let r = d.get(path, presented);
+            assert_eq!(r.status, 401, "{path} with {presented:?}: {r:?}");
+            assert!(!r.body.contains("ops-token"), "{r:?}");
+        }
+    }
+    assert_eq!(d.get("/healthz", token).status, 200);
+    let cycles = || {
+        let m = d.get("/metrics", token);
+        assert_eq!(m.status, 200, "{m:?}");
+        m.body.lines().find_map(|l| l.strip_prefix("allocwatch_cycles_total ").map(|v| v.trim().parse::<f64>().unwrap())).unwrap_or(0.0)
+    };
+    wait_for(60, "a first cycle", || (cycles() >= 1.0).then_some(()));
+    // Ready just after a cycle; 503, saying why, once the last one is older than its limit (a
+    // cycle every 4 s, a limit of 1 s): a balancer or systemd sees a daemon that stopped cycling.
+    wait_for(30, "ready after a cycle", || (d.get("/readyz", token).status == 200).then_some(()));
+    let late = wait_for(30, "not ready between cycles", || Some(d.get("/readyz", token)).filter(|r| r.status == 503));
+    let v: Value = serde_json::from_str(&late.body).unwrap();
+    assert_eq!(v["ready"], false, "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.starts_with("last cycle finished ") && reason.ends_with("s ago (limit 1 s)"), "{reason}");
+    assert!(v["last_cycle"]["id"].as_i64().is_some(), "{v}");
+}
