@@ -126,6 +126,13 @@ max_age_hours = 250
 max_consecutive_failures = 2
 renotify_days = 1
 notify_resolved = true
+# This quarter's alert figures are worked by hand for the rules above; the forecast rules fire
+# on simulated futures and are tested against the SMTP server in tests/alerts.rs. The forecasts
+# themselves are scored below (forecast_coverage_pct).
+[alerts.rules.forecast_exhaustion]
+enabled = false
+[alerts.rules.forecast_unused]
+enabled = false
 [alerts.operations]
 emails = ["ops@{tag}.example"]
 digest = true
@@ -320,6 +327,18 @@ fn quarter_report_every_figure_hand_checked_reproducible_and_explained() {
     // without a successful pull: idris 240 h (10 days), tgcc 720 h (30 July → 29 August).
     // Usage in core-hours: idris 1840 + 920 + 155 + 510 + 93 (zzz) + 56 (visu) = 3574, tgcc
     // 184 + 920 + 480 = 1584; orphan 93, unmapped 56.
+    //
+    // Forecasts scored: P1, P2, P3, P6, P7 end on 1 October (the window end; they ended with
+    // 1840, 920, 184, 480, 510), P4 runs into 2027, P5 ended on 1 August with no forecast at its
+    // end. Month ends with a forecast: 1 August (31 days of history) and 1 September; none on
+    // 1 October, their period end. On 1 September P1 and P6 had run out: not scored. So 5 + 3 = 8
+    // (idris P1 P2 P7 + P2 P7 = 5, tgcc P3 P6 + P3 = 3; CT1 P1 P3 P6 + P3 = 4, CT2 4, (none) 0).
+    // Every band holds its outcome: levels of σ = 1 make them wide (a path's future hours are
+    // its regime's × a factor whose P10 is 0.28 and P90 3.6). The closest calls: P6 and P7 had
+    // used nothing by 1 August, so the futures that follow their history add nothing (P10 = 0),
+    // and P7's P90 (the plan's 400 × 61/92 = 265 h × e^1.0 ≈ 730) is above 510; on 1 September
+    // P7 had used 360 h in 12 days, and 10 of the 22 seven-day blocks of its last 28 days are
+    // empty (P10 = 360 ≤ 510). → 100 % in every scope that has one.
     let expected: &[(&str, &str, Option<f64>)] = &[
         ("all", "allocations", Some(7.0)),
         ("all", "granted_hours.core", Some(4822.0)),
@@ -398,6 +417,15 @@ fn quarter_report_every_figure_hand_checked_reproducible_and_explained() {
         ("CT1", "warned_ahead_pct", Some(50.0)),
         ("CT1", "lead_time_median_days", Some(0.0)),
         ("(none)", "warned_ahead_pct", None),
+        ("all", "forecasts_scored", Some(8.0)),
+        ("all", "forecast_coverage_pct", Some(100.0)),
+        ("idris", "forecasts_scored", Some(5.0)),
+        ("tgcc", "forecasts_scored", Some(3.0)),
+        ("tgcc", "forecast_coverage_pct", Some(100.0)),
+        ("CT1", "forecasts_scored", Some(4.0)),
+        ("CT2", "forecasts_scored", Some(4.0)),
+        ("(none)", "forecasts_scored", Some(0.0)),
+        ("(none)", "forecast_coverage_pct", None),
         ("all", "notifications", Some(30.0)),
         ("all", "deliveries_retried", Some(4.0)),
         ("all", "deliveries_failed", Some(4.0)),
@@ -448,10 +476,12 @@ fn quarter_report_every_figure_hand_checked_reproducible_and_explained() {
         "| overall | core-hours | 7 | 4822.00 | 5009.00 | 103.88 | 365.00 | 200.00 | 2 |",
         "| overall | 2 (28.57 %) | 0 (0.00 %) | 2 (28.57 %) | 3 (42.86 %) | 42.86 |",
         "| 2026-08 | overall | 2 (33.33 %) | 1 (16.67 %) | 1 (16.67 %) | 2 (33.33 %) | 33.33 |",
-        "| overall | 4 | 3 | 3 | 0 | 3 | 2 | 1 | 16 | 22 |",
+        "| overall | 4 | 3 | 3 | 0 | 3 | 2 | 1 | 0 | 0 | 16 | 22 |",
         "| overall | 3 | 66.67 | 10.00 | 0.00 | 30 | 4 | 4 |",
         "| centre tgcc | 9 | 7 | 77.78 | 720.00 | 0 | 1584.00 | 0.00 | 0.00 | 0.00 | 0.00 |",
         "| committee CT2 | core-hours | 3 |",
+        "| overall | 8 | 100.00 |",
+        "| committee (none) | 0 | - |",
     ] {
         assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
     }
@@ -500,6 +530,45 @@ fn quarter_report_every_figure_hand_checked_reproducible_and_explained() {
     let orphan = explain("orphan_pct");
     assert_eq!(orphan.len(), 1);
     assert_eq!((orphan[0]["account"].as_str(), orphan[0]["core_hours"].as_str()), (Some("zzz"), Some("93.00")));
+    // The forecasts scored, each with its band, the outcome and whether the band held it.
+    let scored = explain("forecast_coverage_pct");
+    let field = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap().to_string();
+    let rows: Vec<(String, String, String, String)> =
+        scored.iter().map(|r| (field(r, "snapshot"), field(r, "project"), field(r, "end_consumed_hours"), field(r, "covered"))).collect();
+    let want: Vec<(String, String, String, String)> = [
+        ("2026-07", "P1", "1840.00"),
+        ("2026-07", "P2", "920.00"),
+        ("2026-07", "P3", "184.00"),
+        ("2026-07", "P6", "480.00"),
+        ("2026-07", "P7", "510.00"),
+        ("2026-08", "P2", "920.00"),
+        ("2026-08", "P3", "184.00"),
+        ("2026-08", "P7", "510.00"),
+    ]
+    .iter()
+    .map(|(m, p, h)| (m.to_string(), p.to_string(), h.to_string(), "yes".to_string()))
+    .collect();
+    assert_eq!(rows, want, "{scored:#?}");
+    let num = |r: &serde_json::Value, k: &str| field(r, k).parse::<f64>().unwrap();
+    assert!(scored.iter().all(|r| num(r, "p10_end_hours") <= num(r, "end_consumed_hours") && num(r, "end_consumed_hours") <= num(r, "p90_end_hours")), "{scored:#?}");
+    let p10 = |m: &str, p: &str| scored.iter().find(|r| r["snapshot"] == m && r["project"] == p).map(|r| field(r, "p10_end_hours"));
+    assert_eq!((p10("2026-07", "P6"), p10("2026-07", "P7"), p10("2026-08", "P7")), (Some("0.00".into()), Some("0.00".into()), Some("360.00".into())));
+    // The bands are the forecasts `check` makes at those instants (the cycles' streaming
+    // reconciliation, not the report's preloaded view).
+    {
+        let config = allocwatch::config::Config::load(&q.live).unwrap();
+        let grants = allocwatch::domain::grants::Grants::load(&config).unwrap();
+        let mut store = allocwatch::store::Store::open(&config.store_path).unwrap();
+        for (month, at) in [("2026-07", "2026-08-01T00:00:00Z"), ("2026-08", "2026-09-01T00:00:00Z")] {
+            let rec = allocwatch::reconcile::reconcile_all(&config, &grants, &mut store, ts(at)).unwrap();
+            for r in scored.iter().filter(|r| r["snapshot"] == month) {
+                let a = rec.allocations.iter().find(|a| a.project == field(r, "project")).unwrap();
+                let f = a.forecast.as_ref().unwrap_or_else(|| panic!("no forecast for {} at {at}", a.project));
+                let fixed = allocwatch::domain::quality::fixed;
+                assert_eq!((fixed(f.end_consumed.at(0.1)), fixed(f.end_consumed.at(0.9))), (field(r, "p10_end_hours"), field(r, "p90_end_hours")), "{} at {at}", a.project);
+            }
+        }
+    }
     let md = q.report_ok(&["--period", "2026-Q3", "--explain", "rejected_lines"]);
     assert!(md.contains("# rejected_lines — 2026-Q3") && md.contains("| 1 |"), "{md}");
 
@@ -512,6 +581,8 @@ fn quarter_report_every_figure_hand_checked_reproducible_and_explained() {
     assert_eq!(g("tgcc", "longest_gap_hours"), Some(684.0));
     assert_eq!(g("all", "alerts_fired"), Some(8.0));
     assert_eq!(g("all", "status_exhausted"), Some(2.0));
+    // No allocation's period ends in August: no forecast to score.
+    assert_eq!((g("all", "forecasts_scored"), g("all", "forecast_coverage_pct")), (Some(0.0), None));
     let tgcc = q.figures(&["--period", "2026-Q3", "--centre", "tgcc"]);
     assert!(!tgcc.contains_key(&("all".to_string(), "allocations".to_string())), "no overall scope with --centre");
     assert_eq!(tgcc.get(&("CT1".to_string(), "consumed_hours.core".to_string())), Some(&Some(664.0)));

@@ -16,7 +16,7 @@
 //! taken as linear within a step); snapshots are taken only while an allocation is running and
 //! has not run out.
 
-use super::forecast::Quantiles;
+use super::forecast::{band_holds, Quantiles};
 use super::lifecycle::Transition;
 use super::quality::percentile;
 use super::reconcile::Status;
@@ -152,9 +152,7 @@ impl Calibration {
             for s in &t.snapshots {
                 if let Some(end) = t.end_consumed {
                     end_in.1 += 1;
-                    // Sums of the same hours in another order differ in their last bits.
-                    let tol = 1e-9 * end.abs().max(1.0);
-                    if s.end_consumed.at(0.1) <= end + tol && end <= s.end_consumed.at(0.9) + tol {
+                    if band_holds(s.end_consumed.at(0.1), s.end_consumed.at(0.9), end) {
                         end_in.0 += 1;
                     }
                 }

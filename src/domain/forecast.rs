@@ -175,6 +175,14 @@ fn normal(rng: &mut fastrand::Rng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
+/// Whether the band `[p10, p90]` holds `actual` hours: the one test of a band against what
+/// happened (the calibration, the quality report), with a relative tolerance of 1e-9 (sums of
+/// the same hours in another order differ in their last bits).
+pub fn band_holds(p10: f64, p90: f64, actual: f64) -> bool {
+    let tol = 1e-9 * actual.abs().max(1.0);
+    p10 <= actual + tol && actual <= p90 + tol
+}
+
 /// A deterministic seed from the allocation's subject, the instant and the settings' seed.
 pub fn seed_of(subject: &str, at: i64, seed: u64) -> u64 {
     use std::hash::Hasher;

@@ -289,6 +289,9 @@ pub struct AllocationFacts {
     pub consumed_before_hours: f64,
     /// Consumed within its period up to the window end.
     pub consumed_at_end_hours: f64,
+    /// Consumed over its whole period, when that period ended by the window end (the outcome
+    /// its forecasts are scored against, `forecast_coverage_pct`); none while it still runs.
+    pub final_consumed_hours: Option<f64>,
     /// The overlap of its period with the window, epoch seconds.
     pub overlap: (i64, i64),
 }
@@ -323,6 +326,9 @@ pub struct Standing {
     pub drift_pp: Option<f64>,
     /// Consumed / granted, %.
     pub consumed_pct: Option<f64>,
+    /// The forecast made at the instant: P10 and P90 of the hours consumed by the period end
+    /// (none without a forecast: too little history, or the period not running then).
+    pub end_consumed_band: Option<(f64, f64)>,
 }
 
 /// A dated adjustment of an allocation in the report.
@@ -663,6 +669,43 @@ fn exhaustions_in(inp: &Inputs, scope: &Scope) -> Vec<Exhaustion> {
     out
 }
 
+/// A month-end forecast whose outcome is known: the allocation's period ended by its centre's
+/// window end.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ScoredForecast<'a> {
+    /// The month-end standing the forecast was made at.
+    pub standing: &'a Standing,
+    /// Its allocation.
+    pub allocation: &'a AllocationFacts,
+    /// P10 and P90 of the hours consumed by the period end.
+    pub band: (f64, f64),
+    /// The hours it consumed over its whole period.
+    pub actual: f64,
+}
+
+impl ScoredForecast<'_> {
+    /// Whether the band held the outcome ([`super::forecast::band_holds`]).
+    pub fn covered(&self) -> bool {
+        super::forecast::band_holds(self.band.0, self.band.1, self.actual)
+    }
+}
+
+/// The forecasts `forecast_coverage_pct` scores, in the standings' order (month, then
+/// allocation): those of the month-end standings of allocations whose period ended by the
+/// window end, made while they had not run out — as `allocwatch replay
+/// --forecast-calibration` scores only forecasts of running allocations that have hours left.
+/// The window-end standing (`end`) is not a forecast instant: at a period's end the
+/// allocations it scores have ended and have no forecast.
+fn forecasts_scored_in<'a>(inp: &'a Inputs, scope: &'a Scope) -> impl Iterator<Item = ScoredForecast<'a>> + 'a {
+    inp.standings.iter().filter_map(move |s| {
+        let a = &inp.allocations[s.allocation];
+        if !inp.months.contains(&s.snapshot) || !scope.matches(&a.centre, Some(&a.committee)) || s.status == Status::Exhausted {
+            return None;
+        }
+        Some(ScoredForecast { standing: s, allocation: a, band: s.end_consumed_band?, actual: a.final_consumed_hours? })
+    })
+}
+
 /// A stretch of a centre's window without a successful pull finishing in it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Gap {
@@ -795,6 +838,11 @@ pub fn compute(inp: &Inputs) -> QualityReport {
         push("warned_ahead_pct".into(), pct(ahead, ex.len() as f64), Unit::Percent);
         push("lead_time_median_days".into(), percentile(&leads, 50.0), Unit::Days);
         push("lead_time_p10_days".into(), percentile(&leads, 10.0), Unit::Days);
+        // Forecasts: a share of forecasts (a count), so one figure across kinds of hours.
+        let scored: Vec<ScoredForecast> = forecasts_scored_in(inp, scope).collect();
+        let covered = scored.iter().filter(|f| f.covered()).count() as f64;
+        push("forecasts_scored".into(), Some(scored.len() as f64), Unit::Count);
+        push("forecast_coverage_pct".into(), pct(covered, scored.len() as f64), Unit::Percent);
         let notes: Vec<&NotificationFacts> = notifications_in(inp, scope, &alerts).collect();
         push("notifications".into(), Some(notes.len() as f64), Unit::Count);
         push("deliveries_retried".into(), Some(notes.iter().filter(|n| n.retried()).count() as f64), Unit::Count);
@@ -840,8 +888,8 @@ pub fn compute(inp: &Inputs) -> QualityReport {
 
 // ---- explain --------------------------------------------------------------------------------
 
-/// The facts behind a figure: one row per allocation, adjustment, alert, notification, pull or
-/// usage line that counts in it (overall scope: every centre of the report).
+/// The facts behind a figure: one row per allocation, adjustment, standing, forecast, alert,
+/// notification, pull or usage line that counts in it (overall scope: every centre of the report).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evidence {
     /// The indicator explained.
@@ -994,6 +1042,30 @@ pub fn explain(inp: &Inputs, indicator: &str) -> Result<Evidence, String> {
                 })
                 .collect(),
         ),
+        "forecasts_scored" | "forecast_coverage_pct" => ev(
+            "reconciliation of each allocation at each month end (its forecast's P10-P90 of the hours consumed by its period end) and at the window end (the hours it ended its period with), for allocations whose period ended by the window end and that had not run out",
+            vec!["snapshot", "at", "centre", "committee", "project", "resource", "unit", "status", "period_end", "p10_end_hours", "p90_end_hours", "end_consumed_hours", "covered"],
+            forecasts_scored_in(inp, &overall)
+                .map(|f| {
+                    let (s, a) = (f.standing, f.allocation);
+                    vec![
+                        s.snapshot.clone(),
+                        utc(s.at_s),
+                        a.centre.clone(),
+                        a.committee.clone(),
+                        a.project.clone(),
+                        a.resource.clone(),
+                        a.kind.as_str().to_string(),
+                        s.status.as_str().to_string(),
+                        utc(a.end_s),
+                        num(f.band.0),
+                        num(f.band.1),
+                        num(f.actual),
+                        if f.covered() { "yes".into() } else { "no".into() },
+                    ]
+                })
+                .collect(),
+        ),
         "notifications" | "deliveries_retried" | "deliveries_failed" => ev(
             "notifications table: messages queued by the period's cycles",
             vec!["notification_id", "at", "channel", "audience", "recipient", "alert_ids", "state", "attempts", "deferrals", "last_error"],
@@ -1095,6 +1167,8 @@ mod tests {
             granted_at_end_hours: grant,
             consumed_before_hours: before,
             consumed_at_end_hours: at_end,
+            // Its period ended by the window end: what it consumed there is its outcome.
+            final_consumed_hours: (end_s <= JUL1 + 92 * DAY).then_some(at_end),
             overlap: (start_s.max(JUL1), end_s.min(JUL1 + 92 * DAY)),
         }
     }
@@ -1154,6 +1228,7 @@ mod tests {
             status,
             drift_pp: Some(drift),
             consumed_pct: None,
+            end_consumed_band: None,
         };
         Inputs {
             period: period(),
@@ -1309,6 +1384,9 @@ mod tests {
             (Overall, "all", "orphan_pct", Some(3.0)),
             (Centre, "a", "unmapped_pct", Some(4.0)),
             (Centre, "b", "unmapped_pct", Some(0.0)),
+            // P1 and P3 ended by the window end, but no standing carries a forecast.
+            (Overall, "all", "forecasts_scored", Some(0.0)),
+            (Overall, "all", "forecast_coverage_pct", None),
         ];
         for (kind, id, ind, want) in table {
             let got = v(&r, *kind, id, ind);
@@ -1347,6 +1425,81 @@ mod tests {
         assert!(!r.figures.iter().any(|f| f.indicator == "granted_hours"), "no total across kinds");
         assert!(explain(&inp, "granted_hours").unwrap_err().contains("granted_hours.core"));
         assert_eq!(explain(&inp, "granted_hours.gpu").unwrap().rows.len(), 1);
+    }
+
+    #[test]
+    fn forecast_coverage_scores_month_end_bands_of_allocations_that_ended() {
+        use ScopeKind::*;
+        let mut inp = inputs();
+        let (jul, aug) = (JUL1 + 31 * DAY, JUL1 + 62 * DAY);
+        inp.months = vec!["2026-07".into(), "2026-08".into()];
+        // P4 (b, CT2, GPU-hours) and P5 (a, CT1) ran July and August: ended with 500 and 300.
+        let mut p4 = alloc("b", "P4", "CT2", JUL1, aug, 600.0, 0.0, 500.0);
+        p4.kind = HoursKind::GpuHours;
+        inp.allocations.push(p4);
+        inp.allocations.push(alloc("a", "P5", "CT1", JUL1, aug, 300.0, 0.0, 300.0));
+        let st = |snapshot: &str, allocation: usize, at_s: i64, status: Status, band: Option<(f64, f64)>| Standing {
+            snapshot: snapshot.into(),
+            allocation,
+            at_s,
+            status,
+            drift_pp: Some(0.0),
+            consumed_pct: None,
+            end_consumed_band: band,
+        };
+        inp.standings.retain(|s| s.snapshot == "end");
+        // In the loader's order: month, then allocation.
+        inp.standings.extend([
+            // P1 (a, CT1) ended with 460: 300–500 holds it.
+            st("2026-07", 0, jul, Status::OverPace, Some((300.0, 500.0))),
+            // P2 runs past the window: its outcome is unknown, not scored.
+            st("2026-07", 1, jul, Status::OnTrack, Some((0.0, 10.0))),
+            // P3 ended on 1 August: no forecast at its period end.
+            st("2026-07", 2, jul, Status::UnderPace, None),
+            // P4 ended with 500 GPU-hours: 200–499 misses it.
+            st("2026-07", 3, jul, Status::OverPace, Some((200.0, 499.0))),
+            // P5 had run out: not scored (as the replay's calibration), though 250–350 holds 300.
+            st("2026-07", 4, jul, Status::Exhausted, Some((250.0, 350.0))),
+            // P1 again: a P10 above 460 by 1e-8 h (float noise) still holds it.
+            st("2026-08", 0, aug, Status::OverPace, Some((460.0 + 1e-8, 800.0))),
+            st("2026-08", 1, aug, Status::OnTrack, Some((0.0, 10.0))),
+            st("2026-08", 3, aug, Status::OverPace, None),
+        ]);
+        let r = compute(&inp);
+        // (scope kind, id, forecasts scored, coverage %)
+        let table: &[(ScopeKind, &str, f64, Option<f64>)] = &[
+            (Overall, "all", 3.0, Some(200.0 / 3.0)),
+            (Centre, "a", 2.0, Some(100.0)),
+            (Centre, "b", 1.0, Some(0.0)),
+            (Committee, "CT1", 2.0, Some(100.0)),
+            (Committee, "CT2", 1.0, Some(0.0)),
+            (Committee, NO_COMMITTEE, 0.0, None),
+        ];
+        for (kind, id, n, want) in table {
+            assert_eq!(v(&r, *kind, id, "forecasts_scored"), Some(*n), "{id}");
+            let got = v(&r, *kind, id, "forecast_coverage_pct");
+            match (got, want) {
+                (Some(g), Some(w)) => assert!((g - w).abs() < 1e-9, "{id}: got {g}, want {w}"),
+                _ => assert_eq!(got, *want, "{id}"),
+            }
+        }
+        // One figure across kinds: no `.core` / `.gpu` variant.
+        assert!(!r.figures.iter().any(|f| f.indicator.starts_with("forecast_coverage_pct.")));
+        let e = explain(&inp, "forecast_coverage_pct").unwrap();
+        let rows: Vec<(&str, &str, &str, &str, &str)> = e.rows.iter().map(|r| (r[0].as_str(), r[4].as_str(), r[6].as_str(), r[11].as_str(), r[12].as_str())).collect();
+        assert_eq!(
+            rows,
+            [
+                ("2026-07", "P1", "core-hours", "460.00", "yes"),
+                ("2026-07", "P4", "GPU-hours", "500.00", "no"),
+                ("2026-08", "P1", "core-hours", "460.00", "yes"),
+            ]
+        );
+        assert!(e.rows.iter().all(|r| r.len() == e.headers.len()));
+        assert_eq!(explain(&inp, "forecasts_scored").unwrap().rows, e.rows);
+        // The tolerance is relative and tiny: a P10 a thousandth of an hour above is a miss.
+        let miss = ScoredForecast { standing: &inp.standings[0], allocation: &inp.allocations[0], band: (460.001, 800.0), actual: 460.0 };
+        assert!(!miss.covered());
     }
 
     #[test]
@@ -1422,6 +1575,7 @@ mod tests {
             ("rejected_lines", 2),
             ("longest_gap_hours", 6),
             ("orphan_pct", 1),
+            ("forecast_coverage_pct", 0),
         ];
         for (ind, rows) in cases {
             let e = explain(&inp, ind).unwrap();

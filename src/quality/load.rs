@@ -136,6 +136,10 @@ pub fn load(
             granted_at_end_hours: grants.granted_on(i, last_day),
             consumed_before_hours: consumed(w.start_s),
             consumed_at_end_hours: consumed(w.end_s),
+            // Charging stops at the period end, so an allocation that ended by the window end
+            // has its final hours in the window end's reconciliation (one at its period end
+            // would read the same ledger rows: the same hours, for one more reconciliation).
+            final_consumed_hours: if end_s <= w.end_s { at(w.end_s, i).map(|r| r.consumed_hours.value()) } else { None },
             overlap,
         });
     }
@@ -146,7 +150,8 @@ pub fn load(
     let add_standing = |snapshot: &str, t: i64, i: usize, standings: &mut Vec<Standing>| {
         let (Some(&k), Some(r)) = (fact_of_index.get(&i), at(t, i)) else { return };
         if let Some((status, drift_pp)) = standing(r, th) {
-            standings.push(Standing { snapshot: snapshot.to_string(), allocation: k, at_s: t, status, drift_pp, consumed_pct: r.consumed_pct });
+            let end_consumed_band = r.forecast.as_ref().map(|f| (f.end_consumed.at(0.1), f.end_consumed.at(0.9)));
+            standings.push(Standing { snapshot: snapshot.to_string(), allocation: k, at_s: t, status, drift_pp, consumed_pct: r.consumed_pct, end_consumed_band });
         }
     };
     for (i, a) in grants.allocations.iter().enumerate() {

@@ -237,6 +237,14 @@ fn markdown(r: &QualityReport) -> String {
         1,
     );
 
+    let _ = writeln!(out, "## Forecast calibration\n");
+    let _ = writeln!(
+        out,
+        "Month-end forecasts of allocations whose period ended by the period end, made while they had hours left: the share whose P10–P90 band of end-of-period hours held the hours consumed (target 80 %).\n"
+    );
+    let rows: Vec<Vec<String>> = all.iter().map(|s| vec![scope_label(s), cell(s, "forecasts_scored"), cell(s, "forecast_coverage_pct")]).collect();
+    md_table(&mut out, &h(&["scope", "forecasts scored", "P10–P90 coverage %"]), &rows, 1);
+
     let _ = writeln!(out, "## Data quality\n");
     let rows: Vec<Vec<String>> = feeds
         .iter()
