@@ -637,6 +637,11 @@ fn warns(a: &AlertFacts) -> bool {
     Rule::parse(&a.rule).is_some_and(|r| r.warns_of_exhaustion(&a.discriminator))
 }
 
+/// The first cells of an explained standing: snapshot, instant, and whose allocation it is.
+fn standing_cells(s: &Standing, a: &AllocationFacts) -> Vec<String> {
+    vec![s.snapshot.clone(), utc(s.at_s), a.centre.clone(), a.committee.clone(), a.project.clone(), a.resource.clone()]
+}
+
 fn exhaustions_in(inp: &Inputs, scope: &Scope) -> Vec<Exhaustion> {
     let mut first: BTreeMap<&str, &AlertFacts> = BTreeMap::new();
     for a in inp.alerts.iter().filter(|a| Rule::parse(&a.rule).is_some_and(|r| r.marks_exhaustion(&a.discriminator))) {
@@ -988,18 +993,14 @@ pub fn explain(inp: &Inputs, indicator: &str) -> Result<Evidence, String> {
                 })
                 .map(|s| {
                     let a = &inp.allocations[s.allocation];
-                    vec![
-                        s.snapshot.clone(),
-                        utc(s.at_s),
-                        a.centre.clone(),
-                        a.committee.clone(),
-                        a.project.clone(),
-                        a.resource.clone(),
+                    let mut row = standing_cells(s, a);
+                    row.extend([
                         s.status.as_str().to_string(),
                         s.drift_pp.map(num).unwrap_or_default(),
                         s.consumed_pct.map(num).unwrap_or_default(),
                         if s.drift_pp.is_some_and(|d| d.abs() <= WITHIN_PP) { "yes".into() } else { "no".into() },
-                    ]
+                    ]);
+                    row
                 })
                 .collect(),
         ),
@@ -1048,13 +1049,8 @@ pub fn explain(inp: &Inputs, indicator: &str) -> Result<Evidence, String> {
             forecasts_scored_in(inp, &overall)
                 .map(|f| {
                     let (s, a) = (f.standing, f.allocation);
-                    vec![
-                        s.snapshot.clone(),
-                        utc(s.at_s),
-                        a.centre.clone(),
-                        a.committee.clone(),
-                        a.project.clone(),
-                        a.resource.clone(),
+                    let mut row = standing_cells(s, a);
+                    row.extend([
                         a.kind.as_str().to_string(),
                         s.status.as_str().to_string(),
                         utc(a.end_s),
@@ -1062,7 +1058,8 @@ pub fn explain(inp: &Inputs, indicator: &str) -> Result<Evidence, String> {
                         num(f.band.1),
                         num(f.actual),
                         if f.covered() { "yes".into() } else { "no".into() },
-                    ]
+                    ]);
+                    row
                 })
                 .collect(),
         ),
