@@ -585,15 +585,6 @@ fn read_http(stream: &mut std::net::TcpStream) -> (String, String) {
     (String::new(), String::new())
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn http_get(url: &str) -> String {
     let out = Command::new("curl").args(["-sf", url]).output().expect("curl");
     assert!(out.status.success(), "GET {url} failed");

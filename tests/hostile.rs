@@ -217,12 +217,7 @@ timeout_seconds = 3
 /// part of the encoding that does not depend on its neighbours).
 fn encoded_forms(secret: &str) -> Vec<String> {
     use base64::Engine;
-    let mut out = vec![secret.to_string()];
-    let pct: String = secret
-        .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect();
-    out.push(pct);
+    let mut out = vec![secret.to_string(), urlencode(secret)];
     let bytes = secret.as_bytes();
     for engine in [&base64::engine::general_purpose::STANDARD, &base64::engine::general_purpose::URL_SAFE] {
         for k in 0..3usize {

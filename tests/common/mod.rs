@@ -102,6 +102,17 @@ pub fn server_env(test: &str, vars: &[&str]) -> Option<std::collections::HashMap
     Some(out)
 }
 
+/// Percent-encode everything but RFC 3986's unreserved characters (a query value, or a
+/// secret as it would appear in a URL).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
