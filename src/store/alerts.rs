@@ -312,20 +312,22 @@ pub(crate) fn due_notifications(&self, now: i64, force: bool, limit: i64) -> Res
 }
 
 /// Record a successful delivery.
+#[track_caller]
 pub(crate) fn notification_sent(&self, id: i64, now: i64) -> Result<(), StoreError> {
-    self.conn.execute(
+    super::crashpoint::commit(std::panic::Location::caller(), || self.conn.execute(
         "UPDATE notifications SET state = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1 AND state = 'pending'",
         params![id, now],
-    ).map_err(self.err())?;
+    )).map_err(self.err())?;
     Ok(())
 }
 
 /// Record a failed attempt and when to retry.
+#[track_caller]
 pub(crate) fn notification_failed(&self, id: i64, error: &str, next_attempt_at: i64) -> Result<(), StoreError> {
-    self.conn.execute(
+    super::crashpoint::commit(std::panic::Location::caller(), || self.conn.execute(
         "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
         params![id, error, next_attempt_at],
-    ).map_err(self.err())?;
+    )).map_err(self.err())?;
     Ok(())
 }
 

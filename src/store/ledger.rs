@@ -740,7 +740,9 @@ impl<'s> Ingest<'s> {
     }
 
     /// Write the daily deltas and the bookkeeping, and commit everything at once.
+    #[track_caller]
     pub fn commit(mut self, pull: &PullRecord, now: i64) -> Result<IngestStats, StoreError> {
+        let site = std::panic::Location::caller();
         let path = self.path.clone();
         self.flush_deltas()?;
         let conn = self.open.conn;
@@ -753,7 +755,7 @@ impl<'s> Ingest<'s> {
         let s = &self.stats;
         let counts = PullCounts { records: s.records, inserted: s.inserted, replaced: s.replaced, unchanged: s.unchanged, rejected: s.rejected };
         super::pulls::record_ingest(conn, &path, pull, counts, &self.rejections, now)?;
-        conn.execute_batch("COMMIT").map_err(sq(&path))?;
+        super::crashpoint::commit(site, || conn.execute_batch("COMMIT")).map_err(sq(&path))?;
         self.names.extend(self.new_names.drain());
         Ok(std::mem::take(&mut self.stats))
     }

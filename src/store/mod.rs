@@ -24,6 +24,7 @@ pub mod ledger;
 pub mod outbox;
 pub mod pulls;
 pub mod quality;
+pub(crate) mod crashpoint;
 mod schema;
 
 pub use ledger::{DailyRow, Ingest, IngestStats};
@@ -137,14 +138,16 @@ impl Store {
 
     /// Run `f` in one transaction: everything it writes through the [`Tx`] commits together or
     /// not at all (an error from `f` rolls back).
+    #[track_caller]
     pub fn transaction<T, E: From<StoreError>>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E> {
+        let site = std::panic::Location::caller();
         let path = self.path.clone();
         // IMMEDIATE: take the write lock up front, so what `f` reads is still true when it
         // writes, even with a second allocwatch process on the same store.
         let tx: Transaction<'_> =
             self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sq(&path)).map_err(E::from)?;
         let out = f(&Tx { conn: &tx, path: &path })?;
-        tx.commit().map_err(sq(&path)).map_err(E::from)?;
+        crashpoint::commit(site, || tx.commit()).map_err(sq(&path)).map_err(E::from)?;
         Ok(out)
     }
 

@@ -192,14 +192,16 @@ impl Store {
     }
 
     /// Record a failed pull (nothing else is written; watermarks do not move).
+    #[track_caller]
     pub(crate) fn record_failed_pull(&mut self, pull: &PullRecord, error: &str, now: i64) -> Result<(), StoreError> {
-        self.conn
-            .execute(
+        super::crashpoint::commit(std::panic::Location::caller(), || {
+            self.conn.execute(
                 "INSERT INTO pulls (centre, source, started_at, finished_at, ok, window_start, window_end, error)
                  VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7)",
                 params![pull.centre, pull.source, pull.started_at, now, pull.window.map(|w| w.0), pull.window.map(|w| w.1), error],
             )
-            .map_err(self.err())?;
+        })
+        .map_err(self.err())?;
         Ok(())
     }
 
