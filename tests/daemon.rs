@@ -1,6 +1,7 @@
 //! `allocwatch run` end to end: the real binary on the demo data with a schedule of every
 //! second, its HTTP endpoints, systemd notifications on a real datagram socket, SIGHUP with a
-//! broken then a fixed configuration, SIGTERM, and the status page in a real headless Chromium.
+//! broken then a fixed configuration or adjustment file, SIGTERM (in time, and past the grace
+//! period with a pull in flight), and the status page in a real headless Chromium.
 //! Indicators go to the real VictoriaMetrics and alerts to the real SMTP server that
 //! `tests/run.sh` starts.
 
@@ -86,6 +87,14 @@ impl Daemon {
             .lines()
             .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse::<f64>().unwrap()))
             .unwrap_or(0.0)
+    }
+
+    /// One allocation's `allocwatch_allocation_<field>` sample in `/metrics`, if present.
+    fn allocation_metric(&self, field: &str, (centre, project, resource): (&str, &str, &str)) -> Option<f64> {
+        let m = self.get("/metrics", None);
+        let (series, labels) = (format!("allocwatch_allocation_{field}{{"), [format!("centre=\"{centre}\""), format!("project=\"{project}\""), format!("resource=\"{resource}\"")]);
+        let line = m.body.lines().find(|l| l.starts_with(&series) && labels.iter().all(|x| l.contains(x.as_str())))?;
+        Some(line.rsplit(' ').next()?.trim().parse().unwrap())
     }
 
     fn wait_cycles(&self, at_least: f64) -> f64 {
@@ -192,6 +201,47 @@ fn ci() -> bool {
 fn check_json_of(config: &Path) -> Value {
     let out = ok(&["--config", config.to_str().unwrap(), "check", "--format", "json"]);
     serde_json::from_str(&out).unwrap()
+}
+
+/// An `[http]` section on `port` whose API token is read from a file in `dir`, and the token.
+fn http_with_token(dir: &Path, port: u16) -> (String, &'static str) {
+    const TOKEN: &str = "token-T-0123456789";
+    let file = dir.join("http.token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    (format!("[http]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\n", file.display()), TOKEN)
+}
+
+/// A store, opened read-only (the daemon may still hold it).
+fn store_ro(store: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(store, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
+}
+
+fn count(store: &Path, sql: &str) -> i64 {
+    store_ro(store).query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The ledger, per centre name: its jobs (count, CPU·s, GPU·s), then its daily usage (jobs,
+/// CPU·s, GPU·s, billing·s, node·s).
+fn ledger(store: &Path) -> std::collections::BTreeMap<String, Vec<i64>> {
+    let c = store_ro(store);
+    let mut out = std::collections::BTreeMap::<String, Vec<i64>>::new();
+    for sql in [
+        "SELECT c.name, COUNT(*), SUM(j.elapsed * j.cpus), SUM(j.elapsed * j.gpus) FROM jobs j JOIN names c ON c.id = j.centre GROUP BY c.name",
+        "SELECT c.name, SUM(u.jobs), SUM(u.cpu_s), SUM(u.gpu_s), SUM(u.billing_s), SUM(u.node_s) FROM usage_daily u JOIN names c ON c.id = u.centre GROUP BY c.name",
+    ] {
+        let mut st = c.prepare(sql).unwrap();
+        let n = st.column_count();
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, (1..n).map(|i| r.get::<_, i64>(i)).collect::<Result<Vec<_>, _>>()?))).unwrap();
+        for row in rows {
+            let (centre, v) = row.unwrap();
+            out.entry(centre).or_default().extend(v);
+        }
+    }
+    out
+}
+
+fn integrity(store: &Path) -> String {
+    store_ro(store).query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap()
 }
 
 #[test]
@@ -994,4 +1044,284 @@ fn closed_health_and_metrics_need_the_token_and_readiness_turns_503_when_cycles_
     let reason = v["reason"].as_str().unwrap();
     assert!(reason.starts_with("last cycle finished ") && reason.ends_with("s ago (limit 1 s)"), "{reason}");
     assert!(v["last_cycle"]["id"].as_i64().is_some(), "{v}");
+}
+
+/// What the slow centre's `sacct` prints (three jobs of project A0199999999's account).
+const SLOWC_SACCT: &str = "JobIDRaw|JobID|Cluster|Partition|Account|User|Start|End|ElapsedRaw|AllocCPUS|AllocNodes|AllocTRES|State|TimelimitRaw
+9001|9001|slowcluster|cpu|slow01|ursula|1790812800|1790827200|14400|32|1|billing=32,cpu=32,mem=64G,node=1|COMPLETED|480
+9002|9002|slowcluster|cpu|slow01|ursula|1791158400|1791165600|7200|64|2|billing=64,cpu=64,mem=128G,node=2|COMPLETED|240
+9003|9003|slowcluster|cpu|slow01|victor|1793577600|1793581200|3600|16|1|billing=16,cpu=16,mem=32G,node=1|FAILED|60
+";
+
+/// The slow centre: its `sacct` behind a wrapper (`dir/sacct-wrapper`, standing in for
+/// `ssh login.slowc`; it ignores the command line it is given). The wrapper prints
+/// [`SLOWC_SACCT`] at once; while `dir/slow` exists it first writes its PID to `dir/slow.pid`
+/// (the daemon makes each command it runs a process-group leader: that is its group too), prints
+/// the header and the first job, sleeps 30 s, then prints the rest.
+fn slowc_centre(dir: &Path) -> String {
+    let out = dir.join("slowc.sacct");
+    std::fs::write(&out, SLOWC_SACCT).unwrap();
+    let script = dir.join("sacct-wrapper");
+    let (slow, pid) = (dir.join("slow"), dir.join("slow.pid"));
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -e '{slow}' ]; then\n    echo $$ > '{pid}.tmp' && mv '{pid}.tmp' '{pid}'\n    head -n 2 '{out}'\n    sleep 30\n    tail -n +3 '{out}'\nelse\n    cat '{out}'\nfi\n",
+            slow = slow.display(),
+            pid = pid.display(),
+            out = out.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "\n[[centre]]\nid = \"slowc\"\ntimezone = \"UTC\"\nclusters = [\"slowcluster\"]\n[[centre.billing]]\nresource = \"cpu\"\npartitions = [\"cpu\"]\nunit = \"cpu\"\n\
+         [[centre.source]]\nkind = \"sacct\"\ncommand_prefix = [\"{}\"]\ntimeout_seconds = 120\n",
+        script.display()
+    )
+}
+
+/// Whether a process runs (a zombie does not: it only waits to be reaped).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+}
+
+/// The running processes of a process group.
+fn group_members(pgid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // After the command name's `)`: state, ppid, pgrp, ...
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2].parse() == Ok(pgid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// SIGKILLs the process group whose leader's PID is in a file, when the test ends however it ends.
+struct KillGroup(PathBuf);
+
+impl KillGroup {
+    fn kill(&self) {
+        if let Some(pgid) = std::fs::read_to_string(&self.0).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn sigterm_past_the_grace_period_abandons_the_slow_pull_and_a_restart_completes_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d0 = dir.path();
+    let mut csv = std::fs::read_to_string(root().join("config/demo/allocations.csv")).unwrap();
+    csv.push_str("A0199999999,slowc,cpu,2026-05-01,2027-05-01,100000,slow01,sam.pi@lab9.example.fr,,CT9-test,\n");
+    let allocations = d0.join("allocations.csv");
+    std::fs::write(&allocations, csv).unwrap();
+    // A clean single run (`check`, the fast stand-in, a scratch store): what the ledger and the
+    // reconciliation must be in the end.
+    let reference = tempfile::tempdir().unwrap();
+    let expected = check_json_of(&demo_config(reference.path(), Some(&allocations), &slowc_centre(d0)));
+    assert_eq!(expected.as_array().unwrap().len(), 39);
+    let slowc_row = |v: &Value| v.as_array().unwrap().iter().find(|a| a["centre"] == "slowc").cloned().unwrap();
+    let demo_rows = |v: &Value| v.as_array().unwrap().iter().filter(|a| a["centre"] != "slowc").cloned().collect::<Vec<_>>();
+    assert_eq!(f(&slowc_row(&expected), "consumed_hours"), (32 * 4 + 64 * 2 + 16) as f64, "the reference charges slowc's three jobs");
+    let want = ledger(&reference.path().join("store.sqlite"));
+    assert_eq!(want.keys().collect::<Vec<_>>(), ["cines", "idris", "slowc", "tgcc"]);
+    assert_eq!(want["slowc"][0], 3);
+
+    // A schedule that never comes during the test: the start-up pulls are the only ones.
+    let sections = |port: u16| {
+        let (http, _) = http_with_token(d0, port);
+        format!("[daemon]\nschedule = \"0 0 0 1 1 *\"\njitter_seconds = 0\nshutdown_grace_seconds = 1\n{http}{}", slowc_centre(d0))
+    };
+    let port = free_port();
+    let config = demo_config(d0, Some(&allocations), &sections(port));
+    let token = Some(http_with_token(d0, port).1);
+    std::fs::write(d0.join("slow"), "").unwrap();
+    let pidfile = d0.join("slow.pid");
+    let group = KillGroup(pidfile.clone());
+    let mut d = Daemon::start(&config, port, &[]);
+
+    // slowc's pull is in flight (its stand-in started, half its output written, asleep) while
+    // the three demo centres' pulls are committed and reconciled.
+    let pgid: i32 = wait_for(60, "the slow stand-in to start", || std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok());
+    let first = wait_for(60, "a cycle with the demo centres' pulls", || {
+        let r = d.get("/api/v1/allocations", token);
+        let v: Value = serde_json::from_str(&r.body).ok().filter(|_| r.status == 200)?;
+        (demo_rows(&v) == demo_rows(&expected)).then_some(v)
+    });
+    assert_eq!(f(&slowc_row(&first), "consumed_hours"), 0.0, "{}", slowc_row(&first));
+    let feeds = d.json("/api/v1/feeds", token);
+    let job = &feeds.as_array().unwrap().iter().find(|x| x["centre"] == "slowc").unwrap()["job"];
+    assert!(job["runs"] == 1 && job["last_started_at"].is_string() && job["last_finished_at"].is_null(), "slowc's pull is not in flight: {job}");
+    assert!(running(pgid), "the stand-in is not running");
+
+    // SIGTERM: the grace period (1 s) runs out long before the stand-in's 30 s sleep.
+    d.signal("TERM");
+    let asked = std::time::Instant::now();
+    let status = d.wait_exit(60);
+    let took = asked.elapsed();
+    let log = d.log();
+    // The daemon exited on its own (a process killed by a signal has no exit code), with the
+    // code the README documents for a SIGTERM, abandoned work or not: 0.
+    assert_eq!(status.code(), Some(0), "exit {status}:\n{log}");
+    // Not a timing measurement: a daemon that waited for the pull would need the stand-in's 30 s.
+    assert!(took < Duration::from_secs(25), "the daemon took {took:?} to stop: it waited for the abandoned pull\n{log}");
+    let at = |needle: &str| log.find(needle).unwrap_or_else(|| panic!("the log lacks {needle:?}:\n{log}"));
+    assert!(at("SIGTERM: stopping") < at("shutdown grace period over: abandoning the pulls or cycle still running (nothing of them is committed)"));
+    // The pull's own line comes from its thread once the shutdown drains: after the daemon's
+    // line, and before the process exits (the runtime waits for its blocking threads), but not
+    // necessarily before "allocwatch stopped".
+    assert!(at("shutdown grace period over: abandoning") < at("shutdown grace period over: pull of slowc abandoned, nothing of it stored"));
+    at("allocwatch stopped");
+    assert!(!log.contains("pull failed") && !log.contains("panicked") && !log.contains("ERROR"), "{log}");
+
+    // Nothing of the abandoned pull is in the store, not even a failure; the rest is intact.
+    let store = d0.join("store.sqlite");
+    assert_eq!(integrity(&store), "ok");
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM pulls WHERE centre = 'slowc'"), 0, "a pulls row of the abandoned pull");
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM watermarks WHERE centre = 'slowc'"), 0, "slowc's watermark moved");
+    let stopped = ledger(&store);
+    assert_eq!(stopped.keys().collect::<Vec<_>>(), ["cines", "idris", "tgcc"], "slowc has jobs or usage in the ledger: {stopped:?}");
+    for c in ["cines", "idris", "tgcc"] {
+        assert_eq!(stopped[c], want[c], "{c}'s ledger differs from a clean run's");
+    }
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM pulls WHERE ok = 1"), 6, "the demo centres' two files each");
+
+    // The command the daemon ran is killed when its pull is abandoned (reaped once the daemon
+    // is gone). Its own children are not: the daemon kills the whole process group only when a
+    // command times out (`sources::sacct_cmd::run_command`), so the stand-in's `sleep` would
+    // outlive the daemon for the rest of its 30 s. The test kills the group itself, and checks
+    // nothing of it is left.
+    wait_for(10, "the stand-in the daemon ran to be killed", || (!running(pgid)).then_some(()));
+    group.kill();
+    wait_for(10, "the stand-in's process group to be gone", || group_members(pgid).is_empty().then_some(()));
+
+    // A restart (the stand-in fast now) completes slowc's pull, exactly once.
+    std::fs::remove_file(d0.join("slow")).unwrap();
+    let port = free_port();
+    assert_eq!(demo_config(d0, Some(&allocations), &sections(port)), config);
+    let mut d = Daemon::start(&config, port, &[]);
+    wait_for(60, "a cycle with slowc's pull", || {
+        let r = d.get("/api/v1/allocations", token);
+        let v: Value = serde_json::from_str(&r.body).ok().filter(|_| r.status == 200)?;
+        (v == expected).then_some(())
+    });
+    d.signal("TERM");
+    let status = d.wait_exit(60);
+    let log = d.log();
+    assert_eq!(status.code(), Some(0), "exit {status}:\n{log}");
+    assert!(!log.contains("abandon") && !log.contains("ERROR"), "{log}");
+    assert_eq!(integrity(&store), "ok");
+    let pulls: (i64, i64, i64, i64) = store_ro(&store)
+        .query_row("SELECT COUNT(*), SUM(ok), SUM(records), SUM(inserted) FROM pulls WHERE centre = 'slowc'", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap();
+    assert_eq!(pulls, (1, 1, 3, 3), "slowc: one successful pull of its three jobs");
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM watermarks WHERE centre = 'slowc'"), 1);
+    assert_eq!(ledger(&store), want, "the ledger differs from a clean single run's");
+}
+
+#[test]
+fn sighup_applies_a_changed_adjustment_file_refuses_a_broken_one_and_keeps_the_last_good_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let d0 = dir.path();
+    // The demo's adjustments, copied: the test changes them under the running daemon.
+    let demo_adjustments = root().join("config/demo/adjustments.csv");
+    let original = std::fs::read_to_string(&demo_adjustments).unwrap();
+    let adjustments = d0.join("adjustments.csv");
+    std::fs::write(&adjustments, &original).unwrap();
+    let port = free_port();
+    let (http, token) = http_with_token(d0, port);
+    let token = Some(token);
+    // Pulls (and so cycles) every 2 s: cycles keep running between the reloads.
+    let config = demo_config(d0, None, &format!("[daemon]\nschedule = \"*/2 * * * * *\"\njitter_seconds = 0\n{http}"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let demo_list = format!("adjustments = [\"{}\"]", demo_adjustments.display());
+    assert!(text.contains(&demo_list), "demo.toml changed shape");
+    std::fs::write(&config, text.replace(&demo_list, &format!("adjustments = [\"{}\"]", adjustments.display()))).unwrap();
+
+    let d = Daemon::start(&config, port, &[]);
+    // An exhausted allocation (10085 of 10000 h consumed at the demo's instant).
+    let key = ("idris", "A0170978492", "gpu-v100");
+    let subject = "idris/A0170978492/gpu-v100/2026-05-01";
+    let is_key = |a: &Value| a["centre"] == key.0 && a["project"] == key.1 && a["resource"] == key.2;
+    let allocations = || d.json("/api/v1/allocations", token);
+    let ours = |v: &Value| v.as_array().unwrap().iter().find(|a| is_key(a)).cloned().unwrap();
+    let others = |v: &Value| v.as_array().unwrap().iter().filter(|a| !is_key(a)).map(|a| (a["centre"].clone(), a["project"].clone(), a["resource"].clone(), a["granted_hours"].clone())).collect::<Vec<_>>();
+    let granted_now = || f(&ours(&allocations()), "granted_hours");
+    let exhausted = |state: &str| {
+        let all = d.json("/api/v1/alerts?all=true", token);
+        all.as_array().unwrap().iter().filter(|a| a["rule"] == "exhausted" && a["subject"] == subject && a["state"] == state).map(|a| a["id"].as_i64().unwrap()).collect::<Vec<_>>()
+    };
+    // (A first cycle may come before idris's first pull.)
+    let start = wait_for(60, "a cycle after idris's pull", || {
+        let r = d.get("/api/v1/allocations", token);
+        serde_json::from_str::<Value>(&r.body).ok().filter(|v| r.status == 200 && ours(v)["status"] == "exhausted")
+    });
+    let a0 = ours(&start);
+    let g0 = f(&a0, "granted_hours");
+    assert_eq!(g0, 10000.0, "{a0}");
+    assert_eq!(d.allocation_metric("granted_hours", key), Some(g0));
+    let fired = wait_for(30, "the exhausted alert", || Some(exhausted("firing")).filter(|v| v.len() == 1));
+    let reloads = |outcome: &str| d.metric(&format!("allocwatch_config_reloads_total{{outcome=\"{outcome}\"}}"));
+
+    // A top-up: in force after SIGHUP, by exactly its hours; the exhausted alert resolves.
+    let topup = "2026-11-01,A0170978492,idris,gpu-v100,2000,topup,mid-term review top-up\n";
+    std::fs::write(&adjustments, format!("{original}{topup}")).unwrap();
+    d.signal("HUP");
+    wait_for(30, "the applied reload", || (reloads("applied") == 1.0).then_some(()));
+    let a1 = wait_for(60, "a cycle with the top-up", || Some(ours(&allocations())).filter(|a| f(a, "granted_hours") != g0));
+    assert_eq!(f(&a1, "granted_hours"), g0 + 2000.0, "{a1}");
+    assert_eq!(a1["consumed_hours"], a0["consumed_hours"]);
+    assert_ne!(a1["status"], "exhausted", "{a1}");
+    assert_eq!(others(&allocations()), others(&start), "only the adjusted allocation's grant changes");
+    assert_eq!(d.allocation_metric("granted_hours", key), Some(g0 + 2000.0));
+    wait_for(30, "the exhausted alert to resolve", || (exhausted("resolved") == fired && exhausted("firing").is_empty()).then_some(()));
+
+    // A broken file: refused, naming file, line and column; the last good grants stay in force
+    // through the cycles that follow.
+    let broken = format!("{original}{topup}2026-11-10,A0170978492,idris,gpu-v100,500,bonus,typo\n");
+    std::fs::write(&adjustments, &broken).unwrap();
+    d.signal("HUP");
+    wait_for(30, "the rejected reload", || (reloads("rejected") == 1.0).then_some(()));
+    let log = d.log();
+    let line = broken.lines().count();
+    assert_eq!(line, 5);
+    let why = format!("{}:{line}: column kind: `bonus` is not topup, withdrawal or transfer", adjustments.display());
+    assert!(log.lines().any(|l| l.contains("configuration reload REJECTED, the running configuration stays in force") && l.contains(&why)), "no {why:?} in:\n{log}");
+    d.wait_cycles(d.metric("allocwatch_cycles_total") + 2.0);
+    assert_eq!(granted_now(), g0 + 2000.0);
+    assert_eq!(d.allocation_metric("granted_hours", key), Some(g0 + 2000.0));
+    assert_eq!(reloads("applied"), 1.0);
+    assert_eq!(d.get("/readyz", None).status, 200);
+
+    // Fixed (the line is now a withdrawal that takes more than the top-up gave): in force; the
+    // allocation is exhausted again, and a new alert says so.
+    let withdrawal = "2026-11-10,A0170978492,idris,gpu-v100,-2500,withdrawal,take-back after review\n";
+    std::fs::write(&adjustments, format!("{original}{topup}{withdrawal}")).unwrap();
+    d.signal("HUP");
+    wait_for(30, "the second applied reload", || (reloads("applied") == 2.0).then_some(()));
+    let a3 = wait_for(60, "a cycle with the withdrawal", || Some(ours(&allocations())).filter(|a| f(a, "granted_hours") != g0 + 2000.0));
+    assert_eq!(f(&a3, "granted_hours"), g0 + 2000.0 - 2500.0, "{a3}");
+    assert_eq!(a3["status"], "exhausted", "{a3}");
+    assert_eq!(others(&allocations()), others(&start));
+    assert_eq!(d.allocation_metric("granted_hours", key), Some(g0 - 500.0));
+    let refired = wait_for(30, "a new exhausted alert", || Some(exhausted("firing")).filter(|v| v.len() == 1));
+    assert_ne!(refired, fired, "the resolved alert is not reopened: a new one fires");
+    assert_eq!(exhausted("resolved"), fired);
+    // The allocation's granted curve steps on each adjustment's date.
+    let one = d.json("/api/v1/allocations/idris/A0170978492/gpu-v100", token);
+    let curve = one["curve"].as_array().unwrap();
+    let on = |date: &str| f(curve.iter().find(|p| p["date"] == date).unwrap_or_else(|| panic!("no {date} in the curve")), "granted_hours");
+    assert_eq!([on("2026-10-31"), on("2026-11-01"), on("2026-11-09"), on("2026-11-10"), on("2027-04-30")], [g0, g0 + 2000.0, g0 + 2000.0, g0 - 500.0, g0 - 500.0]);
 }

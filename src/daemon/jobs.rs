@@ -83,7 +83,8 @@ pub(crate) async fn centre_tick(shared: Arc<Shared>, centre_id: String, trigger:
     let clock = Instant::now();
     let store_path = shared.store_path.clone();
     let handle = tokio::runtime::Handle::current();
-    let result = tokio::task::spawn_blocking(move || pull_centre(&handle, &store_path, &centre, started_at))
+    let shutdown = shared.shutdown.clone();
+    let result = tokio::task::spawn_blocking(move || pull_centre(&handle, &store_path, &centre, started_at, &shutdown))
         .await
         .unwrap_or_else(|e| Err(format!("the pull panicked: {e}")));
     let secs = clock.elapsed().as_secs_f64();
@@ -95,6 +96,7 @@ pub(crate) async fn centre_tick(shared: Arc<Shared>, centre_id: String, trigger:
     });
     match &result {
         Ok(()) => tracing::debug!(centre = %centre_id, seconds = secs, "pull finished"),
+        Err(e) if e == ABANDONED => {}
         Err(e) => tracing::error!(centre = %centre_id, seconds = secs, "pull failed: {e}"),
     }
     // A failed pull is reconciled too: the cycle's feed indicators and the stale-feed rule
@@ -105,15 +107,40 @@ pub(crate) async fn centre_tick(shared: Arc<Shared>, centre_id: String, trigger:
 /// Pull one centre's sources into the store (on a blocking thread; live sources' I/O is driven
 /// by the runtime through `handle`) with the one function `check` uses too. `Err` names what
 /// failed; what was stored is kept (each file import and each live pull is its own transaction).
-fn pull_centre(handle: &tokio::runtime::Handle, store_path: &std::path::Path, centre: &crate::config::CentreConfig, now: i64) -> Result<(), String> {
+///
+/// A pull still running when the shutdown drains (its grace period over) is abandoned: its
+/// future is dropped at once — the command it runs is killed, what it had not committed is
+/// rolled back — so it records nothing, not even a failure (it would otherwise fail on the
+/// runtime's shutdown and record that as the feed's error).
+fn pull_centre(
+    handle: &tokio::runtime::Handle,
+    store_path: &std::path::Path,
+    centre: &crate::config::CentreConfig,
+    now: i64,
+    shutdown: &Shutdown,
+) -> Result<(), String> {
     let mut store = Store::open(store_path).map_err(|e| e.to_string())?;
-    let mut failures = handle.block_on(crate::pull::pull_centre(&mut store, centre, now)).log(&centre.id);
+    let pulled = handle.block_on(async {
+        tokio::select! {
+            biased;
+            p = crate::pull::pull_centre(&mut store, centre, now) => Some(p),
+            _ = shutdown.draining() => None,
+        }
+    });
+    let Some(pulled) = pulled else {
+        tracing::warn!(centre = %centre.id, "shutdown grace period over: pull of {} abandoned, nothing of it stored", centre.id);
+        return Err(ABANDONED.to_string());
+    };
+    let mut failures = pulled.log(&centre.id);
     match failures.len() {
         0 => Ok(()),
         1 => Err(failures.remove(0)),
         n => Err(format!("{n} sources failed; first: {}", failures[0])),
     }
 }
+
+/// What [`pull_centre`] returns for a pull abandoned at shutdown (logged there, not as a failure).
+const ABANDONED: &str = "abandoned at shutdown";
 
 /// How long the reconciler waits after a request for others to join it.
 const COALESCE: Duration = Duration::from_millis(300);
