@@ -1,25 +1,25 @@
 # Shared by start.sh, stop.sh and status.sh (sourced, not run).
 # shellcheck shell=bash
 
-AW_ALL_UNITS=(vm influxd proxy smtp smtpauth am)
+AW_ALL_UNITS=(vm influxd proxy smtp smtpauth smtps smtpstrict am)
 AW_PY=/usr/bin/python3   # Debian's python3: python3-aiosmtpd installs for it, not for pyenv's
 
 aw_die() { echo "servers: ERROR: $*" >&2; exit 1; }
 aw_log() { echo "servers: $*" >&2; }
 
 # aw_expand_units "vm,influx1,mail" -> prints unit names, in start order, deduplicated.
-# Groups: influx1 = influxd+proxy, mail = smtp+smtpauth, all = everything.
+# Groups: influx1 = influxd+proxy, mail = smtp+smtpauth+smtps+smtpstrict, all = everything.
 aw_expand_units() {
     local want=" " item
     local IFS=','
     for item in $1; do
         case "$item" in
-            all) want+="vm influxd proxy smtp smtpauth am " ;;
+            all) want+="vm influxd proxy smtp smtpauth smtps smtpstrict am " ;;
             influx1|influx) want+="influxd proxy " ;;
-            mail) want+="smtp smtpauth " ;;
-            vm|influxd|proxy|smtp|smtpauth|am) want+="$item " ;;
+            mail) want+="smtp smtpauth smtps smtpstrict " ;;
+            vm|influxd|proxy|smtp|smtpauth|smtps|smtpstrict|am) want+="$item " ;;
             "") ;;
-            *) aw_die "unknown server '$item' (known: vm influxd proxy smtp smtpauth am; groups: influx1 mail all)" ;;
+            *) aw_die "unknown server '$item' (known: vm influxd proxy smtp smtpauth smtps smtpstrict am; groups: influx1 mail all)" ;;
         esac
     done
     IFS=' '

@@ -5,7 +5,8 @@
 
 Starts everything in a fresh temporary DIR (or the given one), writes line
 protocol to VictoriaMetrics and through the InfluxDB 2 proxy into influxd 1.6
-and reads it back, sends mail to both SMTP servers, posts and reads back an
+and reads it back, sends mail to the four SMTP servers (plain, AUTH, SMTPS, AUTH
+only after STARTTLS), posts and reads back an
 Alertmanager alert, stops and restarts single servers on the same port, stops
 everything and checks that no recorded process is left.  Prints one line per
 check and ends with 'selftest: N passed, N failed'; exit status 1 on failure.
@@ -109,13 +110,18 @@ def influx_query(url, db, q):
     return st, json.loads(data)
 
 
-def send_mail(port, subject, login=None, starttls_ca=None):
+def send_mail(port, subject, login=None, starttls_ca=None, implicit_tls=None):
+    """implicit_tls: an SSLContext for SMTPS (TLS from the first byte)."""
     m = EmailMessage()
     m["From"] = "allocwatch@test.invalid"
     m["To"] = "pi@test.invalid"
     m["Subject"] = subject
     m.set_content("usage drifted\n")
-    with smtplib.SMTP("127.0.0.1", int(port), timeout=10) as s:
+    if implicit_tls:
+        conn = smtplib.SMTP_SSL("127.0.0.1", int(port), timeout=10, context=implicit_tls)
+    else:
+        conn = smtplib.SMTP("127.0.0.1", int(port), timeout=10)
+    with conn as s:
         if starttls_ca:
             s.starttls(context=ssl.create_default_context(cafile=starttls_ca))
         if login:
@@ -254,6 +260,42 @@ def run(d, start, stop):
     check("smtpauth: STARTTLS (verified against AW_SMTP_AUTH_CA_CERT) + AUTH, mail lands",
           maildir_has(env["AW_SMTP_AUTH_MAILDIR"], "auth-tls") is not None)
 
+    # smtps: implicit TLS (SMTPS), the same account, CA and Maildir
+    ca = ssl.create_default_context(cafile=env["AW_SMTP_AUTH_CA_CERT"])
+    sp = env["AW_SMTP_TLS_PORT"]
+    send_mail(sp, "smtps", login=creds, implicit_tls=ca)
+    check("smtps: implicit TLS (verified against AW_SMTP_AUTH_CA_CERT) + AUTH, mail lands",
+          maildir_has(env["AW_SMTP_AUTH_MAILDIR"], "smtps") is not None)
+    try:
+        send_mail(sp, "smtps-untrusted", login=creds, implicit_tls=ssl.create_default_context())
+        check("smtps: a client without the test CA fails the handshake", False, "accepted")
+    except ssl.SSLCertVerificationError as e:
+        check("smtps: a client without the test CA fails the handshake", "certificate verify failed" in str(e), e)
+    try:
+        send_mail(sp, "smtps-noauth", implicit_tls=ca)
+        check("smtps: MAIL without AUTH refused", False, "accepted")
+    except smtplib.SMTPSenderRefused as e:
+        check("smtps: MAIL without AUTH refused (530)", e.smtp_code == 530, e)
+    with smtplib.SMTP_SSL("127.0.0.1", int(sp), timeout=10, context=ca) as s:
+        code, ehlo = s.ehlo()
+    check("smtps: EHLO lists AUTH, no STARTTLS inside TLS", b"AUTH LOGIN PLAIN" in ehlo and b"STARTTLS" not in ehlo, ehlo)
+
+    # smtpstrict: AUTH only after STARTTLS (aiosmtpd auth_require_tls=True)
+    tp = env["AW_SMTP_STRICT_PORT"]
+    with smtplib.SMTP("127.0.0.1", int(tp), timeout=10) as s:
+        code, ehlo = s.ehlo()
+        check("smtpstrict: plain EHLO offers STARTTLS and no AUTH", b"STARTTLS" in ehlo and b"AUTH" not in ehlo, ehlo)
+        # a made-up account: real credentials are never sent in clear, not even here
+        code, msg = s.docmd("AUTH", "PLAIN AG5vYm9keQBub3QtdGhlLXBhc3N3b3Jk")
+        check("smtpstrict: AUTH before STARTTLS -> 538 Encryption required",
+              code == 538 and msg == b"5.7.11 Encryption required for requested authentication mechanism", (code, msg))
+    send_mail(tp, "strict-tls", login=creds, starttls_ca=env["AW_SMTP_AUTH_CA_CERT"])
+    check("smtpstrict: STARTTLS + AUTH, mail lands", maildir_has(env["AW_SMTP_AUTH_MAILDIR"], "strict-tls") is not None)
+    log = open(os.path.join(d, "logs", "smtpstrict.log")).read()
+    check("smtpstrict: its log records the clear AUTH (538) and the TLS login (ok), never the initial response",
+          " tls=no -> 538 (encryption required)" in log and "AUTH PLAIN listener=smtpstrict tls=yes user=b'%s' -> ok" % creds[0] in log
+          and "AG5vYm9keQ" not in log, log[-2000:])
+
     # ---------------------------------------------------- Alertmanager
     am = env["AW_AM_URL"]
     labels = {"alertname": "AllocationOverrun", "centre": "c1", "project": "p1", "resource": "cpu", "severity": "warning"}
@@ -265,7 +307,8 @@ def run(d, start, stop):
     check("am: GET /api/v2/alerts returns it with all labels", len(got) == 1 and got[0]["labels"] == labels, body[:500])
 
     # ---------------------------------------------------- outage and return on the same port
-    for unit, port_key in (("influxd", "AW_INFLUX1_URL"), ("smtp", "AW_SMTP_PORT"), ("vm", "AW_VM_URL"), ("am", "AW_AM_URL")):
+    for unit, port_key in (("influxd", "AW_INFLUX1_URL"), ("smtp", "AW_SMTP_PORT"), ("vm", "AW_VM_URL"), ("am", "AW_AM_URL"),
+                          ("smtps", "AW_SMTP_TLS_PORT")):
         port = env[port_key].rsplit(":", 1)[-1]
         r, secs = sh(stop, d, "--only", unit)
         check("stop.sh --only %s (%.2fs): port %s closed" % (unit, secs, port), r.returncode == 0 and not port_open(port), r.stderr)
@@ -292,6 +335,8 @@ def run(d, start, stop):
     check("vm: data written before the restart survived", len(rows) == 2, rows)
     send_mail(env["AW_SMTP_PORT"], "after-restart")
     check("smtp after restart: mail lands", maildir_has(env["AW_SMTP_MAILDIR"], "after-restart") is not None)
+    send_mail(sp, "smtps-after-restart", login=creds, implicit_tls=ca)
+    check("smtps after restart: same certificate, mail lands", maildir_has(env["AW_SMTP_AUTH_MAILDIR"], "smtps-after-restart") is not None)
     st, body = http("GET", am + "/api/v2/alerts")
     check("am after restart: up (alerts are in memory: %d kept)" % len(json.loads(body)), st == 200, (st, body))
     r, _ = sh(start, d)

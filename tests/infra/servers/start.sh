@@ -4,8 +4,9 @@
 #
 #   start.sh DIR [--only LIST]
 #
-# LIST is comma-separated: vm, influxd, proxy, smtp, smtpauth, am, or the groups
-# influx1 (= influxd,proxy), mail (= smtp,smtpauth), all (the default).
+# LIST is comma-separated: vm, influxd, proxy, smtp, smtpauth, smtps, smtpstrict, am,
+# or the groups influx1 (= influxd,proxy), mail (= smtp,smtpauth,smtps,smtpstrict),
+# all (the default).
 #
 # Installs missing Debian packages, then for each server: reuses the port in
 # DIR/ports/NAME if there is one (so a server stopped with `stop.sh DIR --only
@@ -59,10 +60,10 @@ missing_pkgs() {
     if has_unit vm; then command -v victoria-metrics >/dev/null || echo victoria-metrics; fi
     if has_unit influxd; then command -v influxd >/dev/null || echo influxdb; fi
     if has_unit am; then command -v prometheus-alertmanager >/dev/null || echo prometheus-alertmanager; fi
-    if has_unit smtp || has_unit smtpauth; then
+    if has_unit smtp || has_unit smtpauth || has_unit smtps || has_unit smtpstrict; then
         { [[ -x "$AW_PY" ]] && "$AW_PY" -c 'import aiosmtpd' 2>/dev/null; } || echo python3-aiosmtpd
     fi
-    if has_unit smtpauth; then command -v openssl >/dev/null || echo openssl; fi
+    if has_unit smtpauth || has_unit smtps || has_unit smtpstrict; then command -v openssl >/dev/null || echo openssl; fi
     return 0
 }
 
@@ -156,13 +157,26 @@ smtp_banner() {   # succeeds when something on 127.0.0.1:$1 greets with 220
     [[ "$line" == 220* ]]
 }
 
+smtps_banner() {   # the same through implicit TLS, the certificate verified against the test CA
+    "$AW_PY" - "$1" "$DIR/conf/tls/ca.pem" <<'EOF' 2>/dev/null
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2) as raw:
+    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        line = s.makefile("rb").readline()
+        s.sendall(b"QUIT\r\n")
+sys.exit(0 if line.startswith(b"220") else 1)
+EOF
+}
+
 probe() {
     local p
     p=$(port_of "$1")
     case "$1" in
         vm) [[ "$(curl -s -m 2 "http://127.0.0.1:$p/health" 2>/dev/null || true)" == OK ]] ;;
         influxd|proxy) [[ "$(http_code "http://127.0.0.1:$p/ping")" == 204 ]] ;;
-        smtp|smtpauth) smtp_banner "$p" ;;
+        smtp|smtpauth|smtpstrict) smtp_banner "$p" ;;
+        smtps) smtps_banner "$p" ;;
         am) [[ "$(http_code "http://127.0.0.1:$p/-/ready")" == 200 ]] ;;
     esac
 }
@@ -271,6 +285,17 @@ EOF
                 --user "$SMTP_AUTH_USER" --password "$SMTP_AUTH_PASSWORD" \
                 --tls-cert "$DIR/conf/tls/server.pem" --tls-key "$DIR/conf/tls/server.key"
             ;;
+        smtps|smtpstrict)
+            # the same script, account, certificate and Maildir as smtpauth; its own port and
+            # log. smtps: implicit TLS (SMTPS); smtpstrict: AUTH only after STARTTLS.
+            mkdir -p "$DIR/mail-auth/tmp" "$DIR/mail-auth/new" "$DIR/mail-auth/cur"
+            make_tls
+            local mode=--implicit-tls
+            [[ "$unit" == smtpstrict ]] && mode=--auth-require-tls
+            launch "$unit" "$AW_PY" "$HERE/smtp_auth_server.py" --name "$unit" "$mode" --port "$p" \
+                --maildir "$DIR/mail-auth" --user "$SMTP_AUTH_USER" --password "$SMTP_AUTH_PASSWORD" \
+                --tls-cert "$DIR/conf/tls/server.pem" --tls-key "$DIR/conf/tls/server.key"
+            ;;
         am)
             cat > "$DIR/conf/alertmanager.yml" <<'EOF'
 # written by start.sh: accept everything, deliver nowhere
@@ -356,16 +381,23 @@ write_env() {
         lines+=("AW_INFLUX_TOKEN=$INFLUX_TOKEN" "AW_INFLUX_ORG=$INFLUX_ORG"
                 "AW_INFLUX_DB=$INFLUX_DB" "AW_INFLUX_BUCKET=$INFLUX_DB")
     fi
-    if [[ -s "$DIR/ports/smtp" || -s "$DIR/ports/smtpauth" ]]; then
+    local authed=""   # any of the servers with the AUTH account (same account, Maildir, CA)
+    [[ -s "$DIR/ports/smtpauth" || -s "$DIR/ports/smtps" || -s "$DIR/ports/smtpstrict" ]] && authed=1
+    if [[ -s "$DIR/ports/smtp" || -n "$authed" ]]; then
         lines+=("AW_SMTP_HOST=127.0.0.1")
     fi
     if [[ -s "$DIR/ports/smtp" ]]; then
         lines+=("AW_SMTP_PORT=$(port_of smtp)" "AW_SMTP_MAILDIR=$DIR/mail")
     fi
-    if [[ -s "$DIR/ports/smtpauth" ]]; then
-        lines+=("AW_SMTP_AUTH_PORT=$(port_of smtpauth)" "AW_SMTP_AUTH_USER=$SMTP_AUTH_USER"
-                "AW_SMTP_AUTH_PASSWORD=$SMTP_AUTH_PASSWORD" "AW_SMTP_AUTH_MAILDIR=$DIR/mail-auth"
-                "AW_SMTP_AUTH_CA_CERT=$DIR/conf/tls/ca.pem")
+    local unit_var
+    for unit_var in smtpauth:AW_SMTP_AUTH_PORT smtps:AW_SMTP_TLS_PORT smtpstrict:AW_SMTP_STRICT_PORT; do
+        if [[ -s "$DIR/ports/${unit_var%%:*}" ]]; then
+            lines+=("${unit_var#*:}=$(port_of "${unit_var%%:*}")")
+        fi
+    done
+    if [[ -n "$authed" ]]; then
+        lines+=("AW_SMTP_AUTH_USER=$SMTP_AUTH_USER" "AW_SMTP_AUTH_PASSWORD=$SMTP_AUTH_PASSWORD"
+                "AW_SMTP_AUTH_MAILDIR=$DIR/mail-auth" "AW_SMTP_AUTH_CA_CERT=$DIR/conf/tls/ca.pem")
     fi
     if [[ -s "$DIR/ports/am" ]]; then
         lines+=("AW_AM_URL=http://127.0.0.1:$(port_of am)")
