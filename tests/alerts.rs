@@ -487,6 +487,196 @@ retry_max_seconds = 0
     }
 }
 
+/// `[alerts.email]` for one of the AUTH servers (`smtpauth`, `smtps`, `smtpstrict`: same account):
+/// `tls` mode, the password read from `pw_file`, the relay's CA if given.
+fn auth_section(port: &str, tls: &str, user: &str, pw_file: &Path, ca_file: Option<&Path>) -> String {
+    format!(
+        "[alerts.email]\nhost = \"localhost\"\nport = {port}\ntls = \"{tls}\"\nusername = \"{user}\"\npassword_file = \"{}\"\n{}\
+         from = \"allocwatch@ops.example\"\n[alerts.delivery]\nretry_initial_seconds = 0\nretry_max_seconds = 0\ntimeout_seconds = 5\n",
+        pw_file.display(),
+        ca_file.map(|c| format!("ca_file = \"{}\"\n", c.display())).unwrap_or_default()
+    )
+}
+
+/// The e-mail outbox of a store, oldest first: (state, attempts, last error).
+fn email_outbox(store: &Path) -> Vec<(String, i64, Option<String>)> {
+    let c = rusqlite::Connection::open(store).unwrap();
+    let mut q = c.prepare("SELECT state, attempts, last_error FROM notifications WHERE channel = 'email' ORDER BY id").unwrap();
+    let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+    rows.map(|r| r.unwrap()).collect()
+}
+
+/// A store's bytes, its WAL included.
+fn store_bytes(store: &Path) -> Vec<u8> {
+    let mut b = std::fs::read(store).unwrap();
+    b.extend(std::fs::read(store.with_extension("sqlite-wal")).unwrap_or_default());
+    b
+}
+
+/// `tls = "tls"` (implicit TLS, SMTPS) against the `smtps` server (aiosmtpd behind a TLS
+/// listener, AUTH required): without the relay's CA, then with another CA of the very same name,
+/// the delivery fails on the certificate, nothing is marked sent; with `ca_file` it is delivered
+/// once.
+#[test]
+fn smtps_implicit_tls_trusts_only_the_configured_ca_and_delivers_once() {
+    let Some(env) = server_env("smtps", &["AW_SMTP_TLS_PORT", "AW_SMTP_AUTH_USER", "AW_SMTP_AUTH_PASSWORD", "AW_SMTP_AUTH_MAILDIR", "AW_SMTP_AUTH_CA_CERT"]) else {
+        return;
+    };
+    let tag = &unique_tag("t11");
+    let password = &env["AW_SMTP_AUTH_PASSWORD"];
+    let pw_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(pw_file.path(), format!("{password}\n")).unwrap();
+    // Another CA under the test CA's very name (another key): a name match is not trust.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = other.path().join("other-ca.pem");
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=allocwatch test CA", "-keyout"])
+        .arg(other.path().join("other-ca.key"))
+        .arg("-out")
+        .arg(&other_ca)
+        .output()
+        .expect("openssl (start.sh installs it for the SMTP servers)");
+    assert!(made.status.success(), "openssl: {}", String::from_utf8_lossy(&made.stderr));
+    let section = |ca: Option<&Path>| auth_section(&env["AW_SMTP_TLS_PORT"], "tls", &env["AW_SMTP_AUTH_USER"], pw_file.path(), ca);
+    let s = Scenario::new(
+        tag,
+        &format!("A0240000001,idris,cpu,2026-01-01,2026-04-11,1000,smt,pi@{tag}.example,,CT1,\n"),
+        "",
+        &jobs("smt", 0, 30, 20, 90000),
+        &section(None),
+    );
+    let store = s.dir.path().join("store.sqlite");
+    let maildir = Path::new(&env["AW_SMTP_AUTH_MAILDIR"]);
+    let set_email = |ca: Option<&Path>| {
+        let cfg = std::fs::read_to_string(&s.config).unwrap();
+        let (head, _) = cfg.split_once("[alerts.email]").unwrap();
+        std::fs::write(&s.config, format!("{head}{}", section(ca))).unwrap();
+    };
+    let mut captured = Vec::new();
+    // 1. No ca_file: the throw-away CA is in no default root store.
+    let out = s.check("2026-01-11");
+    let err = stderr(&out);
+    assert!(out.status.success(), "a failed delivery stays queued, the cycle succeeds: {err}");
+    assert!(err.contains("alerts: 1 fired") && err.contains("notifications: 0 sent, 1 failed attempts, 1 queued"), "{err}");
+    let tls_error = format!("SMTP localhost:{}: Connection error: Connection error: invalid peer certificate: UnknownIssuer", env["AW_SMTP_TLS_PORT"]);
+    assert!(err.contains(&format!("delivery failed: {tls_error}")), "{err}");
+    assert_eq!(email_outbox(&store), vec![("pending".to_string(), 1, Some(tls_error.clone()))]);
+    let listed = s.cli(&["alerts", "list", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!((rows[0]["sent"].as_i64(), rows[0]["pending"].as_i64(), rows[0]["last_error"].as_str()), (Some(0), Some(1), Some(tls_error.as_str())), "{rows:#?}");
+    captured.extend(out.stdout.iter().chain(out.stderr.iter()).chain(listed.stdout.iter()));
+    // 2. Another CA of the same name: the signature does not verify.
+    set_email(Some(&other_ca));
+    let out = s.cli(&["alerts", "deliver"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let bad_sig = format!("SMTP localhost:{}: Connection error: Connection error: invalid peer certificate: BadSignature", env["AW_SMTP_TLS_PORT"]);
+    assert!(err.contains(&bad_sig) && err.contains("notifications: 0 sent, 1 failed attempts, 1 queued"), "{err}");
+    assert_eq!(email_outbox(&store), vec![("pending".to_string(), 2, Some(bad_sig))]);
+    assert!(mails(maildir, tag).is_empty(), "nothing may arrive over an untrusted connection");
+    captured.extend(out.stdout.iter().chain(out.stderr.iter()));
+    // 3. The relay's CA: delivered, once; a second pass owes nothing.
+    set_email(Some(Path::new(&env["AW_SMTP_AUTH_CA_CERT"])));
+    let out = s.cli(&["alerts", "deliver"]);
+    let err = stderr(&out);
+    assert!(out.status.success() && err.contains("notifications: 1 sent, 0 failed attempts, 0 queued"), "{err}");
+    captured.extend(out.stdout.iter().chain(out.stderr.iter()));
+    let out = s.cli(&["alerts", "deliver", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = mails(maildir, tag);
+    assert_eq!(m.iter().map(|x| x.to.as_str()).collect::<Vec<_>>(), vec![format!("pi@{tag}.example")], "{m:#?}");
+    assert_eq!(m[0].subject, "[allocwatch] A0240000001 idris/cpu: consuming faster than planned");
+    assert_eq!(email_outbox(&store), vec![("sent".to_string(), 3, None)]);
+    assert_secret_absent(password, "allocwatch's output", &captured);
+    assert_secret_absent(password, "the store", &store_bytes(&store));
+}
+
+/// A relay that, like Postfix with `smtpd_tls_auth_only = yes`, accepts AUTH only after
+/// STARTTLS (`smtpstrict`: aiosmtpd with `auth_require_tls=True`, which lists no AUTH in its
+/// plain EHLO and answers an AUTH command with 538). With `tls = "none"` and a login, allocwatch
+/// does not log in, says why, sends no credentials (the server's log of every AUTH command shows
+/// none), keeps the message; with `tls = "starttls"` it logs in over TLS and delivers, once.
+#[test]
+fn smtp_auth_only_after_starttls_no_credentials_in_clear() {
+    let Some(env) = server_env(
+        "smtp_strict",
+        &["AW_SERVERS_DIR", "AW_SMTP_STRICT_PORT", "AW_SMTP_AUTH_USER", "AW_SMTP_AUTH_PASSWORD", "AW_SMTP_AUTH_MAILDIR", "AW_SMTP_AUTH_CA_CERT"],
+    ) else {
+        return;
+    };
+    let tag = &unique_tag("t12");
+    let (port, password) = (&env["AW_SMTP_STRICT_PORT"], &env["AW_SMTP_AUTH_PASSWORD"]);
+    let pw_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(pw_file.path(), format!("{password}\n")).unwrap();
+    let s = Scenario::new(
+        tag,
+        &format!("A0250000001,idris,cpu,2026-01-01,2026-04-11,1000,sst,pi@{tag}.example,,CT1,\n"),
+        "",
+        &jobs("sst", 0, 30, 20, 95000),
+        &auth_section(port, "none", &env["AW_SMTP_AUTH_USER"], pw_file.path(), None),
+    );
+    let store = s.dir.path().join("store.sqlite");
+    let maildir = Path::new(&env["AW_SMTP_AUTH_MAILDIR"]);
+    // smtp_auth_server.py logs every AUTH command it receives (mechanism, peer, tls=yes|no) and
+    // every login's verdict; only this test uses this server, so its new lines are ours.
+    let log_path = Path::new(&env["AW_SERVERS_DIR"]).join("logs/smtpstrict.log");
+    let log_len = || std::fs::metadata(&log_path).map(|m| m.len() as usize).unwrap_or(0);
+    let log_since = |from: usize| String::from_utf8_lossy(&std::fs::read(&log_path).unwrap_or_default()[from..]).into_owned();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_allocwatch"))
+            .args(["--config", s.config.to_str().unwrap()])
+            .args(args)
+            .env("ALLOCWATCH_LOG", "trace")
+            .output()
+            .unwrap()
+    };
+    let log0 = log_len();
+    let out = run(&["check", "--at", "2026-01-11"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "a failed delivery stays queued, the cycle succeeds: {err}");
+    let refusal = format!(
+        "SMTP localhost:{port}: internal client error: No compatible authentication mechanism was found (the server offers no AUTH PLAIN or LOGIN on this unencrypted connection, so allocwatch did not log in and sent no credentials; a relay that accepts logins only over TLS offers AUTH after STARTTLS: set alerts.email.tls = \"starttls\" or \"tls\")"
+    );
+    assert!(err.contains(&format!("delivery failed: {refusal}")) && err.contains("notifications: 0 sent, 1 failed attempts, 1 queued"), "{err}");
+    assert_eq!(email_outbox(&store), vec![("pending".to_string(), 1, Some(refusal.clone()))]);
+    let listed = s.cli(&["alerts", "list", "--format", "json"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&serde_json::to_string(&refusal).unwrap()), "{}", String::from_utf8_lossy(&listed.stdout));
+    assert!(mails(maildir, tag).is_empty());
+    // The server saw no AUTH command at all on this plain connection (no 538 either: allocwatch
+    // never tried), and the password is nowhere in what allocwatch printed, logged or stored.
+    let seen = log_since(log0);
+    assert!(!seen.contains("AUTH"), "AUTH sent without TLS:\n{seen}");
+    let mut captured: Vec<u8> = [&out.stdout[..], &out.stderr[..], &listed.stdout[..]].concat();
+    // The same through `doctor`: the probe explains it too.
+    let doctor = run(&["doctor"]);
+    let said = format!("{}{}", String::from_utf8_lossy(&doctor.stdout), stderr(&doctor));
+    assert!(said.contains("connection (no TLS) failed: internal client error: No compatible authentication mechanism was found (the server offers no AUTH PLAIN or LOGIN on this unencrypted connection"), "{said}");
+    assert!(!log_since(log0).contains("AUTH"), "doctor sent AUTH without TLS:\n{}", log_since(log0));
+    captured.extend_from_slice(said.as_bytes());
+    // STARTTLS: AUTH over TLS, accepted; the mail is delivered once.
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, cfg.replace("tls = \"none\"\n", &format!("tls = \"starttls\"\nca_file = \"{}\"\n", env["AW_SMTP_AUTH_CA_CERT"]))).unwrap();
+    let log1 = log_len();
+    let out = run(&["alerts", "deliver"]);
+    let err = stderr(&out);
+    assert!(out.status.success() && err.contains("notifications: 1 sent, 0 failed attempts, 0 queued"), "{err}");
+    captured.extend_from_slice(&[&out.stdout[..], &out.stderr[..]].concat());
+    let seen = log_since(log1);
+    let auth_lines: Vec<&str> = seen.lines().filter(|l| l.starts_with("AUTH")).collect();
+    assert!(
+        auth_lines.len() == 2
+            && auth_lines[0].starts_with("AUTH command PLAIN listener=smtpstrict peer=127.0.0.1:")
+            && auth_lines[0].ends_with(" tls=yes")
+            && auth_lines[1] == format!("AUTH PLAIN listener=smtpstrict tls=yes user=b'{}' -> ok", env["AW_SMTP_AUTH_USER"]),
+        "one AUTH, over TLS, accepted:\n{seen}"
+    );
+    let m = mails(maildir, tag);
+    assert_eq!(m.iter().map(|x| x.to.as_str()).collect::<Vec<_>>(), vec![format!("pi@{tag}.example")], "{m:#?}");
+    assert_eq!(email_outbox(&store), vec![("sent".to_string(), 2, None)]);
+    assert_secret_absent(password, "allocwatch's output and log", &captured);
+    assert_secret_absent(password, "the store", &store_bytes(&store));
+}
+
 #[test]
 fn alertmanager_and_webhook_receive_operations_alerts() {
     let Some(env) = server_env("alertmanager_webhook", &["AW_AM_URL"]) else { return };

@@ -212,28 +212,6 @@ timeout_seconds = 3
     }
 }
 
-/// A secret as it could leak: itself, percent-encoded (as in a URL), and in base64 (standard
-/// and URL-safe) at each of the three alignments it can have inside a longer encoded text (the
-/// part of the encoding that does not depend on its neighbours).
-fn encoded_forms(secret: &str) -> Vec<String> {
-    use base64::Engine;
-    let mut out = vec![secret.to_string(), urlencode(secret)];
-    let bytes = secret.as_bytes();
-    for engine in [&base64::engine::general_purpose::STANDARD, &base64::engine::general_purpose::URL_SAFE] {
-        for k in 0..3usize {
-            let mut padded = vec![0u8; k];
-            padded.extend_from_slice(bytes);
-            let enc = engine.encode(&padded);
-            let (skip, first) = if k == 0 { (0, 0) } else { (4, 3 - k) };
-            let groups = (bytes.len() - first) / 3;
-            out.push(enc[skip..skip + groups * 4].to_string());
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
 /// A store given as a URL is refused by name (its scheme only: a URL may carry a password),
 /// from `--store` and from `[store] path`, by every command and the daemon; nothing is created.
 #[test]

@@ -91,12 +91,26 @@ async fn send_email(t: &AsyncSmtpTransport<Tokio1Executor>, e: &EmailSettings, p
         .map_err(|x| format!("building the message: {x}"))?;
     t.send(msg).await.map(|_| ()).map_err(|x| {
         // lettre's errors never contain the password; the password is scrubbed anyway.
-        let text = format!("SMTP {}:{}: {x}", e.host, e.port);
+        let text = format!("SMTP {}:{}: {x}{}", e.host, e.port, no_auth_offered(e, &x));
         match &e.password {
             Some(p) => p.scrub(&text),
             None => text,
         }
     })
+}
+
+/// lettre's "internal client error: No compatible authentication mechanism was found" means
+/// the server's EHLO listed no AUTH mechanism lettre uses (PLAIN, LOGIN), so it never sent
+/// AUTH: said in the operator's terms, with the usual cause when there is no TLS (servers such
+/// as Postfix with `smtpd_tls_auth_only = yes` offer AUTH only after STARTTLS).
+fn no_auth_offered(e: &EmailSettings, x: &lettre::transport::smtp::Error) -> &'static str {
+    if !(x.is_client() && x.to_string().contains("No compatible authentication mechanism")) {
+        return "";
+    }
+    match e.tls {
+        SmtpTls::None => " (the server offers no AUTH PLAIN or LOGIN on this unencrypted connection, so allocwatch did not log in and sent no credentials; a relay that accepts logins only over TLS offers AUTH after STARTTLS: set alerts.email.tls = \"starttls\" or \"tls\")",
+        _ => " (the server offers no AUTH PLAIN or LOGIN, so allocwatch did not log in and sent no credentials)",
+    }
 }
 
 async fn post_json(client: &reqwest::Client, url: &str, body: &str, idempotency: &str, what: &str) -> Result<(), String> {
@@ -268,7 +282,7 @@ async fn probe_email(e: &EmailSettings, timeout: Duration) -> Result<String, Str
             Err(scrub(format!("login as {:?} refused: {x}", e.username.as_deref().unwrap_or(""))))
         }
         Err(x) if x.is_timeout() => Err(format!("no answer within {} s: {x}", timeout.as_secs_f64())),
-        Err(x) => Err(scrub(format!("connection ({tls}) failed: {x}"))),
+        Err(x) => Err(scrub(format!("connection ({tls}) failed: {x}{}", no_auth_offered(e, &x)))),
     }
 }
 

@@ -113,6 +113,35 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// A secret as it could leak: itself, percent-encoded (as in a URL), and in base64 (standard
+/// and URL-safe) at each of the three alignments it can have inside a longer encoded text (the
+/// part of the encoding that does not depend on its neighbours).
+pub fn encoded_forms(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    let mut out = vec![secret.to_string(), urlencode(secret)];
+    let bytes = secret.as_bytes();
+    for engine in [&base64::engine::general_purpose::STANDARD, &base64::engine::general_purpose::URL_SAFE] {
+        for k in 0..3usize {
+            let mut padded = vec![0u8; k];
+            padded.extend_from_slice(bytes);
+            let enc = engine.encode(&padded);
+            let (skip, first) = if k == 0 { (0, 0) } else { (4, 3 - k) };
+            let groups = (bytes.len() - first) / 3;
+            out.push(enc[skip..skip + groups * 4].to_string());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Fails naming `what` if `haystack` holds `secret` in any of its [`encoded_forms`].
+pub fn assert_secret_absent(secret: &str, what: &str, haystack: &[u8]) {
+    for form in encoded_forms(secret) {
+        assert!(!haystack.windows(form.len()).any(|w| w == form.as_bytes()), "the secret is in {what} (as {form:?})");
+    }
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
