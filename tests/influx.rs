@@ -88,6 +88,45 @@ fn curl(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// How long a command may run before it counts as hung: far beyond any sink timeout here
+/// (seconds), and still a bound.
+const HUNG_AFTER_S: u64 = 90;
+
+/// Run `cmd` to its end, its output captured (in files: no pipe to fill), or kill it and fail
+/// once `secs` have passed.
+fn output_within(mut cmd: Command, secs: u64, what: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, e) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&o).unwrap())
+        .stderr(std::fs::File::create(&e).unwrap())
+        .spawn()
+        .unwrap_or_else(|x| panic!("{what}: {x}"));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} still running after {secs} s: hung\nstderr so far:\n{}", std::fs::read_to_string(&e).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output { status, stdout: std::fs::read(&o).unwrap(), stderr: std::fs::read(&e).unwrap() }
+}
+
+/// A TCP listener that never accepts: the kernel completes every connection (backlog), and
+/// nothing ever reads a byte or answers. It models a server that is up but too slow, and
+/// invents no answer. Kept open as long as the value lives.
+fn silent_listener() -> (std::net::TcpListener, String) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    (l, url)
+}
+
 /// One exported VictoriaMetrics series.
 #[derive(Debug, Clone)]
 struct Series {
@@ -232,25 +271,18 @@ impl Fixture {
 
     /// `check --format json --at AT` (with the servers' token in the environment).
     fn check(&self, at: &str, token: &str) -> (Vec<Value>, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_allocwatch"))
-            .args(["--config", self.cfg(), "check", "--format", "json", "--at", at])
-            .env("ALLOCWATCH_LOG", "warn")
-            .env("AW_TEST_TOKEN", token)
-            .output()
-            .unwrap();
+        let out = self.run(&["check", "--format", "json", "--at", at], token);
         assert!(out.status.success(), "check --at {at}: {}", stderr(&out));
         (serde_json::from_slice(&out.stdout).unwrap(), stderr(&out))
     }
 
-    /// Run allocwatch with this fixture's configuration and the token in the environment.
+    /// Run allocwatch with this fixture's configuration and the token in the environment; a
+    /// run that has not ended after [`HUNG_AFTER_S`] is killed and fails the test (a sink that
+    /// never answers must not hang a command).
     fn run(&self, args: &[&str], token: &str) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_allocwatch"))
-            .args(["--config", self.cfg()])
-            .args(args)
-            .env("ALLOCWATCH_LOG", "warn")
-            .env("AW_TEST_TOKEN", token)
-            .output()
-            .unwrap()
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_allocwatch"));
+        cmd.args(["--config", self.cfg()]).args(args).env("ALLOCWATCH_LOG", "warn").env("AW_TEST_TOKEN", token);
+        output_within(cmd, HUNG_AFTER_S, &format!("allocwatch {args:?}"))
     }
 
     fn outbox_status(&self) -> Value {
@@ -516,15 +548,51 @@ fn influx_allocation_at(influx1: &str, db: &str, centre: &str, at_s: i64) -> BTr
     got
 }
 
+/// How InfluxDB is down.
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    /// influxd stopped behind the v2 proxy: the proxy's own answer, 503 `unavailable`, passes
+    /// through (a private server set, stopped and started again on the same port).
+    InfluxdStopped,
+    /// Nothing listening at all (a free port: connection refused); back when the
+    /// configuration points at the live proxy.
+    NothingListening,
+}
+
 #[test]
 fn outage_then_replay_delivers_every_cycle_in_order() {
-    let Some(sv) = private_servers("outage_then_replay_delivers_every_cycle_in_order", "influx1") else { return };
+    outage_then_replay("outage_then_replay_delivers_every_cycle_in_order", Outage::InfluxdStopped);
+}
+
+#[test]
+fn nothing_listening_then_replay_delivers_every_cycle_in_order() {
+    outage_then_replay("nothing_listening_then_replay_delivers_every_cycle_in_order", Outage::NothingListening);
+}
+
+/// Several cycles while InfluxDB is down (`outage`), a re-run of the last instant, then the
+/// server is back: one flush delivers every owed point, in order, once.
+fn outage_then_replay(test: &str, outage: Outage) {
+    let sv = match outage {
+        Outage::InfluxdStopped => private_servers(test, "influx1"),
+        Outage::NothingListening => shared_servers(test),
+    };
+    let Some(sv) = sv else { return };
     let (proxy, influx1, token) = (sv.var("AW_INFLUX_PROXY_URL"), sv.var("AW_INFLUX1_URL"), sv.var("AW_INFLUX_TOKEN"));
-    let db = sv.var("AW_INFLUX_DB");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (db, url, said): (&str, &str, &[&str]) = match outage {
+        // The proxy's answer, passed through: InfluxDB 2's shape, code `unavailable`.
+        Outage::InfluxdStopped => (sv.var("AW_INFLUX_DB"), proxy, &["HTTP 503", "\"code\": \"unavailable\"", "upstream influxdb unreachable"]),
+        Outage::NothingListening => {
+            influx_create_db(influx1, "aw_nothing_listening");
+            ("aw_nothing_listening", &dead, &["request failed", "Connection refused"])
+        }
+    };
     let centre = "outage";
     // Small batches, so the cycles span many requests and their order matters.
-    let fx = Fixture::new(centre, Some(&influx_section(proxy, db, "gzip = false\nbatch_size = 4")), "");
-    sv.control("stop.sh", "influxd"); // the proxy answers 503 while influxd is down
+    let fx = Fixture::new(centre, Some(&influx_section(url, db, "gzip = false\nbatch_size = 4")), "");
+    if let Outage::InfluxdStopped = outage {
+        sv.control("stop.sh", "influxd"); // the proxy answers 503 while influxd is down
+    }
 
     let instants = ["2026-01-15T00:00:00Z", "2026-01-18T00:00:00Z", "2026-01-21T00:00:00Z"];
     let mut outputs = Vec::new();
@@ -535,7 +603,10 @@ fn outage_then_replay_delivers_every_cycle_in_order() {
         let st = fx.outbox_status();
         assert!(st["depth"].as_u64().unwrap() > queued, "{st}");
         queued = st["depth"].as_u64().unwrap();
-        assert!(st["last_error"].as_str().unwrap().contains("503"), "{st}");
+        let last_error = st["last_error"].as_str().unwrap();
+        for s in said {
+            assert!(last_error.contains(s) && err.contains(s), "{outage:?}: the error must say {s:?}: {st}\n{err}");
+        }
         outputs.push(rows);
     }
     // New accounting arrives, and the last instant is reconciled again: same series and
@@ -547,13 +618,13 @@ fn outage_then_replay_delivers_every_cycle_in_order() {
     assert!(st["depth"].as_u64().unwrap() > queued);
     assert_eq!(st["consecutive_failures"].as_i64(), Some(4));
 
-    sv.control("start.sh", "influxd");
-    let out = fx.run(&["outbox", "flush"], token);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = String::from_utf8(out.stdout).unwrap();
-    assert!(out.contains(&format!("sent {} points", st["depth"])) && out.ends_with("0 waiting\n"), "{out}");
-    let st = fx.outbox_status();
-    assert_eq!((st["depth"].as_u64(), st["rejected"].as_u64(), st["consecutive_failures"].as_i64()), (Some(0), Some(0), Some(0)), "{st}");
+    match outage {
+        Outage::InfluxdStopped => sv.control("start.sh", "influxd"),
+        Outage::NothingListening => repoint(&fx, &dead, proxy),
+    }
+    let depth = st["depth"].as_u64().unwrap();
+    flush_all(&fx, token, depth);
+    assert_eq!(fx.outbox_status()["sent_total"].as_u64(), Some(depth), "each owed point sent once");
 
     for (at, rows) in instants.iter().zip([&outputs[0], &outputs[1], &rerun]) {
         assert_eq!(influx_allocation_at(influx1, db, centre, t(at)), expected_allocation_points(rows), "cycle at {at}");
@@ -628,6 +699,78 @@ fn kill_9_with_points_waiting_loses_nothing() {
     assert_vm_allocations(&series, &want1, t(first));
     assert_vm_allocations(&series, &want2, t(second));
     assert_eq!(fx.outbox_status()["depth"].as_u64(), Some(0), "{log}");
+}
+
+/// Point the fixture's `[influxdb] url` somewhere else (the server is back, elsewhere).
+fn repoint(fx: &Fixture, from: &str, to: &str) {
+    let text = std::fs::read_to_string(&fx.config).unwrap();
+    assert!(text.contains(&format!("url = \"{from}\"")), "{text}");
+    std::fs::write(&fx.config, text.replace(&format!("url = \"{from}\""), &format!("url = \"{to}\""))).unwrap();
+}
+
+/// `outbox flush`, which must send everything waiting (`depth` points) and leave nothing.
+fn flush_all(fx: &Fixture, token: &str, depth: u64) {
+    let out = fx.run(&["outbox", "flush"], token);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(&format!("sent {depth} points")) && text.ends_with("0 waiting\n"), "{text}");
+    let st = fx.outbox_status();
+    assert_eq!((st["depth"].as_u64(), st["rejected"].as_u64(), st["consecutive_failures"].as_i64()), (Some(0), Some(0), Some(0)), "{st}");
+}
+
+#[test]
+fn a_slow_influxdb_times_out_keeps_the_points_and_every_point_lands_once_later() {
+    let Some(sv) = shared_servers("a_slow_influxdb_times_out_keeps_the_points_and_every_point_lands_once_later") else { return };
+    let vm = sv.var("AW_VM_URL");
+    let centre = &unique("slow");
+    // Up, but never answers: every write waits out `timeout_seconds` (2 s here).
+    let (silent, slow) = silent_listener();
+    let influx = influx_section(&slow, "b", "gzip = false\nbatch_size = 4").replace("timeout_seconds = 5", "timeout_seconds = 2");
+    let fx = Fixture::new(centre, Some(&influx), "");
+    let instants = ["2026-01-15T00:00:00Z", "2026-01-21T00:00:00Z"];
+    let mut outputs = Vec::new();
+    let mut depth = 0;
+    for (i, at) in instants.iter().enumerate() {
+        // `run` fails the test if the command hangs instead of giving up at the timeout.
+        let (rows, err) = fx.check(at, "x");
+        assert!(err.contains("warning: indicators not delivered") && err.contains("points stay queued"), "{err}");
+        assert!(err.contains(&format!("{slow} bucket b: no answer within 2 s")), "the log names the sink and the timeout: {err}");
+        let st = fx.outbox_status();
+        assert!(st["depth"].as_u64().unwrap() > depth, "this cycle's points are owed too: {st}");
+        depth = st["depth"].as_u64().unwrap();
+        assert_eq!(st["last_error"].as_str(), Some("no answer within 2 s"), "{st}");
+        assert_eq!((st["consecutive_failures"].as_i64(), st["sent_total"].as_i64()), (Some(i as i64 + 1), Some(0)), "{st}");
+        outputs.push(rows);
+    }
+    // Each cycle did reach the slow server (a connection waits in its backlog), and was never
+    // answered: nothing was written anywhere.
+    silent.set_nonblocking(true).unwrap();
+    let reached = std::iter::from_fn(|| silent.accept().ok()).count();
+    assert!(reached >= instants.len(), "{reached} connections to the slow server");
+    drop(silent);
+
+    // The server answers again (the configuration points at a live one): every owed point is
+    // sent once, oldest first.
+    repoint(&fx, &slow, vm);
+    flush_all(&fx, "x", depth);
+    assert_eq!(fx.outbox_status()["sent_total"].as_u64(), Some(depth));
+    let n = expected_allocation_points(&outputs[0]).len();
+    let ms: Vec<i64> = instants.iter().map(|at| t(at) * 1000).collect();
+    let selector = format!("{{__name__=~\"allocation_.*|orphan_usage_.*|centre_feed_.*\",centre=\"{centre}\"}}");
+    let series = vm_poll(vm, &selector, |s| ms.iter().all(|m| s.iter().filter(|x| x.name.starts_with("allocation_") && x.timestamps_ms.contains(m)).count() >= n));
+    for (at, rows) in instants.iter().zip(&outputs) {
+        assert_vm_allocations(&series, rows, t(at));
+    }
+    // Exactly once: VictoriaMetrics keeps a sample written twice twice; every series has one
+    // sample per cycle, and feeds of both cycles are there.
+    for s in &series {
+        let mut ts = s.timestamps_ms.clone();
+        ts.dedup();
+        assert_eq!(ts, s.timestamps_ms, "{} {:?}: a point written more than once", s.name, s.labels);
+        assert!(s.timestamps_ms.iter().all(|t| ms.contains(t)), "{s:?}");
+    }
+    let feed = series.iter().find(|s| s.name == "centre_feed_records_ingested").expect("feed series");
+    assert_eq!((feed.timestamps_ms.clone(), feed.values.clone()), (ms.clone(), vec![7.0, 0.0]), "{feed:?}");
 }
 
 #[test]

@@ -260,6 +260,9 @@ impl IndicatorSink for InfluxSink {
         };
         match result {
             Ok(()) => Ok(()),
+            // The HTTP client's own timeout is the same bound and may fire in the same instant
+            // as ours: one timeout, one message, whichever timer won.
+            Err(influxdb2::RequestError::ReqwestProcessing { source }) if source.is_timeout() => Err(timed_out()),
             Err(e) => classify(e),
         }
     }
