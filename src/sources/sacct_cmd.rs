@@ -286,7 +286,9 @@ const STDERR_QUOTED_CHARS: usize = 2000;
 
 /// Run an argv (never a shell) with extra environment variables, no stdin, and a timeout.
 /// Returns stdout on exit status 0; otherwise an error quoting stderr. On timeout the whole
-/// process group is killed (a prefix such as `ssh` or a wrapper script may have children).
+/// process group is killed (a prefix such as `ssh` or a wrapper script may have children); so
+/// it is when the returned future is dropped before the command ended (a pull abandoned at
+/// shutdown), or `kill_on_drop` would reach the direct child only.
 pub(crate) async fn run_command(argv: &[String], env: &[(String, String)], timeout: Duration) -> Result<Vec<u8>, String> {
     let Some((program, args)) = argv.split_first() else {
         return Err("empty command".into());
@@ -302,6 +304,7 @@ pub(crate) async fn run_command(argv: &[String], env: &[(String, String)], timeo
         .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| format!("cannot run `{program}`: {e}"))?;
     let pid = child.id();
+    let mut group = GroupGuard(pid);
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let result = tokio::time::timeout(timeout, async {
@@ -324,11 +327,12 @@ pub(crate) async fn run_command(argv: &[String], env: &[(String, String)], timeo
         Ok::<_, String>((status.map_err(|e| format!("waiting for `{shown}`: {e}"))?, out, err))
     })
     .await;
+    if result.is_ok() {
+        group.0 = None; // the leader was waited for: nothing of ours is left to kill
+    }
     match result {
         Err(_elapsed) => {
-            if let Some(pid) = pid {
-                kill_group(pid);
-            }
+            drop(group); // kills the group
             let _ = child.start_kill();
             let _ = child.wait().await;
             Err(format!("`{shown}` timed out after {} s (killed)", timeout.as_secs()))
@@ -352,6 +356,18 @@ pub(crate) async fn run_command(argv: &[String], env: &[(String, String)], timeo
                 None => format!("was killed ({status})"),
             };
             Err(if tail.is_empty() { format!("`{shown}` {how} (nothing on stderr)") } else { format!("`{shown}` {how}: {tail}") })
+        }
+    }
+}
+
+/// Kills the child's process group when dropped, unless disarmed (`.0 = None`) once the
+/// child has been waited for.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            kill_group(pid);
         }
     }
 }
@@ -482,7 +498,12 @@ mod tests {
         let e = rt.block_on(run_command(&argv(&["sh", "-c", &script]), &[], Duration::from_secs(1))).unwrap_err();
         assert!(e.contains("timed out after 1 s (killed)"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(30));
-        let grandchild: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        assert_gone(&pidfile, "the timeout");
+    }
+
+    /// The process whose pid a script wrote to `pidfile` ends (a zombie counts as ended).
+    fn assert_gone(pidfile: &std::path::Path, after: &str) {
+        let grandchild: i32 = std::fs::read_to_string(pidfile).unwrap().trim().parse().unwrap();
         // SIGKILL is delivered at once, but the zombie may linger until its parent is reaped:
         // poll /proc with a deadline rather than sleeping.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -492,8 +513,31 @@ mod tests {
             if !alive {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "the wrapper's child {grandchild} survived the timeout");
+            assert!(std::time::Instant::now() < deadline, "the wrapper's child {grandchild} survived {after}");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// A pull abandoned at shutdown drops the command's future: the wrapper's children go too.
+    #[test]
+    fn dropping_a_running_command_kills_its_whole_group() {
+        let rt = rt();
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 300 & echo $! > {}.tmp && mv {0}.tmp {0}; wait", pidfile.display());
+        let argv: Vec<String> = ["sh", "-c", &script].iter().map(|s| s.to_string()).collect();
+        rt.block_on(async {
+            let run = run_command(&argv, &[], Duration::from_secs(600));
+            tokio::pin!(run);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !pidfile.exists() {
+                assert!(tokio::time::Instant::now() < deadline, "the wrapper never started its child");
+                tokio::select! {
+                    r = &mut run => panic!("the command ended on its own: {r:?}"),
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+            }
+        }); // `run` is dropped here, mid-command
+        assert_gone(&pidfile, "its command being dropped");
     }
 }
