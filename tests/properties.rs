@@ -215,7 +215,7 @@ proptest! {
                     model.insert(key, j.clone());
                 }
             }
-            let pull = PullRecord { centre: "idris".into(), source: "test".into(), started_at: 0, window: None, watermark: None, file: None };
+            let pull = PullRecord { centre: "idris".into(), source: "test".into(), started_at: 0, window: None, watermark: None, deep_scan: false, file: None };
             ingest.commit(&pull, 0).unwrap();
         }
         prop_assert_eq!(store.job_count().unwrap() as usize, model.len());

@@ -558,3 +558,50 @@ timeout_seconds = 2
     assert!(!okp && error.unwrap_or_default().contains("timed out"));
     assert_eq!(watermark(&store, "sacct"), None);
 }
+
+/// Gentle pulls: after a source's first pull (a deep one), pulls reach back only
+/// `recent_overlap_minutes` before the watermark, so a finished job is not fetched again and
+/// again; a record slurmdbd corrects later than that (here its time limit, changed in
+/// slurmdbd's own tables as an administrator's fix would be) is read again by the next deep
+/// re-scan — `pull --deep` here, once a day by default — and replaces the stored one.
+#[test]
+fn a_record_corrected_after_the_recent_overlap_is_read_again_by_the_deep_rescan() {
+    let Some(lab) = lab("a_record_corrected_after_the_recent_overlap_is_read_again_by_the_deep_rescan") else { return };
+    let _guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let socket = std::env::var("SLURM_LAB_MYSQL_SOCKET").expect("SLURM_LAB_MYSQL_SOCKET (the lab's env.sh)");
+    let cluster = std::env::var("SLURM_LAB_CLUSTER").unwrap_or_else(|_| "jeanzay".into());
+    let dir = tempfile::tempdir().unwrap();
+    // recent_overlap_minutes = 0: a pull after the first starts at the watermark, after the
+    // job ended (with the default hour the job would be seen again for an hour).
+    let cfg = write_lab_config(dir.path(), "[[centre.source]]\nkind = \"sacct\"\nrecent_overlap_minutes = 0\n");
+    let store = dir.path().join("store.sqlite");
+    lab.wait_idle();
+    let id = lab.jobs(&["cpu", "abc", "1", "1"]);
+    lab.wait_idle();
+    let limit = |store: &Path| -> Option<i64> {
+        Connection::open(store).unwrap().query_row("SELECT time_limit_s FROM jobs WHERE job_id_raw = ?1", [id.parse::<i64>().unwrap()], |r| r.get(0)).unwrap()
+    };
+    let pull_text = |extra: &[&str]| ok(&[&["--config", cfg.to_str().unwrap(), "pull"], extra].concat());
+    // The first pull reaches back first_pull_days: deep.
+    let first = pull_text(&[]);
+    assert!(first.contains("(deep re-scan)"), "{first}");
+    let stored = limit(&store).expect("the job's time limit is stored");
+    // An administrator's correction in slurmdbd, after the job ended and after that pull.
+    let sql = format!("UPDATE {cluster}_job_table SET timelimit = timelimit + 7 WHERE id_job = {id}");
+    run(Command::new("mariadb").args(["--no-defaults", "-S", &socket, "-uroot", "slurm_acct_db", "-e", &sql]));
+    // A frequent pull starts at the watermark: the job ended before it, it is not fetched.
+    let recent = pull_text(&[]);
+    assert!(!recent.contains("deep re-scan"), "{recent}");
+    assert_eq!(limit(&store), Some(stored), "a recent pull does not reach the corrected job");
+    let (okp, _, _, replaced, _, _) = last_pull(&store, "sacct");
+    assert!(okp && replaced == 0, "{recent}");
+    // The deep re-scan reads it again: replaced, with the corrected limit.
+    let deep = pull_text(&["--deep"]);
+    assert!(deep.contains("(deep re-scan)"), "{deep}");
+    let (okp, _, _, replaced, _, _) = last_pull(&store, "sacct");
+    assert!(okp && replaced == 1, "the corrected record replaces the stored one: {deep}");
+    assert_eq!(limit(&store), Some(stored + 7 * 60), "{deep}");
+    // The re-scan is recorded: the next pull is a recent one again.
+    let next = pull_text(&[]);
+    assert!(!next.contains("deep re-scan"), "{next}");
+}

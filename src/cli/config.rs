@@ -63,11 +63,13 @@ pub fn run(g: &Globals, command: Command) -> Result<(), Failure> {
         for l in c.live_sources() {
             let s = l.settings();
             println!(
-                "  {}/{}: {}; overlap {} h, first pull {} days back, timeout {} s",
+                "  {}/{}: {}; overlap {} min, {} h on a deep re-scan {}, first pull {} days back, timeout {} s",
                 c.id,
                 s.name,
                 l.plan(now(), &c.tz),
+                s.recent_overlap_s / 60,
                 s.overlap_s / 3600,
+                if s.rescan_s == 0 { "(every pull)".to_string() } else { format!("(every {} h)", s.rescan_s / 3600) },
                 s.first_pull_s / 86_400,
                 s.timeout.as_secs()
             );

@@ -3,7 +3,7 @@
 
 use super::{now, open_store, runtime, Failure, Globals};
 use crate::domain::time::{parse_instant, rfc3339};
-use crate::pull::{next_window, pull_source};
+use crate::pull::{next_window, pull_source, Reach};
 
 /// `pull`'s options.
 #[derive(clap::Args)]
@@ -21,6 +21,10 @@ pub struct Args {
     /// Window end (same forms); default: now.
     #[arg(long)]
     to: Option<String>,
+    /// A deep re-scan now: from the watermark less `overlap_hours` (default: only when the
+    /// last one is `rescan_hours` old), to read again records corrected since.
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    deep: bool,
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<(), Failure> {
@@ -50,19 +54,21 @@ pub fn run(g: &Globals, a: Args) -> Result<(), Failure> {
         };
         let (from_s, to_s) = (bound(&a.from, "--from")?, bound(&a.to, "--to")?);
         let t = now();
-        let window = match (from_s, to_s) {
-            (None, None) => None,
+        let reach = match (from_s, to_s) {
+            (None, None) if a.deep => Reach::Deep,
+            (None, None) => Reach::Next,
             (f, to) => {
-                let wm = store.watermark(&c.id, &s.settings().name)?;
-                let (next_from, _) = next_window(s.settings(), wm, t);
+                let name = &s.settings().name;
+                let (wm, last_deep) = (store.watermark(&c.id, name)?, store.last_deep_scan(&c.id, name)?);
+                let ((next_from, _), _) = next_window(s.settings(), wm, last_deep, false, t);
                 let w = (f.unwrap_or(next_from), to.unwrap_or(t));
                 if w.0 >= w.1 {
                     return Err(Failure::usage(format!("--from {} is not before --to {}", rfc3339(w.0), rfc3339(w.1))));
                 }
-                Some(w)
+                Reach::Window(w.0, w.1)
             }
         };
-        match rt.block_on(pull_source(&mut store, c, s, window, t)) {
+        match rt.block_on(pull_source(&mut store, c, s, reach, t)) {
             Ok(p) => {
                 let st = &p.stats;
                 for r in &p.rejections {
@@ -72,11 +78,12 @@ pub fn run(g: &Globals, a: Args) -> Result<(), Failure> {
                     eprintln!("… and {} more rejected records", st.rejected as usize - p.rejections.len());
                 }
                 println!(
-                    "{}/{}: [{}, {}) from {}: {} records ({} new, {} replaced, {} unchanged), {} rejected, {} never started; watermark {}",
+                    "{}/{}: [{}, {}){} from {}: {} records ({} new, {} replaced, {} unchanged), {} rejected, {} never started; watermark {}",
                     p.centre,
                     p.source,
                     rfc3339(p.window.0),
                     rfc3339(p.window.1),
+                    if p.deep { " (deep re-scan)" } else { "" },
                     p.origin,
                     st.records,
                     st.inserted,

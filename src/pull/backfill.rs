@@ -113,7 +113,7 @@ pub(crate) async fn drive(
             break;
         }
         bar.set_message(format!("{}/{name} {}", centre.id, utc_date(a)));
-        match super::pull_source(store, centre, source, Some((a, b)), now()).await {
+        match super::pull_source(store, centre, source, super::Reach::Window(a, b), now()).await {
             Ok(p) => {
                 let n = p.stats.records as i64;
                 store.advance_backfill(&centre.id, &name, from, to, b, n, now())?;

@@ -101,6 +101,7 @@ pub fn import_file(
         started_at: now,
         window: None,
         watermark: None,
+        deep_scan: false,
         file: Some((display, size, mtime_ns)),
     };
     let stats = ingest.commit(&pull, now)?;
@@ -142,7 +143,7 @@ pub(crate) fn import_new_files(
                 // A file that cannot be read is a failed pull of the feed: recorded, so feed
                 // health (stale_feed) and the quality report's pull success rate see it.
                 let file = path.display().to_string();
-                let pull = PullRecord { centre: centre.id.clone(), source: format!("file:{file}"), started_at: now, window: None, watermark: None, file: None };
+                let pull = PullRecord { centre: centre.id.clone(), source: format!("file:{file}"), started_at: now, window: None, watermark: None, deep_scan: false, file: None };
                 if let Err(se) = store.record_failed_pull(&pull, &e.to_string(), now) {
                     tracing::error!(centre = %centre.id, %file, "recording the failed pull: {se}");
                 }

@@ -106,9 +106,14 @@ pub struct PullSettings {
     pub name: String,
     /// Longest a pull may take before it is abandoned (the command killed).
     pub timeout: std::time::Duration,
-    /// Each pull starts this long before the watermark, so that jobs recorded late and jobs
-    /// still running are seen again.
+    /// A deep re-scan starts this long before the watermark, so that records corrected late
+    /// (a runaway job fixed, an AllocTRES changed) are seen again.
     pub overlap_s: i64,
+    /// Every other pull starts this long before the watermark (never more than `overlap_s`),
+    /// so that jobs slurmdbd records a little late are seen; running jobs are in every window.
+    pub recent_overlap_s: i64,
+    /// A pull is a deep re-scan when the last one is this old (0: every pull is one).
+    pub rescan_s: i64,
     /// How far back the first pull of a source goes (no watermark yet).
     pub first_pull_s: i64,
 }
@@ -159,9 +164,30 @@ pub(crate) fn probe_summary(items: &[Result<Parsed, LineError>]) -> String {
     s
 }
 
-/// Default overlap of pull windows: 2 days.
+/// Default reach of a deep re-scan: 2 days.
 pub(crate) fn default_overlap_hours() -> u64 {
     48
+}
+
+/// Default overlap of the frequent pulls: 1 hour.
+pub(crate) fn default_recent_overlap_minutes() -> u64 {
+    60
+}
+
+/// Default interval between deep re-scans: 1 day.
+pub(crate) fn default_rescan_hours() -> u64 {
+    24
+}
+
+/// The window keys every live source table shares, as written (`timeout_seconds`,
+/// `overlap_hours`, `recent_overlap_minutes`, `rescan_hours`, `first_pull_days`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PullKeys {
+    pub timeout_seconds: u64,
+    pub overlap_hours: u64,
+    pub recent_overlap_minutes: u64,
+    pub rescan_hours: u64,
+    pub first_pull_days: u64,
 }
 
 /// Default reach of a first pull: 30 days.
@@ -171,7 +197,8 @@ pub(crate) fn default_first_pull_days() -> u64 {
 
 impl PullSettings {
     /// Validate the shared keys of a live source table (`at` names it in errors).
-    pub fn new(at: &str, name: Option<String>, kind: &str, timeout_seconds: u64, overlap_hours: u64, first_pull_days: u64) -> Result<PullSettings, String> {
+    pub(crate) fn new(at: &str, name: Option<String>, kind: &str, keys: PullKeys) -> Result<PullSettings, String> {
+        let PullKeys { timeout_seconds, overlap_hours, recent_overlap_minutes, rescan_hours, first_pull_days } = keys;
         let name = name.unwrap_or_else(|| kind.to_string());
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
             return Err(format!("{at}.name: use letters, digits, `-`, `_`, `.` or `:`"));
@@ -185,6 +212,12 @@ impl PullSettings {
         if overlap_hours > 24 * 366 {
             return Err(format!("{at}.overlap_hours: at most one year ({} hours)", 24 * 366));
         }
+        if recent_overlap_minutes > 60 * 24 * 366 {
+            return Err(format!("{at}.recent_overlap_minutes: at most one year ({} minutes)", 60 * 24 * 366));
+        }
+        if rescan_hours > 24 * 366 {
+            return Err(format!("{at}.rescan_hours: at most one year ({} hours); 0 makes every pull a deep re-scan", 24 * 366));
+        }
         if first_pull_days == 0 || first_pull_days > 3660 {
             return Err(format!("{at}.first_pull_days: between 1 and 3660"));
         }
@@ -192,6 +225,8 @@ impl PullSettings {
             name,
             timeout: std::time::Duration::from_secs(timeout_seconds),
             overlap_s: overlap_hours as i64 * 3600,
+            recent_overlap_s: (recent_overlap_minutes as i64 * 60).min(overlap_hours as i64 * 3600),
+            rescan_s: rescan_hours as i64 * 3600,
             first_pull_s: first_pull_days as i64 * 86_400,
         })
     }

@@ -11,7 +11,7 @@
 
 use super::sacct::{Columns, DEFAULT_FIELDS};
 use jiff::tz::TimeZone;
-use super::{read_stream, slurm_json, Fetched, FileFormat, LineError, LiveSource, Parsed, PullSettings, SourceContext, PROBE_WINDOW_S};
+use super::{read_stream, slurm_json, Fetched, FileFormat, LineError, LiveSource, Parsed, PullKeys, PullSettings, SourceContext, PROBE_WINDOW_S};
 use serde::Deserialize;
 use std::process::Stdio;
 use std::time::Duration;
@@ -61,6 +61,10 @@ pub(crate) struct RawSacctSource {
     timeout_seconds: u64,
     #[serde(default = "super::default_overlap_hours")]
     overlap_hours: u64,
+    #[serde(default = "super::default_recent_overlap_minutes")]
+    recent_overlap_minutes: u64,
+    #[serde(default = "super::default_rescan_hours")]
+    rescan_hours: u64,
     #[serde(default = "super::default_first_pull_days")]
     first_pull_days: u64,
     #[serde(default)]
@@ -87,9 +91,21 @@ fn parsable() -> SacctOutput {
 }
 
 impl RawSacctSource {
+    /// The window keys, for [`PullSettings::new`].
+    fn pull_keys(&self) -> PullKeys {
+        PullKeys {
+            timeout_seconds: self.timeout_seconds,
+            overlap_hours: self.overlap_hours,
+            recent_overlap_minutes: self.recent_overlap_minutes,
+            rescan_hours: self.rescan_hours,
+            first_pull_days: self.first_pull_days,
+        }
+    }
+
     /// Validate; `at` names the table in errors (`centre[0] (id = "x").source[1]`).
     pub fn validate(self, at: &str) -> Result<SacctSource, String> {
-        let settings = PullSettings::new(at, self.name, "sacct", self.timeout_seconds, self.overlap_hours, self.first_pull_days)?;
+        let keys = self.pull_keys();
+        let settings = PullSettings::new(at, self.name, "sacct", keys)?;
         if self.sacct.trim().is_empty() {
             return Err(format!("{at}.sacct: must name the sacct program"));
         }

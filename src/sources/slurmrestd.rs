@@ -9,7 +9,7 @@
 
 use super::sacct_cmd::run_command;
 use super::slurm_json::{self, jobs_endpoints, version_key, SUPPORTED_VERSIONS};
-use super::{Fetched, LineError, LiveSource, Parsed, PullSettings, SourceContext, PROBE_WINDOW_S};
+use super::{Fetched, LineError, LiveSource, Parsed, PullKeys, PullSettings, SourceContext, PROBE_WINDOW_S};
 use crate::domain::errors::error_chain as chain;
 use crate::secret::SecretSource;
 use base64::Engine;
@@ -78,6 +78,10 @@ pub(crate) struct RawRestSource {
     timeout_seconds: u64,
     #[serde(default = "super::default_overlap_hours")]
     overlap_hours: u64,
+    #[serde(default = "super::default_recent_overlap_minutes")]
+    recent_overlap_minutes: u64,
+    #[serde(default = "super::default_rescan_hours")]
+    rescan_hours: u64,
     #[serde(default = "super::default_first_pull_days")]
     first_pull_days: u64,
     #[serde(default)]
@@ -89,9 +93,21 @@ fn default_timeout() -> u64 {
 }
 
 impl RawRestSource {
+    /// The window keys, for [`PullSettings::new`].
+    fn pull_keys(&self) -> PullKeys {
+        PullKeys {
+            timeout_seconds: self.timeout_seconds,
+            overlap_hours: self.overlap_hours,
+            recent_overlap_minutes: self.recent_overlap_minutes,
+            rescan_hours: self.rescan_hours,
+            first_pull_days: self.first_pull_days,
+        }
+    }
+
     /// Validate; `at` names the table in errors, `resolve` makes relative paths absolute.
     pub fn validate(self, at: &str, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<RestSource, String> {
-        let settings = PullSettings::new(at, self.name, "slurmrestd", self.timeout_seconds, self.overlap_hours, self.first_pull_days)?;
+        let keys = self.pull_keys();
+        let settings = PullSettings::new(at, self.name, "slurmrestd", keys)?;
         let endpoint = match (self.url, self.socket) {
             (Some(_), Some(_)) => return Err(format!("{at}: give either url or socket, not both")),
             (None, None) => return Err(format!("{at}.url: required (or socket = \"/path/to/slurmrestd.socket\")")),

@@ -815,7 +815,7 @@ mod tests {
             let cluster = ["a", "b", "c"][rng.below(3) as usize];
             ingest.upsert(&job(cluster, id, &format!("acc{}", rng.below(7)), start, end)).unwrap();
         }
-        let pull = PullRecord { centre: "c".into(), source: "t".into(), started_at: 0, window: None, watermark: None, file: None };
+        let pull = PullRecord { centre: "c".into(), source: "t".into(), started_at: 0, window: None, watermark: None, deep_scan: false, file: None };
         ingest.commit(&pull, 0).unwrap();
         let cid = store.name_id("c").unwrap().unwrap();
         let names = store.names_by_id().unwrap();
@@ -856,7 +856,7 @@ mod tests {
             ingest.upsert(&j).unwrap();
             all.push(j);
         }
-        let pull = PullRecord { centre: "c".into(), source: "t".into(), started_at: 0, window: None, watermark: None, file: None };
+        let pull = PullRecord { centre: "c".into(), source: "t".into(), started_at: 0, window: None, watermark: None, deep_scan: false, file: None };
         ingest.commit(&pull, 0).unwrap();
         for (from, to) in [(0, 100), (300_000, 900_000), (1_000_000, 1_000_001), (0, i64::MAX / 4)] {
             let mut want: std::collections::BTreeMap<(String, String), (i64, i64)> = Default::default();
@@ -888,7 +888,7 @@ mod tests {
         // the ledger (its charge is real), but only the second run is still running.
         let requeued = running("a", 7, "x", 2000, 3000, Some(36_000));
         let again = running("a", 7, "x", 4000, 10_000, Some(36_000));
-        let pull = |at| PullRecord { centre: "c".into(), source: "t".into(), started_at: at, window: None, watermark: None, file: None };
+        let pull = |at| PullRecord { centre: "c".into(), source: "t".into(), started_at: at, window: None, watermark: None, deep_scan: false, file: None };
         let first = [a.clone(), no_limit, finished, d.clone(), requeued, again];
         let mut ingest = store.begin_ingest("c", &TimeZone::UTC).unwrap();
         for j in &first {

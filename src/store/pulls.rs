@@ -52,6 +52,9 @@ pub(super) const SCHEMA: &str = r#"
     );
     "#;
 
+/// When each live source's last deep re-scan started (migration 10).
+pub(super) const DEEP_SCANS: &str = "ALTER TABLE watermarks ADD COLUMN deep_scan_at INTEGER;";
+
 /// Bookkeeping written with an ingest's records, in the same transaction.
 #[derive(Debug, Clone)]
 pub struct PullRecord {
@@ -65,6 +68,8 @@ pub struct PullRecord {
     pub window: Option<(i64, i64)>,
     /// New watermark of the source, if it keeps one.
     pub watermark: Option<i64>,
+    /// Whether this pull was a deep re-scan of its source (recorded with the watermark).
+    pub deep_scan: bool,
     /// Imported file fingerprint (path, size, mtime ns) for file drops.
     pub file: Option<(String, i64, i64)>,
 }
@@ -157,9 +162,11 @@ pub(super) fn record_ingest(conn: &Connection, path: &Path, pull: &PullRecord, s
     }
     if let Some(w) = pull.watermark {
         conn.execute(
-            "INSERT INTO watermarks (centre, source, watermark, last_success) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (centre, source) DO UPDATE SET watermark = excluded.watermark, last_success = excluded.last_success",
-            params![pull.centre, pull.source, w, now],
+            "INSERT INTO watermarks (centre, source, watermark, last_success, deep_scan_at)
+             VALUES (?1, ?2, ?3, ?4, CASE WHEN ?6 THEN ?5 END)
+             ON CONFLICT (centre, source) DO UPDATE SET watermark = excluded.watermark, last_success = excluded.last_success,
+                 deep_scan_at = CASE WHEN ?6 THEN ?5 ELSE watermarks.deep_scan_at END",
+            params![pull.centre, pull.source, w, now, pull.started_at, pull.deep_scan],
         )
         .map_err(sq(path))?;
     }
@@ -188,6 +195,20 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()
+            .map_err(self.err())
+    }
+
+    /// When a live source's last deep re-scan started (epoch seconds); none before the first
+    /// one (a store older than re-scans, or only backfills so far).
+    pub(crate) fn last_deep_scan(&self, centre: &str, source: &str) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT deep_scan_at FROM watermarks WHERE centre = ?1 AND source = ?2",
+                params![centre, source],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
             .map_err(self.err())
     }
 

@@ -30,6 +30,8 @@ const MIGRATIONS: &[&[&str]] = &[
     &[alerts::INLINE_PARTS, digests::SCHEMA],
     // 9: each job's time limit, so that running jobs' committed unit-seconds can be read.
     &[ledger::TIME_LIMITS],
+    // 10: when each live source was last re-scanned over its whole overlap.
+    &[pulls::DEEP_SCANS],
 ];
 
 /// The schema version this allocwatch brings a store to.

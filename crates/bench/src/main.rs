@@ -464,6 +464,7 @@ unit = "cpu"
             started_at: midnight,
             window: Some((day_start(day, &tz), midnight)),
             watermark: Some(midnight),
+            deep_scan: false,
             file: None,
         };
         ingest.commit(&pull, midnight)?;
