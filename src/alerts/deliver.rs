@@ -181,12 +181,15 @@ pub(crate) async fn deliver_pending(store: &mut Store, s: &AlertSettings, force:
                 _ => Err("e-mail is no longer configured ([alerts.email])".into()),
             },
             "webhook" => match &s.webhook {
-                Some(w) => post_json(&client, w.url.expose(), &p.payload, &idem, "webhook").await.map_err(|e| w.url.scrub(&e)),
+                Some(w) => {
+                    let what = format!("webhook {}", webhook_target(w).map(|t| t.0).unwrap_or_default());
+                    post_json(&client, w.url.expose(), &p.payload, &idem, what.trim_end()).await.map_err(|e| w.url.scrub(&e))
+                }
                 None => Err("the webhook is no longer configured ([alerts.webhook])".into()),
             },
             "alertmanager" => match &s.alertmanager {
                 Some(a) => match stamp_alertmanager(&p.payload, jiff::Timestamp::now().as_second()) {
-                    Ok(body) => post_json(&client, &format!("{}/api/v2/alerts", a.url), &body, &idem, "Alertmanager").await,
+                    Ok(body) => post_json(&client, &format!("{}/api/v2/alerts", a.url), &body, &idem, &format!("Alertmanager {}", a.url)).await,
                     Err(e) => Err(e),
                 },
                 None => Err("Alertmanager is no longer configured ([alerts.alertmanager])".into()),
@@ -302,22 +305,28 @@ async fn probe_alertmanager(a: &AlertmanagerSettings, timeout: Duration) -> Resu
     }
 }
 
-/// The webhook's scheme, host and port (its path and query may carry a key), and a TCP
-/// connection to them.
-async fn probe_webhook(w: &WebhookSettings, timeout: Duration) -> (String, Result<String, String>) {
-    let url = match reqwest::Url::parse(w.url.expose()) {
-        Ok(u) => u,
-        Err(e) => return ("webhook".into(), Err(w.url.scrub(&format!("alerts.webhook.url is not a URL: {e}")))),
-    };
+/// Where the webhook delivers, as messages may name it: `scheme://host:port`, then the host
+/// and port (never its path or query, which may carry a key).
+fn webhook_target(w: &WebhookSettings) -> Result<(String, String, u16), String> {
+    let url = reqwest::Url::parse(w.url.expose()).map_err(|e| w.url.scrub(&format!("alerts.webhook.url is not a URL: {e}")))?;
     let (Some(host), Some(port)) = (url.host_str().map(str::to_string), url.port_or_known_default()) else {
-        return ("webhook".into(), Err("alerts.webhook.url names no host".into()));
+        return Err("alerts.webhook.url names no host".into());
     };
-    let target = format!("{}://{host}:{port}", url.scheme());
+    Ok((format!("{}://{host}:{port}", url.scheme()), host, port))
+}
+
+/// The webhook's scheme, host and port, and a TCP connection to them.
+async fn probe_webhook(w: &WebhookSettings, timeout: Duration) -> (String, Result<String, String>) {
+    let (target, host, port) = match webhook_target(w) {
+        Ok(t) => t,
+        Err(e) => return ("webhook".into(), Err(e)),
+    };
+    let https = w.url.expose().starts_with("https:");
     let connected = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await;
     let result = match connected {
         Ok(Ok(_)) => Ok(format!(
             "TCP connection to {host}:{port} accepted; no request sent (a webhook cannot be checked without posting to it{})",
-            if url.scheme() == "https" { ", so neither TLS nor the path were checked" } else { ", so the path was not checked" }
+            if https { ", so neither TLS nor the path were checked" } else { ", so the path was not checked" }
         )),
         Ok(Err(e)) => Err(format!("not reachable: TCP connection to {host}:{port}: {e}")),
         Err(_) => Err(format!("not reachable: no TCP connection to {host}:{port} within {} s", timeout.as_secs_f64())),
