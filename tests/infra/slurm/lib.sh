@@ -3,7 +3,8 @@
 #   etc/    slurm.conf gres.conf slurmdbd.conf munge.key jwt_hs256.key
 #   var/    run/ (sockets, daemon pid files) log/ spool/ mysql/ munge/ fakedev/ jobs/
 #   pids/   NAME.pid = "PID STARTTIME" for every process we started (only those are ever signalled)
-#   env.sh token.sh ports.env timings.txt started_at
+#   env.sh token.sh inroot.sh ports.env timings.txt started_at
+#   root    (a lab started with start.sh --root only) the Debian root the daemons run in
 
 SLURM_LAB_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd slurmrestd-jwt slurmrestd-local)
@@ -17,6 +18,21 @@ lab_init() {  # DIR
   ETC=$LAB/etc; VAR=$LAB/var; RUN=$VAR/run; LOG=$VAR/log; PIDS=$LAB/pids
   CLUSTER=${SLURM_LAB_CLUSTER:-jeanzay}
   export SLURM_CONF=$ETC/slurm.conf
+  ROOT=""; RX=()
+  if [[ -s $LAB/root ]]; then read -r ROOT < "$LAB/root"; lab_use_root; fi
+}
+
+# A lab in a Debian root (start.sh --root): every Slurm, munge and MariaDB program is the
+# root's, run through inroot.sh (chroot, private mount namespace).  RX is that prefix, for
+# commands that another program execs (start_bg, timeout, env); for the ones the scripts
+# call directly, shell functions of the same name add it, so the rest of the code reads the
+# same for both kinds of lab.  A host lab has RX=() and no such functions.
+ROOT_CMDS=(sacct sacctmgr sbatch scancel scontrol sdiag sinfo squeue sreport sshare srun slurmd
+           munge unmunge mariadb mariadb-admin mariadb-install-db dpkg dpkg-query runuser)
+lab_use_root() {
+  local c
+  RX=("$SLURM_LAB_SCRIPTS/inroot.sh" "$LAB")
+  for c in "${ROOT_CMDS[@]}"; do eval "$c() { \"\${RX[@]}\" $c \"\$@\"; }"; done
 }
 
 # ------------------------------------------------------------------ logging
@@ -102,10 +118,10 @@ wait_up() {  # seconds name logfile cmd...
 }
 
 MYSQL() { mariadb --no-defaults -S "$RUN/mysqld.sock" -uroot "$@" </dev/null; }
-dbd_ready() { timeout 10 sacctmgr -n -P show cluster format=cluster </dev/null >/dev/null 2>&1; }
+dbd_ready() { timeout 10 "${RX[@]}" sacctmgr -n -P show cluster format=cluster </dev/null >/dev/null 2>&1; }
 
 start_slurmdbd() {  # [extra env assignments...] : start slurmdbd and wait until it answers
-  start_bg slurmdbd env "$@" slurmdbd -D
+  start_bg slurmdbd "${RX[@]}" env "$@" slurmdbd -D
   wait_up 60 slurmdbd "$LOG/slurmdbd.log" dbd_ready
 }
 
@@ -130,7 +146,7 @@ force_rollup() {
       monthly_rollup = LEAST(monthly_rollup, UNIX_TIMESTAMP(DATE_FORMAT(FROM_UNIXTIME($from),'%Y-%m-01')))" \
     || die "could not rewind ${CLUSTER}_last_ran_table" "$LOG/mariadbd.log"
   off=$(( 3600 - now % 3600 + 20 ))
-  start_bg slurmdbd env FAKETIME="+${off}s" LD_PRELOAD="$lib" slurmdbd -D
+  start_bg slurmdbd "${RX[@]}" env FAKETIME="+${off}s" LD_PRELOAD="$lib" slurmdbd -D
   rolled_past() {
     local h; h=$(MYSQL -N slurm_acct_db -e "select hourly_rollup from ${CLUSTER}_last_ran_table" 2>/dev/null)
     [[ -n $h ]] && (( h > $1 ))

@@ -19,12 +19,12 @@ stop_one watchdog 2
 
 # 1. jobs first: their slurmstepd processes are detached from slurmd
 if alive slurmctld; then
-  ids=$(timeout 10 squeue -h -o %A 2>/dev/null | sort -u | tr '\n' ' ')
+  ids=$(timeout 10 "${RX[@]}" squeue -h -o %A 2>/dev/null | sort -u | tr '\n' ' ')
   if [[ -n ${ids// } ]]; then
     echo "stop: cancelling jobs $ids" >&2
-    timeout 10 scancel $ids 2>/dev/null
+    timeout 10 "${RX[@]}" scancel $ids 2>/dev/null
     for ((i = 0; i < 100; i++)); do
-      [[ -z $(timeout 5 squeue -h -o %A 2>/dev/null) ]] && break; sleep 0.2
+      [[ -z $(timeout 5 "${RX[@]}" squeue -h -o %A 2>/dev/null) ]] && break; sleep 0.2
     done
   fi
 fi
@@ -60,7 +60,8 @@ leftovers() {
     # ... and slurmstepd, which clears its environment but keeps this lab's slurmd.log open
     for f in $(grep -lx slurmstepd /proc/[0-9]*/comm 2>/dev/null); do
       pid=${f#/proc/}; pid=${pid%/comm}
-      ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF -- "-> $LOG/slurmd.log" && echo "$pid"
+      # (a root lab's slurmstepd, in its private mount namespace, shows it as ROOT/DIR/...)
+      ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF -e "-> $LOG/slurmd.log" ${ROOT:+-e "-> $ROOT$LOG/slurmd.log"} && echo "$pid"
     done
   } | sort -un | while read -r pid; do
     [[ $protected == *" $pid "* ]] && continue
@@ -78,6 +79,9 @@ if [[ -n ${left// } ]]; then
 fi
 
 if [[ ${2:-} == --purge ]]; then
+  # a root lab's mount point in the root (an empty directory: the binds live only in the
+  # daemons' private mount namespaces); its parents may belong to the root, so they stay
+  [[ -n $ROOT && -d $ROOT$LAB ]] && { rmdir -- "$ROOT$LAB" 2>/dev/null || echo "stop: $ROOT$LAB is not empty, left in place" >&2; }
   rm -rf -- "$LAB"
   echo "stop: purged $LAB" >&2
 fi
