@@ -147,11 +147,14 @@ fn text<'a>(j: &'a Value, key: &str) -> &'a str {
 }
 
 /// `state.current` as one upper-case word: a string (v0.0.38) or an array of flags whose
-/// first element is the base state (v0.0.41+).
+/// first element is the base state (v0.0.41+). A run that was requeued is `REQUEUED`, as
+/// sacct's text prints it: Slurm 24.11 and 26.05 give it as `["PENDING", "REQUEUED"]` (the
+/// job went back to pending), though that run did start, end and consume.
 fn state(j: &Value) -> String {
     let cur = j.get("state").and_then(|s| s.get("current"));
     let s = match cur {
         Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) if a.iter().any(|f| f.as_str().is_some_and(|f| f.eq_ignore_ascii_case("REQUEUED"))) => "REQUEUED".to_string(),
         Some(Value::Array(a)) => a.first().and_then(Value::as_str).unwrap_or("").to_string(),
         _ => j.get("state").and_then(Value::as_str).unwrap_or("").to_string(),
     };
@@ -383,6 +386,11 @@ mod tests {
         assert_eq!(p.unwrap(), Parsed::NotStarted);
         let c = one(json!({"job_id": 9, "account": "a", "state": {"current": "CANCELLED"}, "time": {"start": null, "end": 1795253735, "elapsed": 0}}));
         assert_eq!(c.unwrap(), Parsed::NotStarted);
+        // The first run of a requeued job, as Slurm 26.05's data_parser v0.0.45 gives it (read
+        // off the forky lab): pending again, flagged REQUEUED, but it ran 1 s and is charged.
+        let j = job(json!({"job_id": 4, "account": "abc", "state": {"current": ["PENDING", "REQUEUED"], "reason": "None"},
+                           "time": {"start": 1796229369, "end": 1796229370, "elapsed": 1}, "tres": {"allocated": tres(&[("cpu", Value::Null, 1)])}}));
+        assert_eq!((j.start_s, j.end_s, j.elapsed_s, j.provisional), (1796229369, 1796229370, 1, false));
     }
 
     #[test]
