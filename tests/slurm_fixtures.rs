@@ -27,6 +27,40 @@ fn job(path: &Path) -> JobRecord {
     }
 }
 
+/// v0.0.40 (Slurm 24.11.5) and v0.0.45 (Slurm 26.05.5), the versions those releases add at
+/// each end of the range: the same five job runs read off the Debian-root labs
+/// (tests/infra/slurm/root.sh; `GET /slurmdb/vX/jobs?start_time=uts…` on slurmrestd's socket).
+/// The first run of the requeued job 4 comes as `["PENDING", "REQUEUED"]` and is charged.
+#[test]
+fn lab_answers_v0040_and_v0045_decode_every_run_the_requeued_one_charged() {
+    let dir = root().join("tests/fixtures/slurmrestd");
+    for (file, release, t0) in [("jobs-v0.0.40-slurm-24.11.5.json", "24.11.5", 1796229543), ("jobs-v0.0.45-slurm-26.05.5.json", "26.05.5", 1796229369)] {
+        let d = decode(&dir.join(file));
+        assert!(d.release.as_deref().is_some_and(|r| r.contains(release)), "{file}: {:?}", d.release);
+        let runs: Vec<(u64, String, String, i64, i64, Units)> = d
+            .items
+            .into_iter()
+            .map(|i| match i {
+                Ok(Parsed::Job(j)) => (j.job_id_raw, j.account, j.partition, j.start_s - t0, j.elapsed_s, j.units),
+                other => panic!("{file}: {other:?}"),
+            })
+            .collect();
+        let u = |cpus, gpus, billing| Units { cpus, gpus, billing, nodes: 1 };
+        let second = if release.starts_with("24") { (12, 3) } else { (14, 2) };
+        assert_eq!(
+            runs,
+            vec![
+                (4, "abc".into(), "cpu_p1".into(), 0, 1, u(1, 0, 1)),
+                (1, "abc".into(), "cpu_p1".into(), 0, 3, u(2, 0, 2)),
+                (2, "a0150612345".into(), "gpu_p13".into(), 0, 3, u(1, 2, 8)),
+                (3, "a0160701234".into(), "cpu_bill".into(), 0, 2, u(2, 0, 4)),
+                (4, "abc".into(), "cpu_p1".into(), second.0, second.1, u(1, 0, 1)),
+            ],
+            "{file}"
+        );
+    }
+}
+
 #[test]
 fn slurm_web_answers_v0041_and_v0044_decode_without_a_rejected_job() {
     let Some(data) = shared_data("slurm_web_answers") else { return };

@@ -1,6 +1,6 @@
 //! Slurm's accounting job JSON, as served by slurmrestd (`GET /slurmdb/v0.0.NN/jobs`) and
-//! printed by `sacct --json`: data parser v0.0.38 (Slurm 22.05) and v0.0.41 to v0.0.44
-//! (Slurm 24.05 to 25.11).
+//! printed by `sacct --json`: data parser v0.0.38 (Slurm 22.05) and v0.0.40 to v0.0.45
+//! (Slurm 24.05 to 26.05; v0.0.40 and v0.0.45 checked on live 24.11 and 26.05 labs).
 //!
 //! This module is the only place that knows that JSON. The versions differ in shape, not in
 //! meaning: v0.0.38 writes plain numbers and strings (`null` when unset), later versions wrap
@@ -12,7 +12,7 @@ use crate::domain::job::{JobRecord, Units};
 use serde_json::Value;
 
 /// API versions whose job JSON this decoder reads, oldest first.
-pub(crate) const SUPPORTED_VERSIONS: &[&str] = &["v0.0.38", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44"];
+pub(crate) const SUPPORTED_VERSIONS: &[&str] = &["v0.0.38", "v0.0.40", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45"];
 
 /// Slurm's `ESLURM_REST_EMPTY_RESULT`: the query matched no job.
 const NOTHING_FOUND: i64 = 9003;

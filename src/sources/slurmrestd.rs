@@ -44,7 +44,7 @@ pub struct RestSource {
     pub settings: PullSettings,
     /// URL or unix socket.
     pub endpoint: Endpoint,
-    /// `v0.0.38`…`v0.0.44`, or `None` to discover it from `/openapi`.
+    /// `v0.0.38`…`v0.0.45`, or `None` to discover it from `/openapi`.
     pub api_version: Option<String>,
     /// `X-SLURM-USER-NAME`.
     pub user: Option<String>,
