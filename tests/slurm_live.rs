@@ -578,6 +578,13 @@ fn a_record_corrected_after_the_recent_overlap_is_read_again_by_the_deep_rescan(
     lab.wait_idle();
     let id = lab.jobs(&["cpu", "abc", "1", "1"]);
     lab.wait_idle();
+    // The first pull must come after the job's last second (a window includes the jobs that
+    // end in its first second): wait for slurmdbd's end time to be in the past.
+    let end = wait_for(60, "the job's end in slurmdbd", || {
+        let out = run(Command::new("sacct").env("SLURM_TIME_FORMAT", "%s").args(["-j", &id, "-X", "-n", "-P", "-o", "End"]));
+        String::from_utf8_lossy(&out.stdout).trim().parse::<i64>().ok()
+    });
+    wait_for(10, "a second after the job's end", || (now() > end + 1).then_some(()));
     let limit = |store: &Path| -> Option<i64> {
         Connection::open(store).unwrap().query_row("SELECT time_limit_s FROM jobs WHERE job_id_raw = ?1", [id.parse::<i64>().unwrap()], |r| r.get(0)).unwrap()
     };
