@@ -50,7 +50,9 @@ fn plan() -> Option<&'static Plan> {
 fn note(plan: &Plan, line: &str) {
     if let Some(path) = &plan.trace {
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-            let _ = writeln!(f, "{line}");
+            // One write(2) per line: threads committing at once (a delivery while a cycle
+            // commits) must not interleave their lines.
+            let _ = f.write_all(format!("{line}\n").as_bytes());
         }
     }
 }
