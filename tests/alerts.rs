@@ -746,34 +746,6 @@ fn alertmanager_and_webhook_receive_operations_alerts() {
     });
 }
 
-fn read_http(stream: &mut std::net::TcpStream) -> (String, String) {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut tmp).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let headers = String::from_utf8_lossy(&buf[..pos]).to_string();
-            let len = headers
-                .lines()
-                .find_map(|l| l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
-                .unwrap_or(0);
-            while buf.len() < pos + 4 + len {
-                let n = stream.read(&mut tmp).unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&tmp[..n]);
-            }
-            return (headers, String::from_utf8_lossy(&buf[pos + 4..]).to_string());
-        }
-    }
-    (String::new(), String::new())
-}
 
 fn http_get(url: &str) -> String {
     let out = Command::new("curl").args(["-sf", url]).output().expect("curl");

@@ -158,29 +158,30 @@ fn run(cfg: &Path, steps: &[Vec<String>], from: usize, kill_after: Option<Durati
 struct Outcome {
     usage: String,
     last_check: String,
-    alerts: BTreeSet<(String, String, String, String, i64, i64)>,
+    alerts: BTreeSet<AlertRow>,
     owed_points: BTreeSet<String>,
     mails: usize,
     distinct_message_ids: usize,
 }
 
+/// An alert as `alerts list --all --format json` shows it: rule, subject, discriminator,
+/// state, messages sent and pending.
+type AlertRow = (String, String, String, String, i64, i64);
+
+fn alert_rows(list_json: &str) -> BTreeSet<AlertRow> {
+    let rows: Vec<serde_json::Value> = serde_json::from_str(list_json).unwrap();
+    rows.iter()
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap().to_string();
+            (text("rule"), text("subject"), text("discriminator"), text("state"), r["sent"].as_i64().unwrap(), r["pending"].as_i64().unwrap())
+        })
+        .collect()
+}
+
 fn outcome(cfg: &Path, store: &Path, maildir: &Path, tag: &str, last_check: String) -> Outcome {
     let usage = ok(&["--config", cfg.to_str().unwrap(), "usage", "--format", "json"]);
     let list = ok(&["--config", cfg.to_str().unwrap(), "alerts", "list", "--all", "--format", "json"]);
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
-    let alerts = rows
-        .iter()
-        .map(|r| {
-            (
-                r["rule"].as_str().unwrap().to_string(),
-                r["subject"].as_str().unwrap().to_string(),
-                r["discriminator"].as_str().unwrap().to_string(),
-                r["state"].as_str().unwrap().to_string(),
-                r["sent"].as_i64().unwrap(),
-                r["pending"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let alerts = alert_rows(&list);
     let conn = rusqlite::Connection::open(store).unwrap();
     let mut stmt = conn.prepare("SELECT line FROM outbox_points").unwrap();
     // `centre_feed` describes the pulls themselves (ages, durations, how many pulls ran): a
@@ -804,7 +805,7 @@ fn quiescent(f: &DaemonFixture, store: &Path, sacct_pulls_before: i64) -> bool {
 #[derive(Debug)]
 struct DaemonOutcome {
     usage: String,
-    alerts: BTreeSet<(String, String, String, String, i64, i64)>,
+    alerts: BTreeSet<AlertRow>,
     /// Cycles recorded.
     cycles: i64,
     /// Messages queued (alerts' mails and webhook messages).
@@ -907,20 +908,7 @@ fn daemon_outcome(
     let store = cfg.with_file_name("store.sqlite");
     let usage = aw_at(f, cfg, &["usage", "--format", "json"]);
     let list = aw_at(f, cfg, &["alerts", "list", "--all", "--format", "json"]);
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
-    let alerts = rows
-        .iter()
-        .map(|r| {
-            (
-                r["rule"].as_str().unwrap().to_string(),
-                r["subject"].as_str().unwrap().to_string(),
-                r["discriminator"].as_str().unwrap().to_string(),
-                r["state"].as_str().unwrap().to_string(),
-                r["sent"].as_i64().unwrap(),
-                r["pending"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let alerts = alert_rows(&list);
     let mut delivered = BTreeMap::new();
     for (line, ok) in forwarded.lock().unwrap().get(tag).cloned().unwrap_or_default() {
         if ok {

@@ -286,39 +286,15 @@ fn a_full_disk_fails_the_import_whole_and_the_store_stays_usable() {
 
 use std::time::{Duration, Instant};
 
-/// How long a command may run before it counts as hung: far beyond any timeout configured
-/// here (2 to 5 s), and still a bound.
-const HUNG_AFTER_S: u64 = 90;
-
-/// Run allocwatch with `config` to its end, its output captured (in files: no pipe to fill),
-/// or kill it and fail once [`HUNG_AFTER_S`] have passed.
+/// Run allocwatch with `config` to its end, or kill it and fail once [`HUNG_AFTER_S`] have
+/// passed (far beyond any timeout configured here, 2 to 5 s).
 fn aw_within(config: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let out_dir = tempfile::tempdir().unwrap();
-    let (o, e) = (out_dir.path().join("stdout"), out_dir.path().join("stderr"));
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_allocwatch"));
     cmd.arg("--config").arg(config).args(args).env("ALLOCWATCH_LOG", "warn").env_remove("ALLOCWATCH_CONFIG");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(&o).unwrap())
-        .stderr(std::fs::File::create(&e).unwrap())
-        .spawn()
-        .expect("run allocwatch");
-    let deadline = Instant::now() + Duration::from_secs(HUNG_AFTER_S);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("allocwatch {args:?} still running after {HUNG_AFTER_S} s: hung\nstderr so far:\n{}", std::fs::read_to_string(&e).unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::process::Output { status, stdout: std::fs::read(&o).unwrap(), stderr: std::fs::read(&e).unwrap() }
+    output_within(cmd, HUNG_AFTER_S, &format!("allocwatch {args:?}"))
 }
 
 /// Like [`aw_within`], and require success; returns stderr.
@@ -571,34 +547,6 @@ fn webhook_receiver() -> (String, Received) {
     (url, got)
 }
 
-/// One HTTP request: (request line and headers, body).
-fn read_http(stream: &mut std::net::TcpStream) -> (String, String) {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut tmp).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let headers = String::from_utf8_lossy(&buf[..pos]).to_string();
-            let len = headers
-                .lines()
-                .find_map(|l| l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
-                .unwrap_or(0);
-            while buf.len() < pos + 4 + len {
-                let n = stream.read(&mut tmp).unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&tmp[..n]);
-            }
-            return (headers, String::from_utf8_lossy(&buf[pos + 4..]).to_string());
-        }
-    }
-    (String::new(), String::new())
-}
 
 fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
     headers.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))

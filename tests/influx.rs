@@ -88,36 +88,6 @@ fn curl(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// How long a command may run before it counts as hung: far beyond any sink timeout here
-/// (seconds), and still a bound.
-const HUNG_AFTER_S: u64 = 90;
-
-/// Run `cmd` to its end, its output captured (in files: no pipe to fill), or kill it and fail
-/// once `secs` have passed.
-fn output_within(mut cmd: Command, secs: u64, what: &str) -> std::process::Output {
-    let dir = tempfile::tempdir().unwrap();
-    let (o, e) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(&o).unwrap())
-        .stderr(std::fs::File::create(&e).unwrap())
-        .spawn()
-        .unwrap_or_else(|x| panic!("{what}: {x}"));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} still running after {secs} s: hung\nstderr so far:\n{}", std::fs::read_to_string(&e).unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::process::Output { status, stdout: std::fs::read(&o).unwrap(), stderr: std::fs::read(&e).unwrap() }
-}
-
 /// A TCP listener that never accepts: the kernel completes every connection (backlog), and
 /// nothing ever reads a byte or answers. It models a server that is up but too slow, and
 /// invents no answer. Kept open as long as the value lives.

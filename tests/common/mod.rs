@@ -142,6 +142,66 @@ pub fn assert_secret_absent(secret: &str, what: &str, haystack: &[u8]) {
     }
 }
 
+/// How long a command may run before it counts as hung: far beyond any sink timeout here
+/// (seconds), and still a bound.
+pub const HUNG_AFTER_S: u64 = 90;
+
+/// Run `cmd` to its end, its output captured (in files: no pipe to fill), or kill it and fail
+/// once `secs` have passed.
+pub fn output_within(mut cmd: Command, secs: u64, what: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, e) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&o).unwrap())
+        .stderr(std::fs::File::create(&e).unwrap())
+        .spawn()
+        .unwrap_or_else(|x| panic!("{what}: {x}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} still running after {secs} s: hung\nstderr so far:\n{}", std::fs::read_to_string(&e).unwrap_or_default());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::process::Output { status, stdout: std::fs::read(&o).unwrap(), stderr: std::fs::read(&e).unwrap() }
+}
+
+/// One HTTP request: (request line and headers, body).
+pub fn read_http(stream: &mut std::net::TcpStream) -> (String, String) {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut tmp).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let headers = String::from_utf8_lossy(&buf[..pos]).to_string();
+            let len = headers
+                .lines()
+                .find_map(|l| l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                .unwrap_or(0);
+            while buf.len() < pos + 4 + len {
+                let n = stream.read(&mut tmp).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&tmp[..n]);
+            }
+            return (headers, String::from_utf8_lossy(&buf[pos + 4..]).to_string());
+        }
+    }
+    (String::new(), String::new())
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
