@@ -631,6 +631,18 @@ impl Drop for Proc {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        forget_faketime_ipc(self.child.id());
+    }
+}
+
+/// libfaketime (0.9.10) preloaded without its wrapper makes a semaphore and a shared-memory
+/// segment named by the process's pid and removes them at exit; a SIGKILLed process leaves
+/// them. Left, they break a later `faketime` wrapper that gets the same pid ("sem_open: File
+/// exists": tests/quality.rs and tests/daemon.rs use the wrapper), so each killed process's
+/// pair is removed once it is reaped.
+fn forget_faketime_ipc(pid: u32) {
+    for name in [format!("/dev/shm/sem.faketime_sem_{pid}"), format!("/dev/shm/faketime_shm_{pid}")] {
+        let _ = std::fs::remove_file(name);
     }
 }
 
