@@ -753,7 +753,7 @@ fn metrics_render_after_a_cycle() {
     for (_, _, r) in allocwatch::pull::files::import_all(&mut store, &config, t("2026-01-21T00:00:00Z")) {
         r.unwrap();
     }
-    let cycle = allocwatch::cycle::run_cycle(&config, &grants, &mut store, t("2026-01-21T00:00:00Z"), "test", None).unwrap();
+    let cycle = allocwatch::cycle::run_cycle(&mut allocwatch::reconcile::Reconciler::default(), &config, &grants, &mut store, t("2026-01-21T00:00:00Z"), "test", None).unwrap();
     let metrics = allocwatch::daemon::metrics::Metrics::new();
     metrics.observe_cycle(&cycle.reconciliation, &cycle.indicators, cycle.recorded_at);
     metrics.observe_delivery(&allocwatch::alerts::deliver::DeliveryReport { sent: 1, sent_by_channel: [("email".to_string(), 1)].into(), ..Default::default() });

@@ -532,3 +532,135 @@ fn a_25_hour_autumn_day_and_civil_times_in_its_repeated_hour() {
         rows.iter().map(|r| (r["account"].as_str().unwrap().to_string(), r["day"].as_str().unwrap().to_string(), r["cpu_seconds"].as_i64().unwrap())).collect();
     assert_eq!(got, vec![("fold".into(), "2026-10-25".into(), 55 * 60), ("wholeday".into(), "2026-10-25".into(), 25 * 3600)]);
 }
+
+/// The daemon's reconciler keeps what it read of the ledger between cycles and then reads only
+/// the changes the ingests logged: after any sequence of ingests (new jobs, corrected records,
+/// running jobs updated and then final, records arriving months late, hours moved to another
+/// account, usage on accounts and partitions nothing maps), at instants moving on day by day
+/// and sometimes back, and across a change of an allocation's accounts, its figures are those
+/// of a reconciliation read afresh — to the last bit (both are printed with `{:?}`).
+#[test]
+fn a_kept_reconciliation_equals_one_read_afresh_after_random_ingests() {
+    use allocwatch::domain::job::{JobRecord, Units};
+    use allocwatch::reconcile::{reconcile_all, Reconciler};
+    use allocwatch::store::PullRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = allocwatch::config::Config::load(&root().join("config/demo.toml")).unwrap();
+    config.store_path = dir.path().join("demo.sqlite");
+    let mut grants = allocwatch::domain::grants::Grants::load(&config).unwrap();
+    let mut store = allocwatch::store::Store::open(&config.store_path).unwrap();
+    for (_, _, r) in allocwatch::pull::files::import_all(&mut store, &config, 0) {
+        r.unwrap();
+    }
+    let day = 86_400i64;
+    let mut at = t("2026-05-20T00:00:00Z");
+    // Each centre's keys as the demo has them, and one unknown account and one unmapped partition.
+    let mut keys: Vec<(String, String, String, String)> = Vec::new();
+    for id in config.centres.keys() {
+        let rows = store.daily_usage(id, 0, i32::MAX as _).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for r in rows {
+            seen.insert((r.cluster, r.account, r.partition));
+        }
+        let (cl, acc, part) = seen.iter().next().cloned().expect("demo usage at every centre");
+        keys.push((id.clone(), cl.clone(), "nobody42".into(), part));
+        keys.push((id.clone(), cl, acc, "nowhere".into()));
+        keys.extend(seen.into_iter().map(|(c, a, p)| (id.clone(), c, a, p)));
+    }
+    let mut rng = fastrand::Rng::with_seed(20261203);
+    let mut jobs: Vec<(String, JobRecord)> = Vec::new();
+    let mut kept = Reconciler::default();
+    let mut next_id = 9_000_000u64;
+    let mut back = 0;
+    for step in 0..60 {
+        // The instant: on by up to three days, one step in eight back by up to ten.
+        let was = at;
+        at += if rng.u32(0..8) == 0 { -rng.i64(0..10 * day) } else { rng.i64(0..3 * day) };
+        back += usize::from(at < was);
+        if step == 30 {
+            // An allocation starts listing the unknown account: its usage is charged from now on.
+            let a = grants.allocations.iter_mut().find(|a| keys.iter().any(|k| k.0 == a.centre && k.2 == "nobody42")).unwrap();
+            a.accounts.push("nobody42".into());
+        }
+        for _ in 0..rng.usize(1..4) {
+            let centre = keys[rng.usize(0..keys.len())].0.clone();
+            let tz = config.centres[&centre].tz.clone();
+            let mut ingest = store.begin_ingest(&centre, &tz).unwrap();
+            for _ in 0..rng.usize(1..40) {
+                let mine: Vec<usize> = (0..jobs.len()).filter(|&i| jobs[i].0 == centre).collect();
+                let job = if mine.is_empty() || rng.u32(0..3) > 0 {
+                    let k = loop {
+                        let k = &keys[rng.usize(0..keys.len())];
+                        if k.0 == centre {
+                            break k.clone();
+                        }
+                    };
+                    next_id += 1;
+                    // Mostly recent, one in six months late.
+                    let back = if rng.u32(0..6) == 0 { rng.i64(40 * day..300 * day) } else { rng.i64(0..40 * day) };
+                    let start = at - back;
+                    let cpus = rng.u64(1..512);
+                    let mut j = JobRecord {
+                        cluster: k.1,
+                        job_id_raw: next_id,
+                        job_id: next_id.to_string(),
+                        account: k.2,
+                        partition: k.3,
+                        user: "u".into(),
+                        start_s: start,
+                        end_s: start + rng.i64(60..3 * day),
+                        elapsed_s: 0,
+                        units: Units { cpus, gpus: rng.u64(0..5), billing: cpus, nodes: rng.u64(1..4) },
+                        provisional: false,
+                        time_limit_s: Some(4 * day),
+                    };
+                    if j.end_s > at {
+                        (j.end_s, j.provisional) = (at.max(j.start_s), true);
+                    }
+                    j.elapsed_s = j.end_s - j.start_s;
+                    j
+                } else {
+                    // A record of a run already stored: final, corrected, or moved to another account.
+                    let i = mine[rng.usize(0..mine.len())];
+                    let mut j = jobs[i].1.clone();
+                    match rng.u32(0..3) {
+                        0 => j.provisional = false,
+                        1 => j.units.cpus = rng.u64(1..512),
+                        _ => j.account = keys.iter().filter(|k| k.0 == centre).nth(rng.usize(0..3)).unwrap().2.clone(),
+                    }
+                    if rng.bool() {
+                        j.end_s += rng.i64(0..day);
+                        j.elapsed_s = j.end_s - j.start_s;
+                    }
+                    j
+                };
+                ingest.upsert(&job).unwrap();
+                jobs.retain(|(_, o)| !(o.cluster == job.cluster && o.job_id_raw == job.job_id_raw && o.start_s == job.start_s));
+                jobs.push((centre.clone(), job));
+            }
+            let pull = PullRecord {
+                centre: centre.clone(),
+                source: "test".into(),
+                started_at: at,
+                window: None,
+                watermark: None,
+                deep_scan: false,
+                file: None,
+            };
+            ingest.commit(&pull, at).unwrap();
+        }
+        let a = kept.reconcile(&config, &grants, &mut store, at).unwrap();
+        let b = reconcile_all(&config, &grants, &mut store, at).unwrap();
+        let (a, b) = (format!("{a:?}"), format!("{b:?}"));
+        if a != b {
+            let line = a.split(", ").zip(b.split(", ")).find(|(x, y)| x != y).unwrap();
+            panic!("step {step}, at {at}: the kept reconciliation differs from one read afresh: {} vs {}", line.0, line.1);
+        }
+    }
+    // Read afresh only at the first cycle, when the instant went back, and when the charging
+    // changed (step 30): every other cycle applied the logged changes.
+    let centres = config.centres.len();
+    assert!(kept.fresh_reads() <= centres * (2 + back), "{} fresh reads, {back} steps back", kept.fresh_reads());
+    assert!(kept.fresh_reads() > centres, "{} fresh reads", kept.fresh_reads());
+    assert!(jobs.iter().any(|(_, j)| j.account == "nobody42") && jobs.iter().any(|(_, j)| j.partition == "nowhere"));
+}

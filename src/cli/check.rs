@@ -40,7 +40,7 @@ pub fn run(g: &Globals, a: Args) -> Result<(), Failure> {
         }
     }
     let alerting = super::alerts::alerting(&config)?;
-    let cycle = crate::cycle::run_cycle(&config, &grants, &mut store, at.as_second(), "check", alerting.as_ref())?;
+    let cycle = crate::cycle::run_cycle(&mut crate::reconcile::Reconciler::default(), &config, &grants, &mut store, at.as_second(), "check", alerting.as_ref())?;
     print!("{}", output::check(&cycle.reconciliation, a.format));
     // Deliver what this and earlier cycles owe; a failure leaves the points queued.
     match outbox::flush_now(config.influxdb.as_ref(), &mut store) {

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::domain::centre::Centre;
 use crate::domain::grants::Grants;
 use crate::domain::reconciliation::Reconciliation;
-use crate::reconcile::reconcile_all;
+use crate::reconcile::Reconciler;
 use crate::sinks::CycleRecord;
 use crate::store::{Store, StoreError};
 
@@ -31,9 +31,11 @@ pub struct CycleOutcome {
     pub recorded_at: i64,
 }
 
-/// Reconcile at `at` (epoch seconds) and record the cycle, with the alerts it raises and the
-/// messages they owe. `trigger` says why it ran (`check`, `schedule`…).
+/// Reconcile at `at` (epoch seconds) with `reconciler` (which keeps what it read of the ledger
+/// for the next cycle) and record the cycle, with the alerts it raises and the messages they
+/// owe. `trigger` says why it ran (`check`, `schedule`…).
 pub fn run_cycle(
+    reconciler: &mut Reconciler,
     config: &Config,
     grants: &Grants,
     store: &mut Store,
@@ -41,7 +43,7 @@ pub fn run_cycle(
     trigger: &str,
     alerting: Option<&Alerting>,
 ) -> Result<CycleOutcome, StoreError> {
-    let rec = reconcile_all(config, grants, store, at)?;
+    let rec = reconciler.reconcile(config, grants, store, at)?;
     let started = jiff::Timestamp::now().as_second();
     let centres: Vec<&Centre> = config.centres.values().map(|c| &c.centre).collect();
     let (id, indicators, alerts) = store.transaction(|tx| {

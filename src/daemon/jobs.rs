@@ -149,7 +149,9 @@ const COALESCE: Duration = Duration::from_millis(300);
 /// the shared state. Ends when the request channel closes or the daemon stops; a cycle in
 /// flight always finishes (it is one transaction).
 pub(crate) async fn reconciler(shared: Arc<Shared>, mut requests: tokio::sync::mpsc::UnboundedReceiver<String>, store: Store) {
-    let mut store = Some(store);
+    // The store connection and what the reconciler keeps of its ledger between cycles (each
+    // cycle then reads only the changes the pulls logged since the last one).
+    let mut store = Some((store, crate::reconcile::Reconciler::default()));
     while let Some(first) = requests.recv().await {
         if shared.is_stopping() {
             break;
@@ -164,15 +166,15 @@ pub(crate) async fn reconciler(shared: Arc<Shared>, mut requests: tokio::sync::m
         reasons.dedup();
         let loaded = shared.loaded();
         let at = loaded.config.at.map(|t| t.as_second()).unwrap_or_else(now);
-        let Some(mut st) = store.take() else { break };
+        let Some((mut st, mut reconciler)) = store.take() else { break };
         let (l, sh) = (loaded.clone(), shared.clone());
         let clock = Instant::now();
         let joined = tokio::task::spawn_blocking(move || {
-            let r = crate::cycle::run_cycle(&l.config, &l.grants, &mut st, at, "schedule", l.alerting.as_ref());
+            let r = crate::cycle::run_cycle(&mut reconciler, &l.config, &l.grants, &mut st, at, "schedule", l.alerting.as_ref());
             if let Ok(cycle) = &r {
                 write_ood_files(&sh, &l.config.ood, &mut st, cycle);
             }
-            (st, r)
+            ((st, reconciler), r)
         })
         .await;
         let secs = clock.elapsed().as_secs_f64();
@@ -213,7 +215,8 @@ pub(crate) async fn reconciler(shared: Arc<Shared>, mut requests: tokio::sync::m
                 shared.metrics.record_job_run("reconcile", false, secs);
                 tracing::error!("reconciliation panicked: {e}");
                 match Store::open(&shared.store_path) {
-                    Ok(s) => store = Some(s),
+                    // What the reconciler kept went with the panicked cycle: the next reads afresh.
+                    Ok(s) => store = Some((s, crate::reconcile::Reconciler::default())),
                     Err(e) => {
                         tracing::error!("cannot reopen the store: {e}");
                         break;

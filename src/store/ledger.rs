@@ -78,6 +78,86 @@ pub(super) const TIME_LIMITS: &str = r#"
     CREATE INDEX jobs_running ON jobs (centre) WHERE provisional = 1;
     "#;
 
+/// The logs long-lived readers follow instead of re-reading the ledger (migration 11): every
+/// change an ingest makes to `usage_daily` (`usage_log`: signed deltas per day and key), and
+/// every job run it adds, takes away or moves (`job_log`: +1 for a run as stored now, −1 for the
+/// version it replaced, with key, start and end; a correction that moves neither is not
+/// logged), in commit order, in the ingest's own transaction. The daemon's
+/// [`crate::reconcile::Reconciler`] applies them to what it kept. Only the last [`LOG_KEPT`]
+/// entries of each are kept; `logs_pruned.through` is the last `seq` removed, so that a reader
+/// further behind knows it must read afresh. `AUTOINCREMENT`: a `seq` is never given twice.
+pub(super) const LOGS: &str = r#"
+    CREATE TABLE usage_log (
+        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+        centre    INTEGER NOT NULL,
+        day       INTEGER NOT NULL,
+        cluster   INTEGER NOT NULL,
+        account   INTEGER NOT NULL,
+        partition INTEGER NOT NULL,
+        jobs      INTEGER NOT NULL,
+        cpu_s     INTEGER NOT NULL,
+        gpu_s     INTEGER NOT NULL,
+        billing_s INTEGER NOT NULL,
+        node_s    INTEGER NOT NULL
+    );
+    CREATE TABLE job_log (
+        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+        centre    INTEGER NOT NULL,
+        cluster   INTEGER NOT NULL,
+        account   INTEGER NOT NULL,
+        partition INTEGER NOT NULL,
+        start     INTEGER NOT NULL,
+        end       INTEGER NOT NULL,
+        sign      INTEGER NOT NULL
+    );
+    CREATE TABLE logs_pruned (
+        log     TEXT PRIMARY KEY,
+        through INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO logs_pruned (log, through) VALUES ('usage_log', 0), ('job_log', 0);
+    "#;
+
+/// Entries kept in each log (≈ 50 bytes each): a daemon's cycles follow their pulls within
+/// minutes, so they are far fewer than this; a reader further behind (after a large import,
+/// say) reads afresh once.
+pub(crate) const LOG_KEPT: i64 = 200_000;
+
+/// The two logs of [`LOGS`].
+#[derive(Debug, Clone, Copy)]
+enum Log {
+    Usage,
+    Jobs,
+}
+
+impl Log {
+    fn table(self) -> &'static str {
+        match self {
+            Log::Usage => "usage_log",
+            Log::Jobs => "job_log",
+        }
+    }
+}
+
+/// A job run as [`Store::follow_job_counts`] hands it: key ids, start and end, and +1 or −1
+/// (a logged change) or +1 (a run starting in the window's new part).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct JobSpan {
+    /// (cluster, account, partition) name ids.
+    pub key: (i64, i64, i64),
+    /// Start, epoch seconds.
+    pub start: i64,
+    /// End, epoch seconds.
+    pub end: i64,
+    /// +1: the run counts; −1: a version of it that no longer does.
+    pub sign: i64,
+}
+
+/// Whether a run `[start, end)` counts as overlapping `[from, to)` (zero-length runs starting
+/// in it included): the one rule of [`Store::job_counts`] and of what follows it.
+pub(crate) fn overlaps(start: i64, end: i64, from: i64, to: i64) -> bool {
+    end >= from && start < to && (end > from || end == start)
+}
+
 /// Rejected lines kept per pull (all are counted; the first ones are kept for inspection).
 pub(crate) const KEPT_REJECTIONS: usize = 100;
 
@@ -165,6 +245,13 @@ impl Store {
                     "DELETE FROM usage_daily WHERE centre = ?1 AND day = ?2 AND cluster = ?3 AND account = ?4 AND partition = ?5
                        AND jobs = 0 AND cpu_s = 0 AND gpu_s = 0 AND billing_s = 0 AND node_s = 0",
                 )?,
+                log_change: conn.prepare(
+                    "INSERT INTO usage_log (centre, day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?,
+                log_job: conn.prepare(
+                    "INSERT INTO job_log (centre, cluster, account, partition, start, end, sign) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?,
                 find_name: conn.prepare("SELECT id FROM names WHERE name = ?1")?,
                 add_name: conn.prepare("INSERT INTO names (name) VALUES (?1)")?,
             })
@@ -183,6 +270,7 @@ impl Store {
             stats: IngestStats::default(),
             rejections: Vec::new(),
             max_wall_s: 0,
+            logged: [0, 0],
         };
         ingest.centre_id = ingest.intern(centre)?;
         Ok(ingest)
@@ -263,20 +351,59 @@ impl Store {
             .map_err(sq(&self.path))?;
         let mut rows = stmt.query(params![cid, from_day, to_day]).map_err(sq(&self.path))?;
         while let Some(r) = rows.next().map_err(sq(&self.path))? {
-            let row = (|| {
-                Ok::<_, rusqlite::Error>(DailyIds {
-                    day: r.get(0)?,
-                    cluster: r.get(1)?,
-                    account: r.get(2)?,
-                    partition: r.get(3)?,
-                    jobs: r.get(4)?,
-                    usage: UnitSeconds { cpu: r.get(5)?, gpu: r.get(6)?, billing: r.get(7)?, node: r.get(8)? },
-                })
-            })()
-            .map_err(sq(&self.path))?;
-            f(row);
+            f(daily_ids(r).map_err(sq(&self.path))?);
         }
         Ok(())
+    }
+
+    /// Daily usage rows of a centre from `from_day` on (later days included), in key order, and
+    /// the position of the usage log they include (every change with a larger `seq` is not in
+    /// them): both read in one snapshot, so that applying the log's later changes to these rows
+    /// neither misses nor doubles one.
+    pub(crate) fn for_each_daily_usage_since(&mut self, centre: &str, from_day: DayNumber, mut f: impl FnMut(DailyIds)) -> Result<i64, StoreError> {
+        let cid = self.name_id(centre)?;
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(sq(&path))?;
+        let head = log_head(&tx, Log::Usage).map_err(sq(&path))?;
+        if let Some(cid) = cid {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s FROM usage_daily
+                     WHERE centre = ?1 AND day >= ?2",
+                )
+                .map_err(sq(&path))?;
+            let mut rows = stmt.query(params![cid, from_day]).map_err(sq(&path))?;
+            while let Some(r) = rows.next().map_err(sq(&path))? {
+                f(daily_ids(r).map_err(sq(&path))?);
+            }
+        }
+        Ok(head)
+    }
+
+    /// The changes of a centre's daily rows logged after position `after`, in order (`jobs`
+    /// and unit-seconds are signed deltas), and the log's new position; `None` when changes
+    /// after `after` have been pruned (the caller re-reads the rows).
+    pub(crate) fn usage_changes(&mut self, centre: &str, after: i64, mut f: impl FnMut(DailyIds)) -> Result<Option<i64>, StoreError> {
+        let cid = self.name_id(centre)?;
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(sq(&path))?;
+        if after < log_pruned_through(&tx, Log::Usage).map_err(sq(&path))? {
+            return Ok(None);
+        }
+        let head = log_head(&tx, Log::Usage).map_err(sq(&path))?;
+        if let (Some(cid), true) = (cid, head > after) {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s FROM usage_log
+                     WHERE seq > ?1 AND seq <= ?2 AND centre = ?3 ORDER BY seq",
+                )
+                .map_err(sq(&path))?;
+            let mut rows = stmt.query(params![after, head, cid]).map_err(sq(&path))?;
+            while let Some(r) = rows.next().map_err(sq(&path))? {
+                f(daily_ids(r).map_err(sq(&path))?);
+            }
+        }
+        Ok(Some(head))
     }
 
     /// Every interned name by id (clusters, accounts, partitions, users, centres).
@@ -332,20 +459,23 @@ impl Store {
         Ok(sums.into_iter().map(|((c, a, p), us)| ((name(c), name(a), name(p)), us)).collect())
     }
 
-    /// Jobs per (cluster, account, partition) of a centre whose window overlaps `[from, to)`.
-    pub(crate) fn job_counts(&mut self, centre: &str, from: i64, to: i64) -> Result<HashMap<(String, String, String), i64>, StoreError> {
-        let Some(cid) = self.name_id(centre)? else { return Ok(HashMap::new()) };
-        let names = self.names_by_id()?;
+    /// Job runs per (cluster, account, partition) of a centre whose window overlaps `[from,
+    /// to)` ([`overlaps`]), by interned name ids, and the job log's position they include (both
+    /// read in one snapshot).
+    pub(crate) fn job_counts_by_ids(&mut self, centre: &str, from: i64, to: i64) -> Result<(FastMap<(i64, i64, i64), i64>, i64), StoreError> {
+        let cid = self.name_id(centre)?;
         let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(sq(&path))?;
+        let head = log_head(&tx, Log::Jobs).map_err(sq(&path))?;
+        let mut counts: FastMap<(i64, i64, i64), i64> = FastMap::default();
+        let Some(cid) = cid else { return Ok((counts, head)) };
         // Every job that may overlap the window started at or after `from − longest job`. The
         // (centre, start) index carries each job's key (cluster, job id), so the lowest job id
         // per cluster comes from the index alone; the table is then read in key order from
         // there (sequential pages) rather than looked up once per job (one random B-tree
         // descent each: most of a reconciliation's time on a large ledger).
-        let lowest = lowest_job_ids(&self.conn, &path, cid, from, to)?;
-        let mut counts: FastMap<(i64, i64, i64), i64> = FastMap::default();
-        let mut stmt = self
-            .conn
+        let lowest = lowest_job_ids(&tx, &path, cid, from, to)?;
+        let mut stmt = tx
             .prepare_cached("SELECT account, partition, start, end FROM jobs WHERE centre = ?1 AND cluster = ?2 AND job_id_raw >= ?3")
             .map_err(sq(&path))?;
         for (cluster, low) in lowest {
@@ -353,13 +483,61 @@ impl Store {
             while let Some(r) = rows.next().map_err(sq(&path))? {
                 let get = |i| r.get::<_, i64>(i).map_err(sq(&path));
                 let (account, partition, start, end) = (get(0)?, get(1)?, get(2)?, get(3)?);
-                if end >= from && start < to && (end > from || end == start) {
+                if overlaps(start, end, from, to) {
                     *counts.entry((cluster, account, partition)).or_default() += 1;
                 }
             }
         }
-        let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
-        Ok(counts.into_iter().map(|((c, a, p), n)| ((name(c), name(a), name(p)), n)).collect())
+        drop(stmt);
+        Ok((counts, head))
+    }
+
+    /// What brings job counts read at job-log position `after` over a window ending at
+    /// `after_to` up to date, read in one snapshot: the runs logged since (`changed`: +1 as
+    /// stored now, −1 for what they replaced) and the runs starting in `[after_to, to)`
+    /// (`starting`); returns the log's new position, or `None` when entries after `after` have
+    /// been pruned (the caller counts afresh).
+    pub(crate) fn follow_job_counts(
+        &mut self,
+        centre: &str,
+        after: i64,
+        (after_to, to): (i64, i64),
+        mut changed: impl FnMut(JobSpan),
+        mut starting: impl FnMut(JobSpan),
+    ) -> Result<Option<i64>, StoreError> {
+        let cid = self.name_id(centre)?;
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(sq(&path))?;
+        if after < log_pruned_through(&tx, Log::Jobs).map_err(sq(&path))? {
+            return Ok(None);
+        }
+        let head = log_head(&tx, Log::Jobs).map_err(sq(&path))?;
+        let Some(cid) = cid else { return Ok(Some(head)) };
+        let span = |r: &rusqlite::Row<'_>, sign: i64| -> rusqlite::Result<JobSpan> {
+            Ok(JobSpan { key: (r.get(0)?, r.get(1)?, r.get(2)?), start: r.get(3)?, end: r.get(4)?, sign })
+        };
+        if head > after {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT cluster, account, partition, start, end, sign FROM job_log WHERE seq > ?1 AND seq <= ?2 AND centre = ?3 ORDER BY seq",
+                )
+                .map_err(sq(&path))?;
+            let mut rows = stmt.query(params![after, head, cid]).map_err(sq(&path))?;
+            while let Some(r) = rows.next().map_err(sq(&path))? {
+                let sign: i64 = r.get(5).map_err(sq(&path))?;
+                changed(span(r, sign).map_err(sq(&path))?);
+            }
+        }
+        if to > after_to {
+            let mut stmt = tx
+                .prepare_cached("SELECT cluster, account, partition, start, end FROM jobs WHERE centre = ?1 AND start >= ?2 AND start < ?3")
+                .map_err(sq(&path))?;
+            let mut rows = stmt.query(params![cid, after_to, to]).map_err(sq(&path))?;
+            while let Some(r) = rows.next().map_err(sq(&path))? {
+                starting(span(r, 1).map_err(sq(&path))?);
+            }
+        }
+        Ok(Some(head))
     }
 
     /// Number of stored job runs (all centres).
@@ -418,6 +596,39 @@ impl Tx<'_> {
 }
 
 /// Every interned name by id.
+/// A row `day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s` of
+/// `usage_daily` or `usage_log`.
+fn daily_ids(r: &rusqlite::Row<'_>) -> rusqlite::Result<DailyIds> {
+    Ok(DailyIds {
+        day: r.get(0)?,
+        cluster: r.get(1)?,
+        account: r.get(2)?,
+        partition: r.get(3)?,
+        jobs: r.get(4)?,
+        usage: UnitSeconds { cpu: r.get(5)?, gpu: r.get(6)?, billing: r.get(7)?, node: r.get(8)? },
+    })
+}
+
+/// A log's position: the last `seq` given (0 before any), whether or not it was pruned since.
+fn log_head(conn: &Connection, log: Log) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = ?1), 0)", [log.table()], |r| r.get(0))
+}
+
+/// The last `seq` pruned from a log (0: none).
+fn log_pruned_through(conn: &Connection, log: Log) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT through FROM logs_pruned WHERE log = ?1", [log.table()], |r| r.get(0))
+}
+
+/// Remove all but the last `keep` entries of a log (all of them: `keep` 0), and say up to which
+/// `seq`.
+fn prune_log(conn: &Connection, log: Log, keep: i64) -> rusqlite::Result<()> {
+    let cut = log_head(conn, log)? - keep;
+    if cut > 0 && conn.execute(&format!("DELETE FROM {} WHERE seq <= ?1", log.table()), [cut])? > 0 {
+        conn.execute("UPDATE logs_pruned SET through = MAX(through, ?1) WHERE log = ?2", params![cut, log.table()])?;
+    }
+    Ok(())
+}
+
 fn names_of(conn: &Connection) -> rusqlite::Result<HashMap<i64, String>> {
     let mut stmt = conn.prepare_cached("SELECT id, name FROM names")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -539,6 +750,8 @@ struct IngestStatements<'s> {
     replace: rusqlite::Statement<'s>,
     add_daily: rusqlite::Statement<'s>,
     drop_empty_daily: rusqlite::Statement<'s>,
+    log_change: rusqlite::Statement<'s>,
+    log_job: rusqlite::Statement<'s>,
     find_name: rusqlite::Statement<'s>,
     add_name: rusqlite::Statement<'s>,
 }
@@ -574,9 +787,19 @@ pub struct Ingest<'s> {
     stats: IngestStats,
     rejections: Vec<LineError>,
     max_wall_s: i64,
+    /// Entries this ingest wrote to the usage log and the job log: past [`LOG_KEPT`] it writes
+    /// no more, and clears the log at commit (its readers then read afresh, as they would have
+    /// after the pruning).
+    logged: [i64; 2],
 }
 
 impl<'s> Ingest<'s> {
+    /// Whether to write one more entry to log `i` (0: usage, 1: jobs).
+    fn log_one(&mut self, i: usize) -> bool {
+        self.logged[i] += 1;
+        self.logged[i] <= LOG_KEPT
+    }
+
     fn intern(&mut self, name: &str) -> Result<i64, StoreError> {
         if let Some(&id) = self.names.get(name).or_else(|| self.new_names.get(name)) {
             return Ok(id);
@@ -628,16 +851,17 @@ impl<'s> Ingest<'s> {
     }
 
     /// Add the held daily deltas to `usage_daily` (in key order, which keeps the B-tree writes
-    /// local) and drop the rows they empty.
+    /// local), drop the rows they empty, and log each change (`usage_log`).
     fn flush_deltas(&mut self) -> Result<(), StoreError> {
         let mut keys: Vec<_> = self.deltas.drain().filter(|(_, (n, us))| *n != 0 || !us.is_zero()).collect();
         keys.sort_unstable_by_key(|(k, _)| *k);
         let c = self.centre_id;
         for ((day, cl, acc, part), (n, us)) in keys {
-            self.statements
-                .add_daily
-                .execute(params![c, day, cl, acc, part, n, us.cpu, us.gpu, us.billing, us.node])
-                .map_err(sq(&self.path))?;
+            let change = params![c, day, cl, acc, part, n, us.cpu, us.gpu, us.billing, us.node];
+            self.statements.add_daily.execute(change).map_err(sq(&self.path))?;
+            if self.log_one(0) {
+                self.statements.log_change.execute(change).map_err(sq(&self.path))?;
+            }
             // Only a job taken away can leave a day with nothing on it.
             if n < 0 {
                 self.statements.drop_empty_daily.execute(params![c, day, cl, acc, part]).map_err(sq(&self.path))?;
@@ -688,6 +912,9 @@ impl<'s> Ingest<'s> {
         self.max_wall_s = self.max_wall_s.max(job.end_s - job.start_s);
         if inserted == 1 {
             self.stats.inserted += 1;
+            if self.log_one(1) {
+                self.statements.log_job.execute(params![centre, cluster, account, partition, job.start_s, job.end_s, 1]).map_err(sq(&self.path))?;
+            }
             return self.book(job, cluster, account, partition, 1);
         }
         let old = self
@@ -728,6 +955,11 @@ impl<'s> Ingest<'s> {
             ..job.clone()
         };
         self.book(&previous, cluster, oacc, opart, -1)?;
+        if (oacc, opart, oend) != (account, partition, job.end_s) && self.log_one(1) {
+            let log = &mut self.statements.log_job;
+            log.execute(params![centre, cluster, oacc, opart, job.start_s, oend, -1]).map_err(sq(&self.path))?;
+            log.execute(params![centre, cluster, account, partition, job.start_s, job.end_s, 1]).map_err(sq(&self.path))?;
+        }
         self.stats.replaced += 1;
         self.book(job, cluster, account, partition, 1)?;
         self.statements.replace.execute(row).map_err(sq(&self.path))?;
@@ -752,6 +984,10 @@ impl<'s> Ingest<'s> {
             params![self.centre_id, self.max_wall_s],
         )
         .map_err(sq(&path))?;
+        for (i, log) in [Log::Usage, Log::Jobs].into_iter().enumerate() {
+            let keep = if self.logged[i] > LOG_KEPT { 0 } else { LOG_KEPT };
+            prune_log(conn, log, keep).map_err(sq(&path))?;
+        }
         let s = &self.stats;
         let counts = PullCounts { records: s.records, inserted: s.inserted, replaced: s.replaced, unchanged: s.unchanged, rejected: s.rejected };
         super::pulls::record_ingest(conn, &path, pull, counts, &self.rejections, now)?;
@@ -802,6 +1038,58 @@ mod tests {
         }
     }
 
+    /// The usage log: the rows read at a position plus the changes logged after it are the
+    /// rows of `usage_daily` (jobs replaced, moved and taken away included); once changes after a
+    /// position are pruned, reading from it says so instead of handing back a part.
+    #[test]
+    fn rows_at_a_position_plus_the_logged_changes_are_the_daily_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let pull = PullRecord { centre: "c".into(), source: "t".into(), started_at: 0, window: None, watermark: None, deep_scan: false, file: None };
+        let mut rng = Rng(3);
+        let snapshot = |store: &mut Store| {
+            let mut rows = std::collections::BTreeMap::new();
+            let seq = store
+                .for_each_daily_usage_since("c", 0, |r| {
+                    rows.insert((r.day, r.cluster, r.account, r.partition), (r.jobs, r.usage));
+                })
+                .unwrap();
+            (seq, rows)
+        };
+        let (mut seq, mut rows) = snapshot(&mut store);
+        assert_eq!((seq, rows.len()), (0, 0));
+        for round in 0..6 {
+            let mut ingest = store.begin_ingest("c", &TimeZone::UTC).unwrap();
+            for _ in 0..300 {
+                let id = rng.below(400);
+                let start = id as i64 * 3600;
+                // Same run seen again: longer, or on another account.
+                let j = job(["a", "b"][rng.below(2) as usize], id, &format!("acc{}", rng.below(3)), start, start + 1 + rng.below(300_000) as i64);
+                ingest.upsert(&j).unwrap();
+            }
+            ingest.commit(&pull, 0).unwrap();
+            let mut changes = Vec::new();
+            seq = store.usage_changes("c", seq, |r| changes.push(r)).unwrap().expect("nothing pruned yet");
+            for r in changes {
+                let k = (r.day, r.cluster, r.account, r.partition);
+                let e = rows.entry(k).or_insert((0, UnitSeconds::default()));
+                e.0 += r.jobs;
+                e.1.add(&r.usage);
+                if e.0 == 0 && e.1.is_zero() {
+                    rows.remove(&k);
+                }
+            }
+            let (now, fresh) = snapshot(&mut store);
+            assert_eq!(now, seq, "round {round}");
+            assert_eq!(rows, fresh, "round {round}: rows read at a position plus the changes since");
+        }
+        assert_eq!(store.usage_changes("c", seq, |_| panic!("no change after the head")).unwrap(), Some(seq));
+        prune_log(&store.conn, Log::Usage, 10).unwrap();
+        assert_eq!(store.usage_changes("c", seq - 10, |_| {}).unwrap(), Some(seq), "the last 10 are kept");
+        assert_eq!(store.usage_changes("c", seq - 11, |_| {}).unwrap(), None, "older ones are gone, and that is said");
+        assert_eq!(store.usage_changes("c", 0, |_| {}).unwrap(), None);
+    }
+
     #[test]
     fn job_counts_equal_the_plain_grouped_count() {
         let dir = tempfile::tempdir().unwrap();
@@ -837,7 +1125,10 @@ mod tests {
                 .collect::<Result<_, _>>()
                 .unwrap();
             drop(stmt);
-            assert_eq!(store.job_counts("c", from, to).unwrap(), want, "window [{from}, {to})");
+            let (got, _) = store.job_counts_by_ids("c", from, to).unwrap();
+            let got: HashMap<(String, String, String), i64> =
+                got.into_iter().map(|((c, a, p), n)| ((names[&c].clone(), names[&a].clone(), names[&p].clone()), n)).collect();
+            assert_eq!(got, want, "window [{from}, {to})");
         }
     }
 

@@ -32,6 +32,9 @@ const MIGRATIONS: &[&[&str]] = &[
     &[ledger::TIME_LIMITS],
     // 10: when each live source was last re-scanned over its whole overlap.
     &[pulls::DEEP_SCANS],
+    // 11: the logs of changes to the daily usage and to the job runs, which long-lived
+    // reconcilers follow.
+    &[ledger::LOGS],
 ];
 
 /// The schema version this allocwatch brings a store to.
