@@ -18,7 +18,7 @@ use allocwatch::domain::job::JobRecord;
 use allocwatch::domain::reconciliation::Reconciliation;
 use allocwatch::domain::time::{day_date, day_number, day_start, local_day};
 use allocwatch::pull::files::import_file;
-use allocwatch::reconcile::reconcile_all;
+use allocwatch::reconcile::{reconcile_all, Reconciler};
 use allocwatch::sources::{read_file, read_file_with, FileFormat, Parsed, ParsedRef, SourceContext};
 use allocwatch::store::{PullRecord, Store};
 use workload::{generate, GenFormat, GenOptions, Rng, LAYOUT};
@@ -233,13 +233,23 @@ fn main() -> Result<()> {
                 status_counts(&rec)
             );
             let centre = config.centres.values().next().context("the configuration has no centre")?.clone();
+            // The daemon's reconciler: it keeps what it read (one full read here, untimed) and
+            // then follows the ingests' usage log.
+            let mut reconciler = Reconciler::default();
+            reconciler.reconcile(&config, &grants, &mut store, at)?;
             for f in &incremental {
                 let t = Instant::now();
                 let imp = import_file(&mut store, &centre, f, FileKind::Sacct, Some("xdmod"), at)?;
                 let import_s = t.elapsed().as_secs_f64();
+                let reads = reconciler.fresh_reads();
                 let t = Instant::now();
-                let rec = reconcile_all(&config, &grants, &mut store, at)?;
+                let rec = reconciler.reconcile(&config, &grants, &mut store, at)?;
                 let reconcile_s = t.elapsed().as_secs_f64();
+                // Untimed: the same figures as a reconciliation read afresh, and no fresh read.
+                let full = reconcile_all(&config, &grants, &mut store, at)?;
+                if format!("{:?}", rec.allocations) != format!("{:?}", full.allocations) || reconciler.fresh_reads() != reads {
+                    bail!("the incremental reconciliation after {} differs from a full one (or read the ledger afresh)", f.display());
+                }
                 println!(
                     "{{\"bench\":\"reconcile_incremental\",\"new_records\":{},\"inserted\":{},\"import_seconds\":{import_s},\"reconcile_seconds\":{reconcile_s},\"allocations\":{}}}",
                     imp.stats.records,
@@ -432,6 +442,9 @@ unit = "cpu"
     by_start.sort_by_key(|&i| jobs[i].start_s);
     let mut started_upto = 0usize;
     let mut running: Vec<usize> = Vec::new();
+    // As the daemon reconciles: one reconciler following the pulls' usage log.
+    let mut reconciler = Reconciler::default();
+    let mut verify_s = 0.0;
     for day in first_day..=last_day {
         let midnight = day_start(day + 1, &tz);
         let t = Instant::now();
@@ -470,16 +483,24 @@ unit = "cpu"
         ingest.commit(&pull, midnight)?;
         import_s += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let rec = reconcile_all(&config, &grants, &mut store, midnight)?;
+        let rec = reconciler.reconcile(&config, &grants, &mut store, midnight)?;
         notifications += evaluate_alerts(&alerting, &mut book, &grants, &rec, &mut statuses);
         reconcile_s += t.elapsed().as_secs_f64();
+        // Untimed: the daemon's kept reconciliation is the one read afresh, day after day.
+        let t = Instant::now();
+        let fresh = reconcile_all(&config, &grants, &mut store, midnight)?;
+        if format!("{rec:?}") != format!("{fresh:?}") {
+            bail!("day {day}: the kept reconciliation differs from one read afresh");
+        }
+        verify_s += t.elapsed().as_secs_f64();
     }
-    let total = started.elapsed().as_secs_f64();
+    let total = started.elapsed().as_secs_f64() - verify_s;
     let days = (last_day - first_day + 1) as u64;
     println!(
-        "{{\"bench\":\"replay\",\"jobs\":{},\"not_started\":{not_started},\"days\":{days},\"allocations\":{},\"records_pulled\":{records},\"read_seconds\":{read_s:.3},\"import_seconds\":{import_s:.3},\"reconcile_seconds\":{reconcile_s:.3},\"total_seconds\":{total:.3},\"alert_notifications\":{notifications},\"alerts_firing_at_end\":{},\"allocation_days_by_status\":{}}}",
+        "{{\"bench\":\"replay\",\"jobs\":{},\"not_started\":{not_started},\"days\":{days},\"allocations\":{},\"records_pulled\":{records},\"read_seconds\":{read_s:.3},\"import_seconds\":{import_s:.3},\"reconcile_seconds\":{reconcile_s:.3},\"total_seconds\":{total:.3},\"fresh_reads\":{},\"alert_notifications\":{notifications},\"alerts_firing_at_end\":{},\"allocation_days_by_status\":{}}}",
         jobs.len(),
         grants.allocations.len(),
+        reconciler.fresh_reads(),
         book.firing(),
         serde_json::to_string(&statuses)?
     );
