@@ -10,6 +10,7 @@ root=$(pwd)
 state=$(mktemp -d -t allocwatch-tests.XXXXXX)
 
 cleanup() {
+  if [[ -n ${fuzz_build:-} ]]; then kill -- "-$fuzz_build" 2>/dev/null || true; fi
   bash "$root/tests/infra/servers/stop.sh" "$state/servers" >/dev/null 2>&1 || true
   if [[ -n ${SLURM_LAB_STATE:-} ]]; then
     bash "$root/tests/infra/slurm/stop.sh" "$SLURM_LAB_STATE" --purge >/dev/null 2>&1 || true
@@ -17,6 +18,13 @@ cleanup() {
   rm -rf "$state"
 }
 trap cleanup EXIT
+
+# The fuzz targets build in the background (their own session, so that cleanup stops all of
+# it) at the lowest CPU priority: they take the cores that set-up and tests leave idle, and
+# the fuzz step waits for them.
+fuzz_build_log="$state/fuzz-build.log"
+setsid nice -n 19 bash tests/infra/fuzz-build.sh >"$fuzz_build_log" 2>&1 &
+fuzz_build=$!
 
 echo "== build"
 cargo build --locked --workspace --all-targets
@@ -95,18 +103,20 @@ env "CARGO_TARGET_${host}_RUNNER=timeout --kill-after=30 900" \
 
 # Fuzz every parser of outside input for a bounded time (fuzz/README.md). A crash or a
 # failed assertion fails the run; new inputs go to a scratch copy of the corpus.
-echo "== fuzz (${AW_FUZZ_SECONDS:-60} s per target)"
-if ! cargo fuzz --version >/dev/null 2>&1; then
-  cargo install cargo-fuzz --locked --version 0.13.2
+echo "== fuzz (${AW_FUZZ_SECONDS:-30} s per target)"
+t0=$(date +%s)
+if ! wait "$fuzz_build"; then
+  tail -40 "$fuzz_build_log" >&2; echo "the fuzz targets did not build" >&2; exit 1
 fi
+fuzz_build=
+echo "fuzz targets built (waited $(( $(date +%s) - t0 )) s for the background build)"
 (
   cd fuzz
-  cargo fuzz build -s none -O
   for target in sacct_text swf slurm_json allocations config; do
     mkdir -p "$state/corpus/$target"
     log="$state/fuzz-$target.log"
     if ! cargo fuzz run -s none -O "$target" "$state/corpus/$target" "corpus/$target" -- \
-      -max_total_time="${AW_FUZZ_SECONDS:-60}" -max_len=4096 -rss_limit_mb=512 -print_final_stats=1 >"$log" 2>&1; then
+      -max_total_time="${AW_FUZZ_SECONDS:-30}" -max_len=4096 -rss_limit_mb=512 -print_final_stats=1 >"$log" 2>&1; then
       tail -60 "$log" >&2
       echo "fuzz target $target FAILED (input kept under fuzz/artifacts/$target/)" >&2
       exit 1
