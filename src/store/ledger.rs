@@ -595,7 +595,6 @@ impl Tx<'_> {
     }
 }
 
-/// Every interned name by id.
 /// A row `day, cluster, account, partition, jobs, cpu_s, gpu_s, billing_s, node_s` of
 /// `usage_daily` or `usage_log`.
 fn daily_ids(r: &rusqlite::Row<'_>) -> rusqlite::Result<DailyIds> {
@@ -629,6 +628,7 @@ fn prune_log(conn: &Connection, log: Log, keep: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Every interned name by id.
 fn names_of(conn: &Connection) -> rusqlite::Result<HashMap<i64, String>> {
     let mut stmt = conn.prepare_cached("SELECT id, name FROM names")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
