@@ -184,23 +184,8 @@ fn outcome(cfg: &Path, store: &Path, maildir: &Path, tag: &str, last_check: Stri
     let alerts = alert_rows(&list);
     let conn = rusqlite::Connection::open(store).unwrap();
     let mut stmt = conn.prepare("SELECT line FROM outbox_points").unwrap();
-    // `centre_feed` describes the pulls themselves (ages, durations, how many pulls ran): a
-    // restarted import is one more pull, legitimately. What must not be lost is the point.
-    let owed_points = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .map(|line| {
-            if line.starts_with("centre_feed,") {
-                let mut parts = line.split(' ');
-                let series = parts.next().unwrap_or("").to_string();
-                let ts = parts.last().unwrap_or("").to_string();
-                format!("{series} {ts}")
-            } else {
-                line
-            }
-        })
-        .collect();
+    // A restarted import is one more pull, legitimately (see `normalise_line`).
+    let owed_points = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap().map(|line| normalise_line(&line.unwrap())).collect();
     let mut ids = Vec::new();
     for e in std::fs::read_dir(maildir.join("new")).unwrap().flatten() {
         let raw = std::fs::read(e.path()).unwrap();

@@ -84,7 +84,7 @@ pub(super) const TIME_LIMITS: &str = r#"
 /// version it replaced, with key, start and end; a correction that moves neither is not
 /// logged), in commit order, in the ingest's own transaction. The daemon's
 /// [`crate::reconcile::Reconciler`] applies them to what it kept. Only the last [`LOG_KEPT`]
-/// entries of each are kept; `logs_pruned.through` is the last `seq` removed, so that a reader
+/// entries of each are kept, and an ingest that would write more clears the log instead; `logs_pruned.through` is the last `seq` removed, so that a reader
 /// further behind knows it must read afresh. `AUTOINCREMENT`: a `seq` is never given twice.
 pub(super) const LOGS: &str = r#"
     CREATE TABLE usage_log (
@@ -117,10 +117,11 @@ pub(super) const LOGS: &str = r#"
     INSERT INTO logs_pruned (log, through) VALUES ('usage_log', 0), ('job_log', 0);
     "#;
 
-/// Entries kept in each log (≈ 50 bytes each): a daemon's cycles follow their pulls within
-/// minutes, so they are far fewer than this; a reader further behind (after a large import,
-/// say) reads afresh once.
-pub(crate) const LOG_KEPT: i64 = 200_000;
+/// Entries kept in each log (≈ 50 bytes each), and the most one ingest writes: a daemon's
+/// cycles follow their pulls within minutes, and a quarter of an hour of a national centre's
+/// jobs is far fewer than this; a reader further behind (after a large import, say) reads
+/// afresh once.
+pub(crate) const LOG_KEPT: i64 = 50_000;
 
 /// The two logs of [`LOGS`].
 #[derive(Debug, Clone, Copy)]
@@ -270,7 +271,8 @@ impl Store {
             stats: IngestStats::default(),
             rejections: Vec::new(),
             max_wall_s: 0,
-            logged: [0, 0],
+            usage_log: Some(Vec::new()),
+            job_log: Some(Vec::new()),
         };
         ingest.centre_id = ingest.intern(centre)?;
         Ok(ingest)
@@ -618,6 +620,18 @@ fn log_pruned_through(conn: &Connection, log: Log) -> rusqlite::Result<i64> {
     conn.query_row("SELECT through FROM logs_pruned WHERE log = ?1", [log.table()], |r| r.get(0))
 }
 
+/// Empty a log and mark it pruned past every reader's position: the sequence moves on by one
+/// (no entry takes that `seq`), so a reader that was up to date reads afresh too.
+fn clear_log(conn: &Connection, log: Log) -> rusqlite::Result<()> {
+    if conn.execute("UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = ?1", [log.table()])? == 0 {
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?1, 1)", [log.table()])?;
+    }
+    prune_log(conn, log, 0)?;
+    let head = log_head(conn, log)?;
+    conn.execute("UPDATE logs_pruned SET through = MAX(through, ?1) WHERE log = ?2", params![head, log.table()])?;
+    Ok(())
+}
+
 /// Remove all but the last `keep` entries of a log (all of them: `keep` 0), and say up to which
 /// `seq`.
 fn prune_log(conn: &Connection, log: Log, keep: i64) -> rusqlite::Result<()> {
@@ -787,19 +801,26 @@ pub struct Ingest<'s> {
     stats: IngestStats,
     rejections: Vec<LineError>,
     max_wall_s: i64,
-    /// Entries this ingest wrote to the usage log and the job log: past [`LOG_KEPT`] it writes
-    /// no more, and clears the log at commit (its readers then read afresh, as they would have
-    /// after the pruning).
-    logged: [i64; 2],
+    /// What this ingest owes the usage log, written at commit: past [`LOG_KEPT`] entries it is
+    /// dropped, and the log cleared at commit instead (its readers then read afresh, as they
+    /// would after the pruning), so a large import writes nothing it would delete at once.
+    usage_log: Option<Vec<[i64; 9]>>,
+    /// The same for the job log: (cluster, account, partition, start, end, sign).
+    job_log: Option<Vec<[i64; 6]>>,
+}
+
+/// Add an entry to an ingest's held log, or drop the log once it is too long for its readers.
+fn hold<const N: usize>(log: &mut Option<Vec<[i64; N]>>, entry: [i64; N]) {
+    if let Some(v) = log {
+        if v.len() as i64 >= LOG_KEPT {
+            *log = None;
+        } else {
+            v.push(entry);
+        }
+    }
 }
 
 impl<'s> Ingest<'s> {
-    /// Whether to write one more entry to log `i` (0: usage, 1: jobs).
-    fn log_one(&mut self, i: usize) -> bool {
-        self.logged[i] += 1;
-        self.logged[i] <= LOG_KEPT
-    }
-
     fn intern(&mut self, name: &str) -> Result<i64, StoreError> {
         if let Some(&id) = self.names.get(name).or_else(|| self.new_names.get(name)) {
             return Ok(id);
@@ -859,9 +880,7 @@ impl<'s> Ingest<'s> {
         for ((day, cl, acc, part), (n, us)) in keys {
             let change = params![c, day, cl, acc, part, n, us.cpu, us.gpu, us.billing, us.node];
             self.statements.add_daily.execute(change).map_err(sq(&self.path))?;
-            if self.log_one(0) {
-                self.statements.log_change.execute(change).map_err(sq(&self.path))?;
-            }
+            hold(&mut self.usage_log, [day as i64, cl, acc, part, n, us.cpu, us.gpu, us.billing, us.node]);
             // Only a job taken away can leave a day with nothing on it.
             if n < 0 {
                 self.statements.drop_empty_daily.execute(params![c, day, cl, acc, part]).map_err(sq(&self.path))?;
@@ -912,9 +931,7 @@ impl<'s> Ingest<'s> {
         self.max_wall_s = self.max_wall_s.max(job.end_s - job.start_s);
         if inserted == 1 {
             self.stats.inserted += 1;
-            if self.log_one(1) {
-                self.statements.log_job.execute(params![centre, cluster, account, partition, job.start_s, job.end_s, 1]).map_err(sq(&self.path))?;
-            }
+            hold(&mut self.job_log, [cluster, account, partition, job.start_s, job.end_s, 1]);
             return self.book(job, cluster, account, partition, 1);
         }
         let old = self
@@ -955,10 +972,9 @@ impl<'s> Ingest<'s> {
             ..job.clone()
         };
         self.book(&previous, cluster, oacc, opart, -1)?;
-        if (oacc, opart, oend) != (account, partition, job.end_s) && self.log_one(1) {
-            let log = &mut self.statements.log_job;
-            log.execute(params![centre, cluster, oacc, opart, job.start_s, oend, -1]).map_err(sq(&self.path))?;
-            log.execute(params![centre, cluster, account, partition, job.start_s, job.end_s, 1]).map_err(sq(&self.path))?;
+        if (oacc, opart, oend) != (account, partition, job.end_s) {
+            hold(&mut self.job_log, [cluster, oacc, opart, job.start_s, oend, -1]);
+            hold(&mut self.job_log, [cluster, account, partition, job.start_s, job.end_s, 1]);
         }
         self.stats.replaced += 1;
         self.book(job, cluster, account, partition, 1)?;
@@ -984,9 +1000,24 @@ impl<'s> Ingest<'s> {
             params![self.centre_id, self.max_wall_s],
         )
         .map_err(sq(&path))?;
-        for (i, log) in [Log::Usage, Log::Jobs].into_iter().enumerate() {
-            let keep = if self.logged[i] > LOG_KEPT { 0 } else { LOG_KEPT };
-            prune_log(conn, log, keep).map_err(sq(&path))?;
+        let c = self.centre_id;
+        match self.usage_log.take() {
+            Some(held) => {
+                for e in held {
+                    self.statements.log_change.execute(params![c, e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8]]).map_err(sq(&path))?;
+                }
+                prune_log(conn, Log::Usage, LOG_KEPT).map_err(sq(&path))?;
+            }
+            None => clear_log(conn, Log::Usage).map_err(sq(&path))?,
+        }
+        match self.job_log.take() {
+            Some(held) => {
+                for e in held {
+                    self.statements.log_job.execute(params![c, e[0], e[1], e[2], e[3], e[4], e[5]]).map_err(sq(&path))?;
+                }
+                prune_log(conn, Log::Jobs, LOG_KEPT).map_err(sq(&path))?;
+            }
+            None => clear_log(conn, Log::Jobs).map_err(sq(&path))?,
         }
         let s = &self.stats;
         let counts = PullCounts { records: s.records, inserted: s.inserted, replaced: s.replaced, unchanged: s.unchanged, rejected: s.rejected };
@@ -1088,6 +1119,25 @@ mod tests {
         assert_eq!(store.usage_changes("c", seq - 10, |_| {}).unwrap(), Some(seq), "the last 10 are kept");
         assert_eq!(store.usage_changes("c", seq - 11, |_| {}).unwrap(), None, "older ones are gone, and that is said");
         assert_eq!(store.usage_changes("c", 0, |_| {}).unwrap(), None);
+
+        // An ingest past what the logs keep writes none of it and clears both logs: a reader
+        // that was up to date learns that it must read afresh, and reads on from there.
+        let (before, _) = snapshot(&mut store);
+        let (_, jobs_before) = store.job_counts_by_ids("c", 0, 1).unwrap();
+        let mut ingest = store.begin_ingest("c", &TimeZone::UTC).unwrap();
+        for i in 0..=LOG_KEPT {
+            ingest.upsert(&job("a", 1_000_000 + i as u64, "big", 2_000_000_000 + i * 86_400, 2_000_000_001 + i * 86_400)).unwrap();
+        }
+        ingest.commit(&pull, 0).unwrap();
+        assert_eq!(store.usage_changes("c", before, |_| {}).unwrap(), None);
+        assert_eq!(store.follow_job_counts("c", jobs_before, (0, 0), |_| {}, |_| {}).unwrap(), None);
+        let logged: i64 = store.conn.query_row("SELECT (SELECT COUNT(*) FROM usage_log) + (SELECT COUNT(*) FROM job_log)", [], |r| r.get(0)).unwrap();
+        assert_eq!(logged, 0, "nothing of the large ingest is left in the logs");
+        let (now, fresh) = snapshot(&mut store);
+        assert_eq!(fresh.len() as i64, rows.len() as i64 + LOG_KEPT + 1);
+        assert_eq!(store.usage_changes("c", now, |_| panic!("nothing since")).unwrap(), Some(now));
+        let (_, jobs_now) = store.job_counts_by_ids("c", 0, 1).unwrap();
+        assert_eq!(store.follow_job_counts("c", jobs_now, (0, 0), |_| panic!("nothing since"), |_| {}).unwrap(), Some(jobs_now));
     }
 
     #[test]
