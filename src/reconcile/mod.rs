@@ -45,11 +45,15 @@ impl Charged {
     }
 
     fn add_before(&mut self, rule: usize, first: DayNumber, last: DayNumber, us: &UnitSeconds) {
-        let e = self.before_window.entry(rule).or_insert((first, last, UnitSeconds::default()));
-        e.0 = e.0.min(first);
-        e.1 = e.1.max(last);
-        e.2.add(us);
+        widen(self.before_window.entry(rule).or_insert((first, last, UnitSeconds::default())), first, last, us);
     }
+}
+
+/// Days `first..=last` with unit-seconds `us` added to a summed span of days.
+fn widen(span: &mut (DayNumber, DayNumber, UnitSeconds), first: DayNumber, last: DayNumber, us: &UnitSeconds) {
+    span.0 = span.0.min(first);
+    span.1 = span.1.max(last);
+    span.2.add(us);
 }
 
 /// The first day of a centre's ledger a reconciliation at `days` needs: the earliest period
@@ -176,10 +180,7 @@ impl Kept {
     fn add_before(&mut self, key: KeyIds, day: DayNumber, us: &UnitSeconds, charging: &Charging<'_>, names: &HashMap<i64, String>) {
         // Only an allocation's charge counts before the orphan window: strays there are dropped.
         if let Charge::Allocation { allocation, rule } = Self::placement(&mut self.placements, key, charging, names).charge(day) {
-            let e = self.before.entry((allocation, rule)).or_insert((day, day, UnitSeconds::default()));
-            e.0 = e.0.min(day);
-            e.1 = e.1.max(day);
-            e.2.add(us);
+            widen(self.before.entry((allocation, rule)).or_insert((day, day, UnitSeconds::default())), day, day, us);
         }
     }
 
