@@ -1,7 +1,13 @@
-//! Live accounting from a REAL single-node Slurm 22.05 cluster with slurmdbd and slurmrestd
+//! Live accounting from a REAL single-node Slurm cluster with slurmdbd and slurmrestd
 //! (`tests/infra/slurm`, started by `tests/run.sh`, which exports its `env.sh`): the sacct and
 //! slurmrestd sources through the real binary, incremental pulls, idempotence, slurmdbd
 //! downtime, authentication errors, and agreement with `sreport` to the second.
+//!
+//! The same tests run on every lab `tests/run.sh` starts: Slurm 22.05 on the host's packages
+//! and Slurm 26.05 (and, with `--slurm-matrix`, 24.11) chrooted in a Debian root. Nothing here
+//! names a release: Slurm commands go through the lab's `SLURM_LAB_INROOT`, the sacct sources
+//! of a root lab read through `command_prefix`, and slurmrestd is read at every data-parser
+//! version the lab serves (`SLURM_LAB_REST_VERSIONS`).
 //!
 //! Without the lab these tests say SKIPPED; under CI=true its absence is a failure. They share
 //! one cluster, so they run one at a time (`LAB_LOCK`) and leave it idle.
@@ -24,17 +30,26 @@ struct Lab {
     token_cmd: PathBuf,
     url: String,
     socket: PathBuf,
+    /// `DIR/inroot.sh`: runs one of this lab's programs (chrooted in its root, if it has one).
+    inroot: PathBuf,
+    /// The lab's Debian root; `None` for a lab on the host's packages.
+    root: Option<String>,
+    /// The data-parser versions its slurmrestd serves, oldest first.
+    rest_versions: Vec<String>,
 }
 
 fn lab(test: &str) -> Option<Lab> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     match (var("SLURM_LAB_DIR"), var("SLURM_LAB_JOBS"), var("SLURM_LAB_TOKEN_CMD"), var("SLURMRESTD_URL"), var("SLURMRESTD_SOCKET")) {
         (Some(dir), Some(jobs), Some(token), Some(url), Some(socket)) if Path::new(&dir).join("env.sh").is_file() => Some(Lab {
-            dir: dir.into(),
             jobs: jobs.into(),
             token_cmd: token.into(),
             url,
             socket: socket.into(),
+            inroot: var("SLURM_LAB_INROOT").map(PathBuf::from).unwrap_or_else(|| Path::new(&dir).join("inroot.sh")),
+            root: var("SLURM_LAB_ROOT"),
+            rest_versions: var("SLURM_LAB_REST_VERSIONS").unwrap_or_default().split_whitespace().map(String::from).collect(),
+            dir: dir.into(),
         }),
         _ => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -59,6 +74,30 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 impl Lab {
+    /// One of the lab's own programs (`sacct`, `squeue`, `sreport`, `mariadb`): the host's
+    /// 22.05 clients cannot talk to a 24.11 or 26.05 slurmdbd.
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(&self.inroot);
+        c.arg(program);
+        c
+    }
+
+    /// The `command_prefix` line of a sacct source for this lab: `inroot.sh` on a root lab
+    /// (see [`all_sources`]), none on the host's.
+    fn sacct_prefix(&self) -> String {
+        match &self.root {
+            Some(_) => format!("command_prefix = [\"{}\"]\n", self.inroot.display()),
+            None => String::new(),
+        }
+    }
+
+    /// The versions slurmrestd serves, checked to be there (a lab that served none would
+    /// make the REST tests prove nothing).
+    fn rest_versions(&self) -> &[String] {
+        assert!(!self.rest_versions.is_empty(), "SLURM_LAB_REST_VERSIONS is empty: the lab's slurmrestd served no versioned path");
+        &self.rest_versions
+    }
+
     /// `jobs.sh DIR ARGS…`; returns its stdout (a job id for submissions).
     fn jobs(&self, args: &[&str]) -> String {
         let out = run(Command::new("bash").arg(&self.jobs).arg(&self.dir).args(args));
@@ -86,7 +125,7 @@ impl Lab {
     fn wait_visible(&self, id: &str, state: &str, since: i64) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let out = run(Command::new("sacct").args(["-a", "-X", "-n", "-P", "-o", "JobIDRaw,State", "-S", &format!("uts{since}"), "-E", "now"]));
+            let out = run(self.cmd("sacct").args(["-a", "-X", "-n", "-P", "-o", "JobIDRaw,State", "-S", &format!("uts{since}"), "-E", "now"]));
             if String::from_utf8_lossy(&out.stdout).lines().any(|l| l == format!("{id}|{state}")) {
                 return;
             }
@@ -99,7 +138,7 @@ impl Lab {
     fn wait_gone(&self, id: &str, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
-            let out = run(Command::new("squeue").args(["-h", "-o", "%A"]));
+            let out = run(self.cmd("squeue").args(["-h", "-o", "%A"]));
             if !String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == id) {
                 return;
             }
@@ -159,17 +198,25 @@ unit = "billing"
     )
 }
 
-/// The four ways to read the lab: sacct text, sacct --json, slurmrestd with a JWT minted by
-/// `token_command`, slurmrestd on its unix socket.
-fn all_sources(lab: &Lab) -> String {
-    format!(
+/// Every way to read the lab: sacct text, sacct --json, slurmrestd with a JWT minted by
+/// `token_command` (the version it discovers, then each version it serves, pinned), and
+/// slurmrestd on its unix socket. On a root lab the sacct sources run the root's `sacct`
+/// through `command_prefix = [inroot.sh]`, as a centre reads a cluster whose clients live in
+/// a chroot or a container. Not `["chroot", ROOT]` on its own: a bare chroot would not see
+/// the lab's directory (slurm.conf, the munge socket), which `inroot.sh` binds into a private
+/// mount namespace and names in `SLURM_CONF`.
+fn all_sources(lab: &Lab) -> (String, Vec<String>) {
+    let prefix = lab.sacct_prefix();
+    let mut toml = format!(
         r#"
 [[centre.source]]
 kind = "sacct"
+{prefix}
 [[centre.source]]
 kind = "sacct"
 name = "sacct-json"
 output = "json"
+{prefix}
 [[centre.source]]
 kind = "slurmrestd"
 url = "{url}"
@@ -183,10 +230,18 @@ socket = "{sock}"
         url = lab.url,
         tok = lab.token_cmd.display(),
         sock = lab.socket.display()
-    )
+    );
+    let mut names: Vec<String> = ["sacct", "sacct-json", "slurmrestd", "rest-unix"].map(String::from).into();
+    for v in lab.rest_versions() {
+        toml += &format!(
+            "[[centre.source]]\nkind = \"slurmrestd\"\nname = \"rest-{v}\"\nurl = \"{url}\"\napi_version = \"{v}\"\nuser = \"root\"\ntoken_command = [\"{tok}\", \"root\", \"600\"]\n",
+            url = lab.url,
+            tok = lab.token_cmd.display()
+        );
+        names.push(format!("rest-{v}"));
+    }
+    (toml, names)
 }
-
-const SOURCES: [&str; 4] = ["sacct", "sacct-json", "slurmrestd", "rest-unix"];
 
 fn store_of(dir: &Path, source: &str) -> PathBuf {
     dir.join(format!("{source}.sqlite"))
@@ -253,9 +308,9 @@ fn usage_by_account(config: &Path, store: &Path, from: i64, to: i64) -> BTreeMap
 }
 
 /// Per-account (cpu, gres/gpu, billing) seconds from sreport over [from, to) (whole hours).
-fn sreport_by_account(from: i64, to: i64) -> BTreeMap<String, [i64; 3]> {
+fn sreport_by_account(lab: &Lab, from: i64, to: i64) -> BTreeMap<String, [i64; 3]> {
     let local = |s: i64| jiff::Timestamp::from_second(s).unwrap().to_zoned(jiff::tz::TimeZone::system()).strftime("%Y-%m-%dT%H:%M:%S").to_string();
-    let out = run(Command::new("sreport").args([
+    let out = run(lab.cmd("sreport").args([
         "-t", "seconds", "-n", "-P", "cluster", "AccountUtilizationByUser", "--tres=cpu,gres/gpu,billing",
         &format!("start={}", local(from)), &format!("end={}", local(to)),
     ]));
@@ -284,7 +339,8 @@ fn live_pulls_of_every_kind_of_job_agree_across_sources_and_with_sreport() {
     let Some(lab) = lab("live_pulls_of_every_kind_of_job_agree_across_sources_and_with_sreport") else { return };
     let _guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_lab_config(dir.path(), &all_sources(&lab));
+    let (sources, names) = all_sources(&lab);
+    let cfg = write_lab_config(dir.path(), &sources);
     lab.wait_idle();
     let t0 = now();
 
@@ -303,11 +359,11 @@ fn live_pulls_of_every_kind_of_job_agree_across_sources_and_with_sreport() {
     lab.wait_visible(&long, "RUNNING", t0);
 
     // First pull, each source into its own store.
-    for s in SOURCES {
+    for s in names.iter().map(String::as_str) {
         pull(&cfg, &store_of(dir.path(), s), s);
     }
     let expected_runs = 2 + 1 + 1 + 3 + 2 + 1 + 1; // cpu×2, gpu, bill, array×3, requeue×2, fail, long
-    for s in SOURCES {
+    for s in names.iter().map(String::as_str) {
         let r = rows(&store_of(dir.path(), s), t0);
         assert_eq!(r.len(), expected_runs, "{s}: {r:#?}");
         let provisional: Vec<&Row> = r.iter().filter(|x| x.10).collect();
@@ -336,7 +392,7 @@ fn live_pulls_of_every_kind_of_job_agree_across_sources_and_with_sreport() {
     // The running job ends; the second pull replaces its provisional record, nothing else.
     lab.wait_gone(&long, Duration::from_secs(120));
     lab.wait_idle();
-    for s in SOURCES {
+    for s in names.iter().map(String::as_str) {
         let store = store_of(dir.path(), s);
         let before = watermark(&store, s).unwrap();
         pull(&cfg, &store, s);
@@ -355,7 +411,7 @@ fn live_pulls_of_every_kind_of_job_agree_across_sources_and_with_sreport() {
     lab.jobs(&["cpu", "abc", "1", "2"]);
     lab.jobs(&["gpu", "abc", "1", "2", "bob"]);
     lab.wait_idle();
-    for s in SOURCES {
+    for s in names.iter().map(String::as_str) {
         let store = store_of(dir.path(), s);
         pull(&cfg, &store, s);
         let (_, _, inserted, replaced, _, _) = last_pull(&store, s);
@@ -364,16 +420,16 @@ fn live_pulls_of_every_kind_of_job_agree_across_sources_and_with_sreport() {
         assert_eq!(rows(&store, t1).len(), 2, "{s}");
     }
 
-    // The four sources give identical ledgers: every run, and the usage report.
+    // Every source gives the same ledger: every run, and the usage report.
     let reference = rows(&store_of(dir.path(), "sacct"), 0);
     let usage_ref = ok(&["--config", cfg.to_str().unwrap(), "--store", store_of(dir.path(), "sacct").to_str().unwrap(), "usage", "--group-by", "user,day", "--format", "json"]);
-    for s in &SOURCES[1..] {
+    for s in &names[1..] {
         assert_eq!(rows(&store_of(dir.path(), s), 0), reference, "{s} differs from sacct");
         let u = ok(&["--config", cfg.to_str().unwrap(), "--store", store_of(dir.path(), s).to_str().unwrap(), "usage", "--group-by", "user,day", "--format", "json"]);
         assert_eq!(u, usage_ref, "{s}: usage differs from sacct's");
     }
 
-    // `check` pulls the live sources itself (all four into one store, idempotently).
+    // `check` pulls the live sources itself (all of them into one store, idempotently).
     let check_store = dir.path().join("check.sqlite");
     let table = ok(&["--config", cfg.to_str().unwrap(), "--store", check_store.to_str().unwrap(), "check"]);
     assert_eq!(rows(&check_store, 0), reference, "check pulled the same runs");
@@ -398,7 +454,7 @@ fn live_pulls_of_every_kind_of_job_agree_across_sources_and_with_sreport() {
     let mut compared = 0;
     for h in (from..to).step_by(3600) {
         let ours = usage_by_account(&cfg, &sacct_store, h, h + 3600);
-        let theirs = sreport_by_account(h, h + 3600);
+        let theirs = sreport_by_account(&lab, h, h + 3600);
         assert_eq!(ours, theirs, "hour starting {}: allocwatch (left) vs sreport (right)", jiff::Timestamp::from_second(h).unwrap());
         compared += theirs.values().filter(|v| v[0] > 0).count();
     }
@@ -412,7 +468,7 @@ fn a_pull_during_slurmdbd_downtime_fails_cleanly_and_the_next_catches_up() {
     let Some(lab) = lab("a_pull_during_slurmdbd_downtime_fails_cleanly_and_the_next_catches_up") else { return };
     let _guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_lab_config(dir.path(), &all_sources(&lab));
+    let cfg = write_lab_config(dir.path(), &all_sources(&lab).0);
     lab.wait_idle();
     let sources = ["sacct", "slurmrestd"];
     for s in sources {
@@ -458,8 +514,8 @@ fn a_pull_during_slurmdbd_downtime_fails_cleanly_and_the_next_catches_up() {
 }
 
 #[test]
-fn a_missing_or_wrong_slurmrestd_token_is_a_clear_401_naming_the_centre() {
-    let Some(lab) = lab("a_missing_or_wrong_slurmrestd_token_is_a_clear_401_naming_the_centre") else { return };
+fn a_missing_or_wrong_slurmrestd_token_is_refused_by_name_naming_the_centre() {
+    let Some(lab) = lab("a_missing_or_wrong_slurmrestd_token_is_refused_by_name_naming_the_centre") else { return };
     let _guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let good = lab.token("root");
@@ -496,11 +552,14 @@ token_file = "good.jwt"
         let out = aw(&["--config", cfg.to_str().unwrap(), "--store", store.to_str().unwrap(), "pull", "--source", name]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(err.contains(&format!("centre lab, source {name}")) && err.contains("401 Unauthorized") && err.contains(why), "{name}: {err}");
+        // 22.05 refuses with 401 (or error 1007 in a 200); 24.11 and 26.05 answer a token
+        // slurmdbd refuses as slurmdbd being down (502, error 7000), and slurmctld's ping
+        // with the same token tells which.
+        assert!(err.contains(&format!("centre lab, source {name}")) && err.contains("refused authentication (") && err.contains(why), "{name}: {err}");
         assert!(!err.contains(&good[20..]) && !err.contains(&wrong[20..]), "the token must never be shown: {err}");
         let (okp, _, _, _, _, error) = last_pull(&store, name);
         let error = error.unwrap_or_default();
-        assert!(!okp && error.contains("401") && !error.contains(&wrong[20..]), "{error}");
+        assert!(!okp && error.contains("refused authentication") && !error.contains(&wrong[20..]), "{error}");
         assert_eq!(watermark(&store, name), None);
     }
     // The control: the right token works.
@@ -518,19 +577,24 @@ fn an_api_version_or_path_the_server_does_not_serve_is_named() {
         format!("[[centre.source]]\nkind = \"slurmrestd\"\nname = \"{name}\"\nurl = \"{url}\"\napi_version = \"{version}\"\nuser = \"root\"\ntoken_file = \"good.jwt\"\n")
     };
     let bad_prefix = format!("{}/not-slurm", lab.url);
+    let served = lab.rest_versions();
+    // A version allocwatch reads that this release does not serve (22.05 serves only v0.0.38,
+    // 24.11 neither, 26.05 v0.0.42 to v0.0.45).
+    let unserved = ["v0.0.44", "v0.0.38"].into_iter().find(|v| !served.iter().any(|s| s == v)).unwrap();
+    let newest = served.last().unwrap();
     let cfg = write_lab_config(
         dir.path(),
-        &[source("newer", &lab.url, "v0.0.44"), source("no-openapi", &bad_prefix, "auto"), source("no-jobs", &bad_prefix, "v0.0.38")].concat(),
+        &[source("unserved", &lab.url, unserved), source("no-openapi", &bad_prefix, "auto"), source("no-jobs", &bad_prefix, newest)].concat(),
     );
     for (name, want) in [
-        ("newer", "does not serve api_version v0.0.44 (it serves v0.0.38)"),
-        ("no-openapi", "no OpenAPI document at /openapi/v3 or /openapi"),
-        ("no-jobs", "has no GET /slurmdb/v0.0.38/jobs (HTTP 404)"),
+        ("unserved", format!("does not serve api_version {unserved} (it serves {})", served.join(", "))),
+        ("no-openapi", "no OpenAPI document at /openapi/v3 or /openapi".to_string()),
+        ("no-jobs", format!("has no GET /slurmdb/{newest}/jobs (HTTP 404)")),
     ] {
         let out = aw(&["--config", cfg.to_str().unwrap(), "pull", "--source", name]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(err.contains(&format!("centre lab, source {name}: ")) && err.contains(want), "{name}: {err}");
+        assert!(err.contains(&format!("centre lab, source {name}: ")) && err.contains(&want), "{name}: {err}");
     }
 }
 
@@ -573,7 +637,7 @@ fn a_record_corrected_after_the_recent_overlap_is_read_again_by_the_deep_rescan(
     let dir = tempfile::tempdir().unwrap();
     // recent_overlap_minutes = 0: a pull after the first starts at the watermark, after the
     // job ended (with the default hour the job would be seen again for an hour).
-    let cfg = write_lab_config(dir.path(), "[[centre.source]]\nkind = \"sacct\"\nrecent_overlap_minutes = 0\n");
+    let cfg = write_lab_config(dir.path(), &format!("[[centre.source]]\nkind = \"sacct\"\nrecent_overlap_minutes = 0\n{}", lab.sacct_prefix()));
     let store = dir.path().join("store.sqlite");
     lab.wait_idle();
     let id = lab.jobs(&["cpu", "abc", "1", "1"]);
@@ -581,7 +645,7 @@ fn a_record_corrected_after_the_recent_overlap_is_read_again_by_the_deep_rescan(
     // The first pull must come after the job's last second (a window includes the jobs that
     // end in its first second): wait for slurmdbd's end time to be in the past.
     let end = wait_for(60, "the job's end in slurmdbd", || {
-        let out = run(Command::new("sacct").env("SLURM_TIME_FORMAT", "%s").args(["-j", &id, "-X", "-n", "-P", "-o", "End"]));
+        let out = run(lab.cmd("sacct").env("SLURM_TIME_FORMAT", "%s").args(["-j", &id, "-X", "-n", "-P", "-o", "End"]));
         String::from_utf8_lossy(&out.stdout).trim().parse::<i64>().ok()
     });
     wait_for(10, "a second after the job's end", || (now() > end + 1).then_some(()));
@@ -595,7 +659,7 @@ fn a_record_corrected_after_the_recent_overlap_is_read_again_by_the_deep_rescan(
     let stored = limit(&store).expect("the job's time limit is stored");
     // An administrator's correction in slurmdbd, after the job ended and after that pull.
     let sql = format!("UPDATE {cluster}_job_table SET timelimit = timelimit + 7 WHERE id_job = {id}");
-    run(Command::new("mariadb").args(["--no-defaults", "-S", &socket, "-uroot", "slurm_acct_db", "-e", &sql]));
+    run(lab.cmd("mariadb").args(["--no-defaults", "-S", &socket, "-uroot", "slurm_acct_db", "-e", &sql]));
     // A frequent pull starts at the watermark: the job ended before it, it is not fetched.
     let recent = pull_text(&[]);
     assert!(!recent.contains("deep re-scan"), "{recent}");

@@ -86,6 +86,22 @@ pub fn decode_jobs(doc: &Value, source: &str, default_cluster: &str, observed_at
 /// slurmrestd passed on (a wrong or expired JWT yields HTTP 200 with this error).
 pub(crate) const AUTHENTICATION_ERROR: i64 = 1007;
 
+/// Slurm's `ESLURM_DB_CONNECTION`: slurmrestd could not open its slurmdbd connection. Since
+/// 23.11 slurmrestd says so (HTTP 502) both when slurmdbd is down and when slurmdbd refused
+/// the token it was given.
+pub(crate) const DB_CONNECTION_ERROR: i64 = 7000;
+
+/// Whether a slurmctld `ping` answer (`GET /slurm/v0.0.NN/ping/`) says the credentials were
+/// refused: `pings[].status` is "Protocol authentication error" for a token slurmctld rejects.
+pub(crate) fn ping_refused_credentials(doc: &Value) -> Option<String> {
+    doc.get("pings")?
+        .as_array()?
+        .iter()
+        .filter_map(|p| p.get("status").and_then(Value::as_str))
+        .find(|s| s.to_ascii_lowercase().contains("authentication"))
+        .map(str::to_string)
+}
+
 /// The first error of a document with this Slurm error number, as text.
 pub(crate) fn find_error(doc: &Value, number: i64) -> Option<String> {
     doc.get("errors")?
@@ -169,7 +185,9 @@ fn decode_job(j: &Value, default_cluster: &str, observed_at: i64) -> Result<Pars
     let job_id_raw = u64::try_from(raw).map_err(|_| ("job_id".to_string(), format!("`{raw}` is not a Slurm job id")))?;
     let state = state(j);
     let time = j.get("time");
-    let start = int(time.and_then(|t| t.get("start")), "time.start")?.filter(|&s| s > 0);
+    // A start of 0 or Slurm's raw NO_VAL (26.05's `sacct --json` for a job cancelled while
+    // pending) is no start.
+    let start = int(time.and_then(|t| t.get("start")), "time.start")?.filter(|&s| s > 0 && s < RAW_NO_VAL);
     // Pending jobs may carry a planned start (v0.0.41+): they have consumed nothing yet.
     let Some(start_s) = start.filter(|_| !state.starts_with("PENDING")) else {
         return Ok(Parsed::NotStarted);
@@ -181,6 +199,13 @@ fn decode_job(j: &Value, default_cluster: &str, observed_at: i64) -> Result<Pars
     }
     // Same rules as the sacct text parser, so that both sources give identical ledgers.
     let running = state.starts_with("RUNNING") || state.starts_with("SUSPENDED") || state.starts_with("COMPLETING");
+    // Slurm 26.05's slurmrestd, asked for duplicates, gives a job cancelled while pending its
+    // end as its start; what shows that it never ran is that it was allocated nothing and
+    // lasted nothing (sacct prints its start as `None`).
+    let allocated_nothing = j.get("tres").and_then(|t| t.get("allocated")).and_then(Value::as_array).is_some_and(Vec::is_empty);
+    if !running && allocated_nothing && elapsed == Some(0) {
+        return Ok(Parsed::NotStarted);
+    }
     let (end_s, elapsed_s, provisional) = match end {
         Some(e) if !running || e > start_s => {
             if e < start_s {
@@ -264,8 +289,9 @@ fn decode_job(j: &Value, default_cluster: &str, observed_at: i64) -> Result<Pars
     }))
 }
 
-/// Slurm's `INFINITE` and `NO_VAL` as 32-bit minutes, should a version write them raw.
-const UNLIMITED_MINUTES: i64 = 0xffff_fffe;
+/// Slurm's `INFINITE` and `NO_VAL` as raw 32-bit values (`0xfffffffe` and up), should a
+/// version write them unwrapped: no time limit, no start.
+const RAW_NO_VAL: i64 = 0xffff_fffe;
 
 /// `time.limit` in seconds: minutes as a number (v0.0.38, `null` when infinite) or wrapped
 /// (v0.0.40+: infinite or unset → `None`). Zero is no limit (`--time=0`), as sacct reads it.
@@ -273,7 +299,7 @@ fn time_limit(v: Option<&Value>) -> Result<Option<i64>, FieldError> {
     match int(v, "time.limit")? {
         None => Ok(None),
         Some(m) if m < 0 => Err(("time.limit".into(), format!("negative time limit {m}"))),
-        Some(m) if m == 0 || m >= UNLIMITED_MINUTES => Ok(None),
+        Some(m) if m == 0 || m >= RAW_NO_VAL => Ok(None),
         Some(m) => Ok(Some(m * 60)),
     }
 }
@@ -370,6 +396,17 @@ mod tests {
     }
 
     #[test]
+    fn a_ping_names_refused_credentials() {
+        // Slurm 26.05's slurmctld ping with a wrong JWT, then with a good one (forky lab).
+        let refused = json!({"pings": [{"hostname": "vm", "responding": false, "primary": true, "status": "Protocol authentication error"}]});
+        assert_eq!(ping_refused_credentials(&refused).as_deref(), Some("Protocol authentication error"));
+        let fine = json!({"pings": [{"hostname": "vm", "responding": true, "primary": true, "status": "No error"}]});
+        assert_eq!(ping_refused_credentials(&fine), None);
+        assert_eq!(ping_refused_credentials(&json!({"pings": [{"ping": "UP"}]})), None);
+        assert_eq!(ping_refused_credentials(&json!({})), None);
+    }
+
+    #[test]
     fn het_component_running_pending_and_never_started() {
         let j = job(json!({
             "job_id": 201, "account": "a", "het": {"job_id": 200, "job_offset": 1}, "array": {"job_id": 0},
@@ -386,6 +423,19 @@ mod tests {
         assert_eq!(p.unwrap(), Parsed::NotStarted);
         let c = one(json!({"job_id": 9, "account": "a", "state": {"current": "CANCELLED"}, "time": {"start": null, "end": 1795253735, "elapsed": 0}}));
         assert_eq!(c.unwrap(), Parsed::NotStarted);
+        // A job cancelled while pending, as Slurm 26.05 gives it (read off the forky lab):
+        // `sacct --json` with a raw NO_VAL start, slurmrestd with show_duplicates with its end
+        // as its start and nothing allocated.
+        let c = one(json!({"job_id": 13, "account": "abc", "state": {"current": ["CANCELLED"]},
+                           "time": {"start": 4294967294u32, "end": 1796327691, "elapsed": 0}, "tres": {"allocated": []}}));
+        assert_eq!(c.unwrap(), Parsed::NotStarted);
+        let c = one(json!({"job_id": 13, "account": "abc", "state": {"current": ["CANCELLED"]},
+                           "time": {"start": 1796327691, "end": 1796327691, "elapsed": 0}, "tres": {"allocated": []}}));
+        assert_eq!(c.unwrap(), Parsed::NotStarted);
+        // A job that ran for less than a second is still a run (allocated, zero elapsed).
+        let j = job(json!({"job_id": 14, "account": "abc", "state": {"current": ["COMPLETED"]},
+                           "time": {"start": 1796327691, "end": 1796327691, "elapsed": 0}, "tres": {"allocated": tres(&[("cpu", Value::Null, 1)])}}));
+        assert_eq!((j.start_s, j.elapsed_s), (1796327691, 0));
         // The first run of a requeued job, as Slurm 26.05's data_parser v0.0.45 gives it (read
         // off the forky lab): pending again, flagged REQUEUED, but it ran 1 s and is charged.
         let j = job(json!({"job_id": 4, "account": "abc", "state": {"current": ["PENDING", "REQUEUED"], "reason": "None"},

@@ -424,6 +424,27 @@ impl RestSource {
         self.query(from, to, ctx).await.map_err(|e| e.message)
     }
 
+    /// Since Slurm 23.11, slurmrestd answers a token slurmdbd refuses with HTTP 502 and error
+    /// 7000 ("Unable to connect to database"), as it answers slurmdbd being down. 24.11 adds
+    /// "authentication error" to the error's description; 26.05 does not, so then ask
+    /// slurmctld's ping with the same token, which names an authentication error when the
+    /// token is at fault. Returns how the refusal was told apart; `None` when the token is
+    /// not the cause or nothing can tell.
+    async fn token_refused_behind(&self, client: &reqwest::Client, headers: &HeaderMap, version: &str, body: &[u8]) -> Option<String> {
+        self.token.as_ref()?;
+        let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let said = slurm_json::find_error(&doc, slurm_json::DB_CONNECTION_ERROR)?;
+        if said.to_ascii_lowercase().contains("authentication") {
+            return Some(format!("error {}: {said}", slurm_json::DB_CONNECTION_ERROR));
+        }
+        let (status, ping) = self.get(client, self.url(&format!("/slurm/{version}/ping/")).ok()?, headers).await.ok()?;
+        if !status.is_success() {
+            return None;
+        }
+        let ping = slurm_json::ping_refused_credentials(&serde_json::from_slice(&ping).ok()?)?;
+        Some(format!("and slurmctld's ping with the same token said \"{ping}\""))
+    }
+
     /// [`RestSource::jobs`], with the kind of failure kept.
     async fn query(&self, from: i64, to: i64, ctx: &SourceContext) -> Result<RestFetch, RestError> {
         let token = self.token(ctx.observed_at).await.map_err(|m| RestError::new(Problem::NoToken, m))?;
@@ -448,7 +469,11 @@ impl RestSource {
         }
         let (status, body) = self.get(&client, url, &headers).await?;
         if !status.is_success() {
-            return Err(self.refusal(status, &body, &format!("GET {path}")));
+            let refused = self.refusal(status, &body, &format!("GET {path}"));
+            return Err(match self.token_refused_behind(&client, &headers, &version, &body).await {
+                Some(why) => self.auth_refused(&format!("{status}, {why}"), &format!("GET {path}"), &refused.message),
+                None => refused,
+            });
         }
         let decoded = self.read_jobs(&body, &path, ctx)?;
         Ok(RestFetch { items: decoded.items, api_version: version, release: decoded.release })

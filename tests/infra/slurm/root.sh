@@ -97,12 +97,17 @@ MIRROR=$(mirror | head -1)
 log "mirror: $MIRROR (from this machine's apt configuration)"
 
 # --------------------------------------------------------------- debootstrap
+# DPkg::Lock::Timeout waits for dpkg's lock, not for the lists lock of an `apt-get update`
+# that another script (another root.sh, start.sh) may be running: retry a few times.
 command -v debootstrap >/dev/null || {
   log "installing debootstrap"
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q install -y --no-install-recommends debootstrap >&2 \
-    || { apt-get -o DPkg::Lock::Timeout=600 -q update >&2 && \
-         DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q install -y --no-install-recommends debootstrap >&2; } \
-    || die "could not install debootstrap"
+  for try in 1 2 3 4 5 6 7 8 9 10; do
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q install -y --no-install-recommends debootstrap >&2 && break
+    ((try < 10)) || die "could not install debootstrap"
+    log "apt-get install debootstrap failed (try $try): apt-get update, then again in 6 s"
+    apt-get -o DPkg::Lock::Timeout=600 -q update >&2 || true
+    sleep 6
+  done
 }
 # an older debootstrap (bookworm's) has no script for a newer suite: sid's works for it
 SCRIPT=/usr/share/debootstrap/scripts/$REL

@@ -304,7 +304,10 @@ start_bg mariadbd "${RX[@]}" mariadbd --no-defaults --user=root --datadir="$VAR/
   --socket="$RUN/mysqld.sock" --port="$PORT_DB" --bind-address=127.0.0.1 --skip-name-resolve \
   --pid-file="$RUN/mariadbd.pid" --log-error="$LOG/mariadbd.log" \
   --innodb-log-file-size=32M --innodb-buffer-pool-size=512M \
-  --innodb-lock-wait-timeout=900 --max-allowed-packet=64M
+  --innodb-lock-wait-timeout=900 --max-allowed-packet=64M --loose-innodb-snapshot-isolation=OFF
+# innodb_snapshot_isolation (MariaDB 11.8, trixie and forky, on by default) makes slurmdbd
+# die on the first write conflict (rollup vs job records, "Set innodb_snapshot_isolation=OFF");
+# `loose-` lets bookworm's 10.11, which lacks the option, ignore it.
 wait_up 60 mariadbd "$LOG/mariadbd.log" mariadb-admin --no-defaults -S "$RUN/mysqld.sock" -uroot ping
 MYSQL -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
   CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
