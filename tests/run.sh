@@ -12,11 +12,14 @@ state=$(mktemp -d -t allocwatch-tests.XXXXXX)
 cleanup() {
   if [[ -n ${fuzz_build:-} ]]; then kill -- "-$fuzz_build" 2>/dev/null || true; fi
   bash "$root/tests/infra/servers/stop.sh" "$state/servers" >/dev/null 2>&1 || true
-  if [[ -n ${SLURM_LAB_STATE:-} ]]; then
-    bash "$root/tests/infra/slurm/stop.sh" "$SLURM_LAB_STATE" --purge >/dev/null 2>&1 || true
-  fi
+  for lab in ${SLURM_LAB_STATE:-} "${newer_labs[@]}"; do
+    bash "$root/tests/infra/slurm/stop.sh" "$lab" --purge >/dev/null 2>&1 || true
+  done
+  for job in "${root_job[@]}"; do kill "$job" 2>/dev/null || true; done
   rm -rf "$state"
 }
+newer_labs=()
+declare -A root_job=() live_job=()
 trap cleanup EXIT
 
 # The fuzz targets build in the background (their own session, so that cleanup stops all of
@@ -25,6 +28,15 @@ trap cleanup EXIT
 fuzz_build_log="$state/fuzz-build.log"
 setsid nice -n 19 bash tests/infra/fuzz-build.sh >"$fuzz_build_log" 2>&1 &
 fuzz_build=$!
+
+# The newer Slurm releases the live suite also runs on (tests/infra/slurm/README.md): a
+# Debian root each, built in the background from the start (about 85 s cold; reused from
+# /var/cache/allocwatch-slurm-roots when there). AW_SLURM_RELEASES="" keeps to 22.05.
+releases=${AW_SLURM_RELEASES-trixie forky}
+for rel in $releases; do
+  nice -n 10 bash tests/infra/slurm/root.sh "$rel" >"$state/root-$rel.log" 2>&1 &
+  root_job[$rel]=$!
+done
 
 echo "== build"
 cargo build --locked --workspace --all-targets
@@ -101,6 +113,27 @@ host=$(rustc -vV | sed -n 's/^host: //p' | tr 'a-z-' 'A-Z_')
 env "CARGO_TARGET_${host}_RUNNER=timeout --kill-after=30 900" \
   cargo test --locked --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
 
+# The live Slurm suite again on each newer release (Slurm 24.11 in trixie's root, 26.05 in
+# forky's), both at once and while the fuzzers run: they mostly wait for jobs.
+echo "== slurm ${releases:-(no newer release)} labs: tests/slurm_live.rs on each, in the background"
+live_bin=$(cargo test --locked --test slurm_live --no-run 2>&1 | sed -n 's|.*Executable tests/slurm_live.rs (\(.*\))|\1|p')
+[[ -x $live_bin ]] || { echo "tests/slurm_live.rs did not build" >&2; exit 1; }
+for rel in $releases; do
+  t0=$(date +%s)
+  wait "${root_job[$rel]}" || { tail -n 30 "$state/root-$rel.log" >&2; echo "the $rel root did not build" >&2; exit 1; }
+  unset "root_job[$rel]"
+  waited=$(( $(date +%s) - t0 ))
+  lab=$(mktemp -d "/tmp/aw-slurm-$rel.XXXXXX"); newer_labs+=("$lab")
+  lab_t0=$(date +%s%N)
+  SLURM_LAB_WATCH_PID=$$ bash tests/infra/slurm/start.sh --release "$rel" "$lab" 2>"$state/lab-$rel.log" \
+    || { cat "$state/lab-$rel.log" >&2; echo "the Slurm lab in the $rel root did not start" >&2; exit 1; }
+  ( source "$lab/env.sh"
+    echo "$rel lab: Slurm $SLURM_LAB_SLURM_VERSION, REST $SLURM_LAB_REST_VERSIONS"
+    exec timeout --kill-after=30 900 "$live_bin" ) >"$state/live-$rel.txt" 2>&1 &
+  live_job[$rel]=$!
+  echo "$rel: root ready (waited $waited s for its build: $(grep -q 'debootstrap --variant' "$state/root-$rel.log" && grep -o 'total .* s' "$state/root-$rel.log" | sed 's/total/built cold in/' || echo cached)), lab up in $(awk -v a="$lab_t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }') s"
+done
+
 # Fuzz every parser of outside input for a bounded time (fuzz/README.md). A crash or a
 # failed assertion fails the run; new inputs go to a scratch copy of the corpus.
 echo "== fuzz (${AW_FUZZ_SECONDS:-30} s per target)"
@@ -124,3 +157,13 @@ echo "fuzz targets built (waited $(( $(date +%s) - t0 )) s for the background bu
     echo "$target: $(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}') executions, no failure"
   done
 )
+
+failed=0
+for rel in $releases; do
+  if wait "${live_job[$rel]}"; then
+    echo "$(head -n 1 "$state/live-$rel.txt"): $(grep 'test result' "$state/live-$rel.txt")"
+  else
+    cat "$state/live-$rel.txt" >&2; echo "tests/slurm_live.rs FAILED on the $rel lab" >&2; failed=1
+  fi
+done
+exit "$failed"
